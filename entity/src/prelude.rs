@@ -1,0 +1,6 @@
+//! The entities under their conventional names.
+pub use super::friend::Entity as Friend;
+pub use super::message::Entity as Message;
+pub use super::read_state::Entity as ReadState;
+pub use super::revoked_token::Entity as RevokedToken;
+pub use super::user::Entity as User;

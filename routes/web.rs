@@ -1,0 +1,18 @@
+//! Pages and probes.
+
+use axum::Router;
+use axum::routing::get;
+
+use crate::api::{health, web};
+use crate::state::AppState;
+
+/// The index page under the paths clients load it from, the default avatar, and the probes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(web::index))
+        .route("/index.html", get(web::index))
+        .route("/debug", get(web::index))
+        .route("/avatar/default.svg", get(web::default_avatar))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+}

@@ -1,0 +1,107 @@
+//! How errors look to each client. This is the one place error JSON is written.
+//!
+//! | envelope | refusal | auth failure | our failure |
+//! |---|---|---|---|
+//! | [`V3`] | 200 `{errno:1, data:msg, msg}` | 401 `{msg}` (the contract's status) | 500 `{errno:1, data:"服务器异常"}` |
+//! | [`Legacy`] | 200 `{errno:1, message}` | same | same (the client ignores any other status) |
+//! | [`LegacyHistory`] | 200 `{data:{errno:1, message}}` | same | same |
+//! | [`RobotReply`] | 200 `{data:"{\"code\":100000,\"text\":msg}"}` | same | same |
+
+use std::marker::PhantomData;
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::error::AppError;
+use crate::services::robot::RobotReply as Reply;
+
+/// A client's way of showing errors.
+pub trait Envelope: Send + Sync + 'static {
+    /// Renders `err` for this client.
+    fn reject(err: &AppError) -> Response;
+}
+
+/// The v3 client's `{errno, data}` envelope.
+pub struct V3;
+/// The Laravel-era client's `{errno, message}` envelope.
+pub struct Legacy;
+/// The Laravel-era history endpoint, which nests everything under `data`.
+pub struct LegacyHistory;
+/// The robot endpoints of both clients, which only ever parse a reply.
+pub struct RobotReply;
+
+impl Envelope for V3 {
+    fn reject(err: &AppError) -> Response {
+        let message = err.public_message();
+        let status = match err {
+            AppError::Unauthenticated(_) => {
+                return (StatusCode::UNAUTHORIZED, Json(json!({ "msg": message }))).into_response();
+            }
+            AppError::Db(_) | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            AppError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::OK,
+        };
+        (
+            status,
+            Json(json!({ "errno": 1, "data": message, "msg": message })),
+        )
+            .into_response()
+    }
+}
+
+impl Envelope for Legacy {
+    fn reject(err: &AppError) -> Response {
+        Json(json!({ "errno": 1, "message": err.public_message() })).into_response()
+    }
+}
+
+impl Envelope for LegacyHistory {
+    fn reject(err: &AppError) -> Response {
+        Json(json!({ "data": { "errno": 1, "message": err.public_message() } })).into_response()
+    }
+}
+
+impl Envelope for RobotReply {
+    fn reject(err: &AppError) -> Response {
+        Json(json!({ "errno": 1, "data": Reply::text(err.public_message()).to_json() }))
+            .into_response()
+    }
+}
+
+/// An [`AppError`] on its way to a client that speaks envelope `E`.
+pub struct Reject<E>(pub AppError, PhantomData<E>);
+
+impl<E> Reject<E> {
+    /// Wraps `err`.
+    pub fn new(err: AppError) -> Self {
+        Self(err, PhantomData)
+    }
+}
+
+impl<E> std::fmt::Debug for Reject<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<E, T: Into<AppError>> From<T> for Reject<E> {
+    fn from(err: T) -> Self {
+        Self::new(err.into())
+    }
+}
+
+impl<E: Envelope> IntoResponse for Reject<E> {
+    fn into_response(self) -> Response {
+        if self.0.is_internal() {
+            tracing::error!(error = %self.0, "request failed");
+        } else {
+            tracing::debug!(error = %self.0, "request refused");
+        }
+        E::reject(&self.0)
+    }
+}
+
+/// A handler result rendered in envelope `E` (the v3 one unless named).
+pub type ApiResult<T, E = V3> = Result<T, Reject<E>>;

@@ -1,0 +1,230 @@
+//! Extractors that speak a client's envelope when they refuse: request bodies, query strings, tokens
+//! and the signed-in user.
+//!
+//! Tokens are read from, in order: `Authorization: Bearer` (the v3 client sends `Bearer false` when it
+//! has none), an `api_token` or `token` query field (the Laravel-era client), and the HttpOnly cookie set
+//! at sign-in. Handlers that take forms also accept `api_token` from the form itself.
+
+use std::marker::PhantomData;
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts, Request};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE};
+use axum::http::request::Parts;
+use entity::user;
+use serde::de::DeserializeOwned;
+
+use super::envelope::{Envelope, Reject};
+use crate::auth::token::Claims;
+use crate::error::{AppError, LOGIN_REQUIRED};
+use crate::services::sessions;
+use crate::state::AppState;
+
+/// Name of the HttpOnly cookie holding the token.
+pub const AUTH_COOKIE: &str = "chatroom_token";
+
+/// A JSON or form body (by `Content-Type`), refused in envelope `E` when malformed.
+pub struct Body<T, E>(pub T, pub PhantomData<E>);
+
+impl<S, T, E> FromRequest<S> for Body<T, E>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+    E: Envelope,
+{
+    type Rejection = Reject<E>;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_form = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| {
+                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    AppError::TooLarge("请求内容过大".into())
+                } else {
+                    AppError::invalid("请求格式错误")
+                }
+            })?;
+        // An empty body is an empty object: fields are then reported missing, not "malformed".
+        let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
+            axum::body::Bytes::from_static(b"{}")
+        } else {
+            bytes
+        };
+        let parsed = if is_form && bytes.as_ref() != b"{}" {
+            serde_urlencoded::from_bytes(&bytes).map_err(|_| ())
+        } else {
+            serde_json::from_slice(&bytes).map_err(|_| ())
+        };
+        parsed
+            .map(|t| Self(t, PhantomData))
+            .map_err(|()| Reject::new(AppError::invalid("请求格式错误")))
+    }
+}
+
+/// A query string, refused in envelope `E` when malformed.
+pub struct Query<T, E>(pub T, pub PhantomData<E>);
+
+impl<S, T, E> FromRequestParts<S> for Query<T, E>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+    E: Envelope,
+{
+    type Rejection = Reject<E>;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        serde_urlencoded::from_str(parts.uri.query().unwrap_or_default())
+            .map(|t| Self(t, PhantomData))
+            .map_err(|_| Reject::new(AppError::invalid("请求参数错误")))
+    }
+}
+
+/// The token a request carries in its headers, query or cookie, if any.
+#[derive(Debug, Clone, Default)]
+pub struct BearerToken(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for BearerToken {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(token_from_parts(parts)))
+    }
+}
+
+/// The signed-in user; refuses in envelope `E` without a usable token.
+pub struct AuthUser<E> {
+    pub user: user::Model,
+    pub claims: Claims,
+    _envelope: PhantomData<E>,
+}
+
+impl<S, E> FromRequestParts<S> for AuthUser<E>
+where
+    S: Send + Sync,
+    AppState: FromRef<S>,
+    E: Envelope,
+{
+    type Rejection = Reject<E>;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let state = AppState::from_ref(state);
+        let (user, claims) = authenticate(&state, token_from_parts(parts).as_deref()).await?;
+        Ok(Self {
+            user,
+            claims,
+            _envelope: PhantomData,
+        })
+    }
+}
+
+/// The signed-in user if the request carries a usable token; `None` otherwise (a bad or expired token
+/// on an endpoint that works without one is treated like no token).
+pub struct MaybeUser(pub Option<user::Model>);
+
+impl<S> FromRequestParts<S> for MaybeUser
+where
+    S: Send + Sync,
+    AppState: FromRef<S>,
+{
+    type Rejection = Reject<super::envelope::V3>;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let state = AppState::from_ref(state);
+        match authenticate(&state, token_from_parts(parts).as_deref()).await {
+            Ok((user, _)) => Ok(Self(Some(user))),
+            Err(AppError::Unauthenticated(_)) => Ok(Self(None)),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Resolves a token to its user.
+///
+/// # Errors
+/// [`AppError::Unauthenticated`] with no token or an unusable one.
+pub async fn authenticate(
+    state: &AppState,
+    token: Option<&str>,
+) -> Result<(user::Model, Claims), AppError> {
+    let token = token.ok_or(AppError::Unauthenticated(LOGIN_REQUIRED))?;
+    sessions::resolve(&state.db, &state.tokens, token).await
+}
+
+/// The address of the peer the request came from (the proxy's, behind one).
+pub struct ClientIp(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::from([127, 0, 0, 1]), |ConnectInfo(addr)| addr.ip());
+        Ok(Self(ip))
+    }
+}
+
+/// Picks the token from a request's parts (see the module docs for the order).
+pub fn token_from_parts(parts: &Parts) -> Option<String> {
+    let header = parts
+        .headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    let query = parts.uri.query().and_then(|q| {
+        form_urlencoded_pairs(q)
+            .find(|(k, _)| k == "api_token" || k == "token")
+            .map(|(_, v)| v)
+    });
+    let cookie = parts
+        .headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| {
+            c.trim()
+                .strip_prefix(AUTH_COOKIE)?
+                .strip_prefix('=')
+                .map(str::to_owned)
+        });
+    header
+        .map(str::to_owned)
+        .into_iter()
+        .chain(query)
+        .chain(cookie)
+        .find(|t| usable(t))
+}
+
+/// Whether a token field holds something that could be a token (the clients send `false`, `null`,
+/// `undefined` or an empty string when they have none).
+pub fn usable(token: &str) -> bool {
+    !matches!(token.trim(), "" | "false" | "null" | "undefined")
+}
+
+fn form_urlencoded_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+        .unwrap_or_default()
+        .into_iter()
+}
+
+/// The `Set-Cookie` value that stores `token` for `max_age` seconds.
+pub fn auth_cookie(token: &str, max_age: u64, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{AUTH_COOKIE}={token}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}")
+}
+
+/// The `Set-Cookie` value that removes the token cookie.
+pub fn clear_auth_cookie(secure: bool) -> String {
+    auth_cookie("", 0, secure)
+}

@@ -1,0 +1,191 @@
+//! Uploads shared by both clients: `POST /api/file/uploadimg` and `POST /api/file/avatar`.
+//!
+//! Both clients post `multipart/form-data` with the image in field `file`. They are told apart by the
+//! `Authorization` header, which the v3 client always sends (`Bearer false` when signed out) and the
+//! Laravel-era client never does; the latter puts `api_token` in the form instead.
+
+use axum::Json;
+use axum::extract::multipart::{MultipartError, MultipartRejection};
+use axum::extract::{Multipart, State};
+use axum::http::HeaderMap;
+use axum::http::header::AUTHORIZATION;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::envelope::{ApiResult, Envelope, Legacy, V3};
+use super::extract::{BearerToken, authenticate, usable};
+use crate::error::AppError;
+use crate::services::messages::{self, Kind, NewMessage};
+use crate::services::users;
+use crate::state::AppState;
+
+/// Longest accepted text field in an upload form.
+const MAX_TEXT_FIELD: usize = 4096;
+
+/// `POST /api/file/uploadimg`: stores a chat picture. For the v3 client that is all: it then sends the
+/// message over the socket with the returned URL. The Laravel-era client expects the upload itself to
+/// post the picture to its room (`roomid`), so for it the message is stored here.
+pub async fn upload_image(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    BearerToken(token): BearerToken,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Response {
+    if headers.contains_key(AUTHORIZATION) {
+        v3_image(&state, token, multipart).await.into_response()
+    } else {
+        legacy_image(&state, token, multipart).await.into_response()
+    }
+}
+
+async fn v3_image(
+    state: &AppState,
+    token: Option<String>,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> ApiResult<Json<Value>, V3> {
+    let (_, form) = receive(state, token, multipart).await?;
+    let stored = state.uploads.store(&form.file.unwrap_or_default()).await?;
+    Ok(Json(
+        json!({ "errno": 0, "data": stored.url, "msg": "保存成功!" }),
+    ))
+}
+
+async fn legacy_image(
+    state: &AppState,
+    token: Option<String>,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> ApiResult<Json<Value>, Legacy> {
+    let (user, form) = receive(state, token, multipart).await?;
+    let room = form
+        .roomid
+        .as_deref()
+        .and_then(|r| state.rooms.legacy_group(r).or_else(|| state.rooms.parse(r)));
+    let room = room
+        .filter(|r| r.admits(user.id))
+        .ok_or_else(|| AppError::invalid("无效的房间"))?;
+    let stored = state.uploads.store(&form.file.unwrap_or_default()).await?;
+    let new = NewMessage {
+        sender: user.id,
+        room,
+        kind: Kind::Image,
+        body: String::new(),
+        image: stored.url.clone(),
+        client_id: None,
+    };
+    messages::insert(&state.db, new, user).await?;
+    Ok(Json(
+        json!({ "errno": 0, "message": "保存成功", "data": { "url": stored.url } }),
+    ))
+}
+
+/// `POST /api/file/avatar`: replaces the signed-in user's avatar. The `username` field the clients send
+/// is ignored: nobody can change another user's avatar.
+pub async fn avatar(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    BearerToken(token): BearerToken,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Response {
+    if headers.contains_key(AUTHORIZATION) {
+        set_avatar::<V3>(&state, token, multipart)
+            .await
+            .into_response()
+    } else {
+        set_avatar::<Legacy>(&state, token, multipart)
+            .await
+            .into_response()
+    }
+}
+
+async fn set_avatar<E: Envelope>(
+    state: &AppState,
+    token: Option<String>,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> ApiResult<Json<Value>, E> {
+    let (user, form) = receive(state, token, multipart).await?;
+    let stored = state.uploads.store(&form.file.unwrap_or_default()).await?;
+    users::set_avatar(&state.db, user.id, &stored.url).await?;
+    Ok(Json(
+        json!({ "errno": 0, "data": { "url": stored.url }, "msg": "保存成功", "message": "保存成功" }),
+    ))
+}
+
+/// The fields of an upload form chatroom reads.
+#[derive(Debug, Default)]
+struct UploadForm {
+    file: Option<Vec<u8>>,
+    api_token: Option<String>,
+    roomid: Option<String>,
+}
+
+/// Authenticates and reads an upload form, holding one of the upload permits so that only a bounded
+/// number of files sit in memory at once. A token in the headers, query or cookie is checked before the
+/// body is read; the Laravel-era client's `api_token` form field after.
+async fn receive(
+    state: &AppState,
+    token: Option<String>,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<(entity::user::Model, UploadForm), AppError> {
+    let early = match token.as_deref() {
+        Some(t) => Some(authenticate(state, Some(t)).await?.0),
+        None => None,
+    };
+    let mut multipart =
+        multipart.map_err(|_| AppError::invalid("请以 multipart/form-data 上传图片"))?;
+    let _permit = state
+        .upload_permits
+        .acquire()
+        .await
+        .map_err(|_| AppError::Unavailable)?;
+    let mut form = UploadForm::default();
+    while let Some(mut field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| multipart_error(state, &e))?
+    {
+        let name = field.name().unwrap_or_default().to_owned();
+        let limit = if name == "file" {
+            state.uploads.max_bytes()
+        } else {
+            MAX_TEXT_FIELD
+        };
+        let mut bytes = Vec::new();
+        while let Some(chunk) = field
+            .chunk()
+            .await
+            .map_err(|e| multipart_error(state, &e))?
+        {
+            if bytes.len() + chunk.len() > limit {
+                return Err(if name == "file" {
+                    state.uploads.too_large()
+                } else {
+                    AppError::invalid("表单字段过长")
+                });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        let text = || String::from_utf8_lossy(&bytes).trim().to_owned();
+        match name.as_str() {
+            "file" if form.file.is_none() => form.file = Some(bytes),
+            "api_token" | "token" => form.api_token = Some(text()).filter(|t| usable(t)),
+            "roomid" => form.roomid = Some(text()),
+            _ => {}
+        }
+    }
+    let user = match early {
+        Some(user) => user,
+        None => authenticate(state, form.api_token.as_deref()).await?.0,
+    };
+    if form.file.as_ref().is_none_or(Vec::is_empty) {
+        return Err(AppError::invalid("请选择要上传的图片"));
+    }
+    Ok((user, form))
+}
+
+fn multipart_error(state: &AppState, err: &MultipartError) -> AppError {
+    if err.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        state.uploads.too_large()
+    } else {
+        AppError::invalid("上传格式错误")
+    }
+}

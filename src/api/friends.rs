@@ -1,0 +1,71 @@
+//! v3 friend endpoints: `/api/friend/*`.
+
+use axum::Json;
+use axum::extract::State;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::envelope::{ApiResult, V3};
+use super::extract::{AuthUser, Body, MaybeUser};
+use super::views::FriendView;
+use crate::error::{AppError, LOGIN_REQUIRED};
+use crate::services::friends;
+use crate::services::rooms::parse_user_id;
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize)]
+pub struct AddForm {
+    #[serde(rename = "selfId", default)]
+    self_id: Option<String>,
+    #[serde(rename = "friendId", default)]
+    friend_id: Option<String>,
+}
+
+/// `POST /api/friend/add`: befriends `friendId` on behalf of the token's user. A `selfId` naming
+/// anyone else is refused rather than trusted.
+pub async fn add(
+    State(state): State<AppState>,
+    AuthUser { user, .. }: AuthUser<V3>,
+    Body(form, _): Body<AddForm, V3>,
+) -> ApiResult<Json<Value>> {
+    check_self(form.self_id.as_deref(), user.id)?;
+    let friend = form
+        .friend_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|f| !f.is_empty());
+    let friend = friend.ok_or_else(|| AppError::invalid("缺少参数 friendId"))?;
+    let friend = parse_user_id(friend).ok_or_else(|| AppError::NotFound("用户不存在".into()))?;
+    friends::add(&state.db, user.id, friend).await?;
+    Ok(Json(json!({ "errno": 0, "data": "添加成功" })))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListForm {
+    #[serde(rename = "selfId", default)]
+    self_id: Option<String>,
+}
+
+/// `POST /api/friend/list`: the token user's friends. Friend lists are private, so a request without
+/// a token, or for another `selfId`, is refused.
+pub async fn list(
+    State(state): State<AppState>,
+    MaybeUser(viewer): MaybeUser,
+    Body(form, _): Body<ListForm, V3>,
+) -> ApiResult<Json<Value>> {
+    let user = viewer.ok_or_else(|| AppError::Forbidden(LOGIN_REQUIRED.into()))?;
+    check_self(form.self_id.as_deref(), user.id)?;
+    let entries = friends::list(&state.db, user.id).await?;
+    let data: Vec<FriendView> = entries.iter().map(FriendView::from).collect();
+    Ok(Json(json!({ "errno": 0, "data": data })))
+}
+
+/// A body's `selfId`, when given, must be the caller.
+fn check_self(self_id: Option<&str>, caller: i64) -> Result<(), AppError> {
+    match self_id.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(id) if parse_user_id(id) != Some(caller) => {
+            Err(AppError::Forbidden("不能以其他用户的身份操作".into()))
+        }
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,146 @@
+//! Endpoints of the Laravel-era client (the LaravelS tutorial's `routes/api.php`).
+//!
+//! Its envelope is `{errno, user, message}`, always with HTTP 200: that client ignores every other
+//! status. Its token travels as an `api_token` query or form field.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header::SET_COOKIE;
+use axum::response::{AppendHeaders, IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::envelope::{ApiResult, Legacy, LegacyHistory};
+use super::extract::{AuthUser, Body, ClientIp, MaybeUser, Query, auth_cookie};
+use super::views::{LegacyMessage, LegacyUser};
+use crate::error::AppError;
+use crate::services::messages::{self, PAGE_SIZE};
+use crate::services::rooms::Room;
+use crate::services::{sessions, users};
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize)]
+pub struct RegisterForm {
+    /// The e-mail address (the client labels it 账号).
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    src: Option<String>,
+}
+
+/// `POST /api/register`: registers with an e-mail address and signs in.
+pub async fn register(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Body(form, _): Body<RegisterForm, Legacy>,
+) -> ApiResult<Response, Legacy> {
+    if !state.limits.signup.hit(&ip.to_string()) {
+        return Err(AppError::RateLimited.into());
+    }
+    let user = users::register_with_email(
+        &state.db,
+        &state.hasher,
+        &form.name,
+        &form.password,
+        form.src.as_deref(),
+    )
+    .await?;
+    signed_in(&state, &user, "用户注册成功")
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    password: String,
+}
+
+/// `POST /api/login`: signs in by e-mail address (or user name).
+pub async fn login(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Body(form, _): Body<LoginForm, Legacy>,
+) -> ApiResult<Response, Legacy> {
+    let user = super::users::check_sign_in(&state, ip, &form.name, &form.password).await?;
+    signed_in(&state, &user, "用户登录成功")
+}
+
+fn signed_in(
+    state: &AppState,
+    user: &entity::user::Model,
+    message: &str,
+) -> ApiResult<Response, Legacy> {
+    let issued = sessions::issue(&state.tokens, user)?;
+    let cookie = auth_cookie(
+        &issued.token,
+        state.tokens.ttl().as_secs(),
+        state.settings.cookie_secure,
+    );
+    let body = json!({ "errno": 0, "user": LegacyUser::new(user, Some(issued.token)), "message": message });
+    Ok((AppendHeaders([(SET_COOKIE, cookie)]), Json(body)).into_response())
+}
+
+/// `GET /api/user`: the signed-in account.
+pub async fn user(AuthUser { user, .. }: AuthUser<Legacy>) -> Json<LegacyUser> {
+    Json(LegacyUser::new(&user, None))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct HistoryQuery {
+    #[serde(default)]
+    roomid: String,
+    #[serde(default)]
+    current: String,
+    #[serde(default)]
+    total: String,
+}
+
+/// `GET /api/history/message?roomid=&current=&total=`: page `current` (from 1) counted back from the
+/// newest message, oldest first within the page. `total` is the room's message count the client saw
+/// at page 1; messages posted since then shift the window so pages neither repeat nor skip. Group
+/// rooms are public, so no token is needed for them (the client reloads history without one after a
+/// reconnect).
+pub async fn history(
+    State(state): State<AppState>,
+    MaybeUser(viewer): MaybeUser,
+    Query(query, _): Query<HistoryQuery, LegacyHistory>,
+) -> ApiResult<Json<Value>, LegacyHistory> {
+    let roomid = query.roomid.trim();
+    let room = state
+        .rooms
+        .legacy_group(roomid)
+        .or_else(|| state.rooms.parse(roomid));
+    let room = room.ok_or_else(|| AppError::invalid("无效的房间"))?;
+    if matches!(room, Room::Private { .. }) && !viewer.as_ref().is_some_and(|v| room.admits(v.id)) {
+        return Err(AppError::Forbidden("你暂无权限".into()).into());
+    }
+    let current: u64 = query
+        .current
+        .trim()
+        .parse()
+        .ok()
+        .filter(|c| *c >= 1)
+        .ok_or_else(|| AppError::invalid("无效的页码"))?;
+    let count = messages::count(&state.db, &room.id()).await?;
+    let total = query
+        .total
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|t| *t > 0 && *t <= count)
+        .unwrap_or(count);
+    let offset = (current - 1)
+        .saturating_mul(PAGE_SIZE)
+        .saturating_add(count - total);
+    let page = messages::page_from_newest(&state.db, &room.id(), offset, PAGE_SIZE).await?;
+    let data: Vec<LegacyMessage> = page
+        .iter()
+        .map(|m| LegacyMessage::new(m, &state.rooms))
+        .collect();
+    Ok(Json(
+        json!({ "data": { "errno": 0, "data": data, "total": total, "current": current } }),
+    ))
+}

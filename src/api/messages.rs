@@ -1,0 +1,114 @@
+//! v3 message endpoints: `/api/message/*`.
+
+use axum::Json;
+use axum::extract::State;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::envelope::{ApiResult, V3};
+use super::extract::{MaybeUser, Query};
+use super::views::{HotUser, PublicUser, V3Message};
+use crate::error::AppError;
+use crate::services::friends;
+use crate::services::messages::{self, PAGE_SIZE};
+use crate::services::rooms::{Room, parse_user_id, private_room};
+use crate::state::AppState;
+
+/// How many users `getHot` lists.
+const HOT_USERS: u64 = 10;
+
+#[derive(Debug, Deserialize)]
+pub struct ByUserQuery {
+    #[serde(rename = "selfId", default)]
+    self_id: String,
+}
+
+/// `GET /api/message/history/byUser?selfId=`: the last page of every room the client shows at load: the
+/// group rooms, and the private room with each friend. Private rooms are only included when the
+/// request's token belongs to `selfId`.
+pub async fn by_user(
+    State(state): State<AppState>,
+    MaybeUser(viewer): MaybeUser,
+    Query(query, _): Query<ByUserQuery, V3>,
+) -> ApiResult<Json<Value>> {
+    let self_id =
+        parse_user_id(query.self_id.trim()).ok_or_else(|| AppError::invalid("缺少参数 selfId"))?;
+    let mut rooms: Vec<Room> = state
+        .rooms
+        .groups()
+        .iter()
+        .cloned()
+        .map(Room::Group)
+        .collect();
+    if viewer.as_ref().is_some_and(|v| v.id == self_id) {
+        for (_, friend) in friends::list(&state.db, self_id).await? {
+            rooms.push(private_room(self_id, friend.id));
+        }
+    }
+    let mut data = Map::new();
+    for room in rooms {
+        let page = messages::recent(&state.db, &room.id(), None, PAGE_SIZE).await?;
+        let page: Vec<V3Message> = page.iter().map(V3Message::from).collect();
+        data.insert(
+            room.id(),
+            serde_json::to_value(page).map_err(|e| AppError::Internal(e.into()))?,
+        );
+    }
+    Ok(Json(json!({ "errno": 0, "data": data })))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct HistoryQuery {
+    #[serde(default)]
+    roomid: String,
+    #[serde(default)]
+    msgid: Option<String>,
+}
+
+/// `GET /api/message/v2/history?roomid=&msgid=`: 20 messages older than `msgid` (the newest 20 without
+/// it), oldest first. A private room is readable only by its two users.
+pub async fn history(
+    State(state): State<AppState>,
+    MaybeUser(viewer): MaybeUser,
+    Query(query, _): Query<HistoryQuery, V3>,
+) -> ApiResult<Json<Value>> {
+    if query.roomid.trim().is_empty() {
+        return Err(AppError::invalid("缺少参数 roomid").into());
+    }
+    let room = state
+        .rooms
+        .parse(query.roomid.trim())
+        .ok_or_else(|| AppError::invalid("房间不存在"))?;
+    if !viewer.as_ref().is_some_and(|v| room.admits(v.id)) && matches!(room, Room::Private { .. }) {
+        return Err(AppError::Forbidden("你暂无权限".into()).into());
+    }
+    let before = match query
+        .msgid
+        .as_deref()
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+    {
+        Some(id) => Some(
+            id.parse::<i64>()
+                .map_err(|_| AppError::invalid("参数 msgid 无效"))?,
+        ),
+        None => None,
+    };
+    let page = messages::recent(&state.db, &room.id(), before, PAGE_SIZE).await?;
+    let page: Vec<V3Message> = page.iter().map(V3Message::from).collect();
+    Ok(Json(json!({ "errno": 0, "data": { "data": page } })))
+}
+
+/// `GET /api/message/getHot`: the most active users of the group rooms.
+pub async fn hot(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    let ranked = messages::hot_senders(&state.db, state.rooms.groups(), HOT_USERS).await?;
+    let data: Vec<HotUser> = ranked
+        .iter()
+        .map(|(user, count)| HotUser {
+            name: user.name.clone(),
+            count: *count,
+            user: PublicUser::from(user),
+        })
+        .collect();
+    Ok(Json(json!({ "errno": 0, "data": data })))
+}

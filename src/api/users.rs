@@ -1,0 +1,175 @@
+//! v3 account endpoints: `/api/user/*`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header::SET_COOKIE;
+use axum::response::{AppendHeaders, IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::envelope::{ApiResult, Envelope, V3};
+use super::extract::{
+    AuthUser, BearerToken, Body, ClientIp, Query, auth_cookie, clear_auth_cookie,
+};
+use super::views::{Profile, PublicUser, UserInfo};
+use crate::error::AppError;
+use crate::services::{sessions, users};
+use crate::state::AppState;
+
+/// Most users a search returns.
+const SEARCH_LIMIT: u64 = 50;
+
+#[derive(Debug, Deserialize)]
+pub struct SignupForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    src: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SigninForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    password: String,
+}
+
+/// `POST /api/user/signup`: registers and signs in (contract §1.3).
+pub async fn signup(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Body(form, _): Body<SignupForm, V3>,
+) -> ApiResult<Response> {
+    if !state.limits.signup.hit(&ip.to_string()) {
+        return Err(AppError::RateLimited.into());
+    }
+    let user = users::register(
+        &state.db,
+        &state.hasher,
+        &form.name,
+        &form.password,
+        form.src.as_deref(),
+    )
+    .await?;
+    signed_in(&state, &user, "注册成功")
+}
+
+/// `POST /api/user/signin`.
+pub async fn signin(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Body(form, _): Body<SigninForm, V3>,
+) -> ApiResult<Response> {
+    let user = check_sign_in(&state, ip, &form.name, &form.password).await?;
+    signed_in(&state, &user, "登录成功")
+}
+
+/// Checks a sign-in, counting failures per client IP and name so that guessing is throttled.
+///
+/// # Errors
+/// [`AppError::RateLimited`] after too many failures; the sign-in's own refusal otherwise.
+pub async fn check_sign_in(
+    state: &AppState,
+    ip: std::net::IpAddr,
+    name: &str,
+    password: &str,
+) -> Result<entity::user::Model, AppError> {
+    let key = format!("{ip}|{}", name.trim());
+    if !state.limits.signin.allows(&key) {
+        return Err(AppError::RateLimited);
+    }
+    match users::sign_in(&state.db, &state.hasher, name, password).await {
+        Ok(user) => {
+            state.limits.signin.reset(&key);
+            Ok(user)
+        }
+        Err(e @ AppError::Invalid(_)) => {
+            state.limits.signin.hit(&key);
+            Err(e)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn signed_in(state: &AppState, user: &entity::user::Model, message: &str) -> ApiResult<Response> {
+    let issued = sessions::issue(&state.tokens, user)?;
+    let cookie = auth_cookie(
+        &issued.token,
+        state.tokens.ttl().as_secs(),
+        state.settings.cookie_secure,
+    );
+    let body = json!({ "errno": 0, "data": message, "userInfo": UserInfo::from(user), "token": issued.token });
+    Ok((AppendHeaders([(SET_COOKIE, cookie)]), Json(body)).into_response())
+}
+
+/// `POST /api/user/logout` (and the Laravel-era `POST /api/logout`): revokes the token the request
+/// carries, in a header, query, cookie or `api_token` body field, and clears the cookie.
+pub async fn logout<E: Envelope>(
+    State(state): State<AppState>,
+    BearerToken(token): BearerToken,
+    Body(form, _): Body<LogoutForm, E>,
+) -> ApiResult<Response, E> {
+    let token = token.or(form.api_token.filter(|t| super::extract::usable(t)));
+    let (_, claims) = super::extract::authenticate(&state, token.as_deref()).await?;
+    sessions::revoke(&state.db, &claims).await?;
+    let cookie = clear_auth_cookie(state.settings.cookie_secure);
+    let body = json!({ "errno": 0, "data": "已退出登录", "message": "已退出登录" });
+    Ok((AppendHeaders([(SET_COOKIE, cookie)]), Json(body)).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct LogoutForm {
+    #[serde(default)]
+    api_token: Option<String>,
+}
+
+/// `GET /api/user/vipuser`: the configured VIP users.
+pub async fn vip(State(state): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
+    let users = users::by_names(&state.db, &state.settings.vip_users).await?;
+    let data: Vec<PublicUser> = users.iter().map(PublicUser::from).collect();
+    Ok(Json(json!({ "errno": 0, "data": data })))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SearchQuery {
+    #[serde(default)]
+    name: String,
+}
+
+/// `GET /api/user/search?name=`: users whose name contains the text.
+pub async fn search(
+    State(state): State<AppState>,
+    Query(query, _): Query<SearchQuery, V3>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let found = users::search(&state.db, &query.name, SEARCH_LIMIT).await?;
+    let data: Vec<PublicUser> = found.iter().map(PublicUser::from).collect();
+    Ok(Json(json!({ "errno": 0, "data": data })))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct InfoQuery {
+    #[serde(default)]
+    id: String,
+}
+
+/// `GET /api/user/getInfo?id=<username>`: a profile by name (the client passes names, not ids).
+pub async fn info(
+    State(state): State<AppState>,
+    Query(query, _): Query<InfoQuery, V3>,
+) -> ApiResult<Json<serde_json::Value>> {
+    if query.id.trim().is_empty() {
+        return Err(AppError::invalid("缺少参数 id").into());
+    }
+    let user = users::find_by_name(&state.db, query.id.trim())
+        .await?
+        .ok_or_else(|| AppError::NotFound("用户不存在".into()))?;
+    Ok(Json(json!({ "errno": 0, "data": Profile::from(&user) })))
+}
+
+/// `GET /api/user/me`: the signed-in user (for clients that keep only the cookie).
+pub async fn me(AuthUser { user, .. }: AuthUser<V3>) -> Json<serde_json::Value> {
+    Json(json!({ "errno": 0, "data": UserInfo::from(&user) }))
+}

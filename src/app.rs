@@ -1,0 +1,217 @@
+//! Assembling and serving the application.
+//!
+//! [`build`] turns an [`AppState`] into the complete router (API, pages, uploads, static files and the
+//! middleware stack); a socket layer is mounted in the same place. [`serve`] runs a router on a bound
+//! listener until a shutdown future completes. [`run`] is what `main` calls.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::header::{self, HeaderName, HeaderValue};
+use axum::http::{Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use tower::ServiceBuilder;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::services::ServeDir;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::Settings;
+use crate::routes;
+use crate::services::sessions;
+use crate::state::AppState;
+
+/// How long one HTTP request may take before it is answered with 408.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Connects to the database, runs migrations and builds the state.
+///
+/// # Errors
+/// If the database is unreachable, a migration fails, or the upload directory cannot be created.
+pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
+    let db = crate::db::connect(&settings.database_url, settings.db_pool).await?;
+    AppState::new(settings, db)
+}
+
+/// The whole HTTP application for `state`.
+pub fn build(state: AppState) -> Router {
+    let settings = state.settings.clone();
+    let uploads = ServiceBuilder::new()
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; sandbox"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=31536000, immutable"),
+        ))
+        .service(ServeDir::new(state.uploads.dir()));
+    let mut app = Router::new()
+        .merge(routes::api::router(settings.upload_max_bytes))
+        .merge(routes::web::router())
+        .nest_service("/static/files", uploads);
+    if let Some(dir) = &settings.static_dir {
+        app = app.fallback_service(ServeDir::new(dir));
+    }
+    app.layer(middleware::from_fn_with_state(state.clone(), check_origin))
+        .with_state(state)
+        .layer(
+            ServiceBuilder::new()
+                .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                    // The path only: query strings can carry tokens (`?api_token=`).
+                    tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
+                }))
+                .layer(SetResponseHeaderLayer::if_not_present(
+                    header::X_CONTENT_TYPE_OPTIONS,
+                    HeaderValue::from_static("nosniff"),
+                ))
+                .layer(SetResponseHeaderLayer::if_not_present(
+                    header::REFERRER_POLICY,
+                    HeaderValue::from_static("same-origin"),
+                ))
+                .layer(cors(&settings.cors_origins))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    REQUEST_TIMEOUT,
+                )),
+        )
+}
+
+/// CORS for the configured origins only: each is echoed back with credentials allowed (the clients'
+/// XHRs send cookies). With no origins configured, no CORS headers are sent and browsers keep other
+/// sites out.
+fn cors(origins: &[String]) -> CorsLayer {
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_credentials(true)
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("x-requested-with"),
+            HeaderName::from_static("x-csrf-token"),
+        ])
+        .max_age(Duration::from_secs(600))
+}
+
+/// Refuses state-changing requests sent by pages of other sites: a request whose `Origin` is neither
+/// this server nor a configured CORS origin. This is what keeps the auth cookie from being used by a
+/// forged cross-site form or script. Requests without an `Origin` (non-browser clients) pass.
+async fn check_origin(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(req).await;
+    }
+    let Some(origin) = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+    else {
+        return next.run(req).await;
+    };
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let same_site = origin
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host));
+    if same_site || state.settings.cors_origins.iter().any(|o| o == origin) {
+        return next.run(req).await;
+    }
+    tracing::warn!(origin, path = %req.uri().path(), "refused a cross-site request");
+    let body = serde_json::json!({ "errno": 1, "data": "来源不被允许", "msg": "来源不被允许", "message": "来源不被允许" });
+    (StatusCode::FORBIDDEN, axum::Json(body)).into_response()
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then finishes in-flight requests.
+///
+/// # Errors
+/// If accepting connections fails.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// Runs the server: binds, serves, and on `shutdown` stops taking new work and drains.
+///
+/// # Errors
+/// If the database, the upload directory or the listening socket cannot be set up.
+pub async fn run(
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(settings.listen).await?;
+    tracing::info!(address = %listener.local_addr()?, database = %crate::config::redact_url(&settings.database_url), "chatroom listening");
+    let state = state(settings).await?;
+    spawn_maintenance(state.clone());
+    let draining = state.clone();
+    let router = build(state);
+    serve(listener, router, async move {
+        shutdown.await;
+        draining.start_draining();
+        tracing::info!("shutting down: finishing in-flight requests");
+    })
+    .await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Periodic housekeeping: forget revocations of tokens that have expired anyway.
+fn spawn_maintenance(state: AppState) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            match sessions::prune_revoked(&state.db).await {
+                Ok(n) if n > 0 => tracing::info!(removed = n, "pruned expired token revocations"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "pruning token revocations failed"),
+            }
+        }
+    });
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,359 @@
+//! Runtime configuration: command-line flags, each with an environment variable.
+//!
+//! [`Config`] is what the operator gives us; [`Settings`] is what the server runs with once defaults
+//! are resolved (data directory created, database URL chosen, token secret loaded or generated).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// Default listening port: the one the webchat client's debug build connects to.
+pub const DEFAULT_PORT: u16 = 9090;
+
+/// chatroom: a Socket.IO chat server for the webchat Vue clients.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "chatroom", version, about)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "CHATROOM_HOST", default_value = "0.0.0.0")]
+    pub host: String,
+
+    /// Port to listen on.
+    #[arg(long, env = "CHATROOM_PORT", default_value_t = DEFAULT_PORT)]
+    pub port: u16,
+
+    /// Directory for the SQLite database, uploads and the generated token secret.
+    #[arg(long, env = "CHATROOM_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Database URL: `sqlite://path.db` or `postgres://user@host/db`. Default: SQLite in the data dir.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Largest database connection pool. Default: 4 for SQLite, 2 × cores + 2 for PostgreSQL.
+    #[arg(long, env = "CHATROOM_DB_POOL")]
+    pub db_pool: Option<u32>,
+
+    /// Serve this built web client (its `index.html` and `static/`) instead of chatroom's own.
+    #[arg(long, env = "CHATROOM_STATIC_DIR")]
+    pub static_dir: Option<PathBuf>,
+
+    /// Where uploaded images are stored. Default: `<data dir>/uploads`.
+    #[arg(long, env = "CHATROOM_UPLOAD_DIR")]
+    pub upload_dir: Option<PathBuf>,
+
+    /// Secret that signs tokens (at least 32 bytes). Default: generated once and kept in the data dir.
+    #[arg(long, env = "CHATROOM_TOKEN_SECRET", hide_env_values = true)]
+    pub token_secret: Option<String>,
+
+    /// How long a token stays valid, in seconds.
+    #[arg(long, env = "CHATROOM_TOKEN_TTL", default_value_t = 24 * 3600)]
+    pub token_ttl: u64,
+
+    /// bcrypt cost for new password hashes (4–31).
+    #[arg(long, env = "CHATROOM_BCRYPT_COST", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(4..=31))]
+    pub bcrypt_cost: u32,
+
+    /// Largest accepted upload, in bytes.
+    #[arg(long, env = "CHATROOM_UPLOAD_MAX_BYTES", default_value_t = 5 * 1024 * 1024)]
+    pub upload_max_bytes: usize,
+
+    /// Origins allowed to call the API from another site (comma-separated, e.g.
+    /// `http://localhost:9099`). They are echoed back with credentials allowed.
+    #[arg(long, env = "CHATROOM_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
+    /// Group rooms, in the order clients list them.
+    #[arg(
+        long,
+        env = "CHATROOM_ROOMS",
+        value_delimiter = ',',
+        default_value = "room1,room2"
+    )]
+    pub rooms: Vec<String>,
+
+    /// Users shown as VIP by `/api/user/vipuser` (comma-separated names).
+    #[arg(
+        long,
+        env = "CHATROOM_VIP_USERS",
+        value_delimiter = ',',
+        default_value = "hua1995116"
+    )]
+    pub vip_users: Vec<String>,
+
+    /// Optional robot upstream (a tuling123-compatible JSON API). Without it, or when it fails, the
+    /// built-in offline responder answers.
+    #[arg(long, env = "CHATROOM_ROBOT_URL")]
+    pub robot_url: Option<String>,
+
+    /// Sign-ups allowed per client IP per hour.
+    #[arg(long, env = "CHATROOM_SIGNUP_PER_HOUR", default_value_t = 30)]
+    pub signup_per_hour: u32,
+
+    /// Failed sign-ins allowed per client IP and name per 15 minutes.
+    #[arg(long, env = "CHATROOM_SIGNIN_FAILURES", default_value_t = 10)]
+    pub signin_failures: u32,
+
+    /// Mark the auth cookie `Secure` (set this when chatroom is served over HTTPS).
+    #[arg(long, env = "CHATROOM_COOKIE_SECURE", default_value_t = false)]
+    pub cookie_secure: bool,
+
+    /// Log format.
+    #[arg(long, env = "CHATROOM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Readable lines for a terminal.
+    Human,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot use the data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read or write the token secret file {path}: {source}")]
+    SecretFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the token secret must be at least 32 bytes long")]
+    WeakSecret,
+    #[error("invalid listen address {0}")]
+    Address(String),
+    #[error(
+        "at least one group room is required, and room names must be 1–32 letters, digits or _"
+    )]
+    Rooms,
+}
+
+/// Everything the server needs at run time, with defaults resolved.
+#[derive(Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub db_pool: u32,
+    pub static_dir: Option<PathBuf>,
+    pub upload_dir: PathBuf,
+    pub token_secret: Vec<u8>,
+    pub token_ttl: Duration,
+    pub bcrypt_cost: u32,
+    pub upload_max_bytes: usize,
+    pub cors_origins: Vec<String>,
+    pub rooms: Vec<String>,
+    pub vip_users: Vec<String>,
+    pub robot_url: Option<String>,
+    pub signup_per_hour: u32,
+    pub signin_failures: u32,
+    pub cookie_secure: bool,
+}
+
+impl std::fmt::Debug for Settings {
+    // Hand-written so the token secret never reaches a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("listen", &self.listen)
+            .field("database", &redact_url(&self.database_url))
+            .field("db_pool", &self.db_pool)
+            .field("static_dir", &self.static_dir)
+            .field("upload_dir", &self.upload_dir)
+            .field("token_secret", &"<redacted>")
+            .field("token_ttl", &self.token_ttl)
+            .field("bcrypt_cost", &self.bcrypt_cost)
+            .field("upload_max_bytes", &self.upload_max_bytes)
+            .field("cors_origins", &self.cors_origins)
+            .field("rooms", &self.rooms)
+            .field("vip_users", &self.vip_users)
+            .field("robot_url", &self.robot_url.as_deref().map(redact_url))
+            .field("signup_per_hour", &self.signup_per_hour)
+            .field("signin_failures", &self.signin_failures)
+            .field("cookie_secure", &self.cookie_secure)
+            .finish()
+    }
+}
+
+impl Config {
+    /// Resolves defaults, creating the data directory and the token secret file when needed.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] when a directory or the secret file cannot be used, or a value is invalid.
+    pub fn resolve(self) -> Result<Settings, ConfigError> {
+        let listen: SocketAddr = format!("{}:{}", bracket_v6(&self.host), self.port)
+            .parse()
+            .map_err(|_| ConfigError::Address(self.host.clone()))?;
+        std::fs::create_dir_all(&self.data_dir).map_err(|source| ConfigError::DataDir {
+            path: self.data_dir.clone(),
+            source,
+        })?;
+        let database_url = self.database_url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("chatroom.db").display()
+            )
+        });
+        let is_sqlite = database_url.starts_with("sqlite:");
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as u32;
+        let db_pool = self
+            .db_pool
+            .unwrap_or(if is_sqlite { 4 } else { 2 * cores + 2 })
+            .max(1);
+        let upload_dir = self
+            .upload_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("uploads"));
+        let token_secret = match &self.token_secret {
+            Some(secret) => secret.as_bytes().to_vec(),
+            None => load_or_create_secret(&self.data_dir.join("token_secret"))?,
+        };
+        if token_secret.len() < 32 {
+            return Err(ConfigError::WeakSecret);
+        }
+        let rooms: Vec<String> = self
+            .rooms
+            .iter()
+            .map(|r| r.trim().to_owned())
+            .filter(|r| !r.is_empty())
+            .collect();
+        if rooms.is_empty() || !rooms.iter().all(|r| valid_room_name(r)) {
+            return Err(ConfigError::Rooms);
+        }
+        Ok(Settings {
+            listen,
+            database_url,
+            db_pool,
+            static_dir: self.static_dir,
+            upload_dir,
+            token_secret,
+            token_ttl: Duration::from_secs(self.token_ttl.max(60)),
+            bcrypt_cost: self.bcrypt_cost,
+            upload_max_bytes: self.upload_max_bytes.max(1024),
+            cors_origins: trimmed(self.cors_origins),
+            rooms,
+            vip_users: trimmed(self.vip_users),
+            robot_url: self.robot_url.filter(|u| !u.trim().is_empty()),
+            signup_per_hour: self.signup_per_hour,
+            signin_failures: self.signin_failures,
+            cookie_secure: self.cookie_secure,
+        })
+    }
+}
+
+impl Settings {
+    /// Settings for tests and embedding: everything explicit, nothing read from the environment.
+    pub fn for_tests(database_url: impl Into<String>, upload_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            database_url: database_url.into(),
+            db_pool: 1,
+            static_dir: None,
+            upload_dir: upload_dir.into(),
+            token_secret: b"test-secret-test-secret-test-secret!".to_vec(),
+            token_ttl: Duration::from_secs(3600),
+            bcrypt_cost: 4,
+            upload_max_bytes: 5 * 1024 * 1024,
+            cors_origins: Vec::new(),
+            rooms: vec!["room1".into(), "room2".into()],
+            vip_users: vec!["hua1995116".into()],
+            robot_url: None,
+            signup_per_hour: 10_000,
+            signin_failures: 10,
+            cookie_secure: false,
+        }
+    }
+}
+
+/// Group room names appear in URLs and private room ids use `-`, so keep them to a safe alphabet.
+fn valid_room_name(room: &str) -> bool {
+    (1..=32).contains(&room.len()) && room.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+fn trimmed(list: Vec<String>) -> Vec<String> {
+    list.into_iter()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+fn bracket_v6(host: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    }
+}
+
+/// Reads the secret kept in the data dir, or writes a new random one (owner-readable only), so that
+/// tokens stay valid across restarts: the v3 client never refreshes its token.
+fn load_or_create_secret(path: &Path) -> Result<Vec<u8>, ConfigError> {
+    let err = |source| ConfigError::SecretFile {
+        path: path.to_owned(),
+        source,
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(text.trim().as_bytes().to_vec()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let secret = hex::encode(rand::random::<[u8; 32]>());
+            write_private(path, secret.as_bytes()).map_err(err)?;
+            Ok(secret.into_bytes())
+        }
+        Err(e) => Err(err(e)),
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(bytes)
+}
+
+/// Hides credentials in a URL (`postgres://user:pass@host` → `postgres://user:***@host`).
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords_in_urls() {
+        assert_eq!(
+            redact_url("postgres://bob:hunter2@db/chat"),
+            "postgres://bob:***@db/chat"
+        );
+        assert_eq!(redact_url("sqlite://data/chat.db"), "sqlite://data/chat.db");
+    }
+
+    #[test]
+    fn generated_secret_is_kept_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = load_or_create_secret(&dir.path().join("s")).unwrap();
+        let second = load_or_create_secret(&dir.path().join("s")).unwrap();
+        assert_eq!(first, second);
+        assert_eq!(first.len(), 64);
+    }
+}

@@ -1,0 +1,23 @@
+//! chatroom: a real-time chat server speaking Socket.IO, a drop-in backend for the webchat Vue clients.
+//!
+//! # Layout
+//! * [`routes`]   – route tables only (`routes/api.rs`, `routes/web.rs`), Laravel-style.
+//! * [`api`]      – axum handlers: extract, call a service, shape the reply for the client's envelope.
+//! * [`services`] – business logic over sea-orm; no framework types.
+//! * [`auth`]     – the `Authenticatable` contract, signed tokens, password hashing.
+//! * [`app`]      – builds the router and middleware stack, serves it, shuts down gracefully.
+//! * [`config`]   – flags and environment variables; [`state`] – what handlers share.
+//! * [`error`]    – the one error type; [`db`] – connection and migrations.
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+#[path = "../routes/mod.rs"]
+pub mod routes;
+pub mod services;
+pub mod state;
+pub mod telemetry;
+pub mod text;

@@ -1,0 +1,16 @@
+//! The chatroom server binary: read the configuration, set up logging, run until SIGINT or SIGTERM.
+
+use clap::Parser;
+
+use chatroom::config::Config;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    // A missing .env file is fine: configuration may come from flags or the real environment.
+    let _ = dotenvy::dotenv();
+    let config = Config::parse();
+    chatroom::telemetry::init(config.log_format);
+    let settings = config.resolve()?;
+    tracing::debug!(?settings, "configuration");
+    chatroom::app::run(settings, chatroom::app::shutdown_signal()).await
+}

@@ -1,0 +1,11 @@
+//! Business logic over the database. Nothing here knows about HTTP or sockets: functions take a
+//! connection and plain values, and return [`crate::error::AppError`].
+
+pub mod friends;
+pub mod limiter;
+pub mod messages;
+pub mod robot;
+pub mod rooms;
+pub mod sessions;
+pub mod uploads;
+pub mod users;

@@ -1,0 +1,82 @@
+//! Shared application state handed to every handler.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use sea_orm::DatabaseConnection;
+use tokio::sync::Semaphore;
+
+use crate::auth::password::PasswordHasher;
+use crate::auth::token::TokenService;
+use crate::config::Settings;
+use crate::services::limiter::RateLimiter;
+use crate::services::robot::Robot;
+use crate::services::rooms::Rooms;
+use crate::services::uploads::UploadStore;
+
+/// Uploads being checked at once; each holds at most one file in memory.
+const CONCURRENT_UPLOADS: usize = 8;
+
+/// Everything handlers share. Cheap to clone: every field is a handle.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub settings: Arc<Settings>,
+    pub tokens: TokenService,
+    pub hasher: PasswordHasher,
+    pub rooms: Arc<Rooms>,
+    pub uploads: UploadStore,
+    pub upload_permits: Arc<Semaphore>,
+    pub robot: Robot,
+    pub limits: Limits,
+    draining: Arc<AtomicBool>,
+}
+
+/// Per-node rate limits.
+#[derive(Clone)]
+pub struct Limits {
+    /// Sign-ups per client IP.
+    pub signup: RateLimiter,
+    /// Failed sign-ins per client IP and name.
+    pub signin: RateLimiter,
+    /// Robot questions per user.
+    pub robot: RateLimiter,
+}
+
+impl AppState {
+    /// Builds the state from settings and an open, migrated database.
+    ///
+    /// # Errors
+    /// If the upload directory cannot be created or the robot's HTTP client cannot be built.
+    pub fn new(settings: Settings, db: DatabaseConnection) -> anyhow::Result<Self> {
+        let uploads = UploadStore::new(&settings.upload_dir, settings.upload_max_bytes)?;
+        let limits = Limits {
+            signup: RateLimiter::new(settings.signup_per_hour, Duration::from_secs(3600)),
+            signin: RateLimiter::new(settings.signin_failures, Duration::from_secs(15 * 60)),
+            robot: RateLimiter::new(30, Duration::from_secs(60)),
+        };
+        Ok(Self {
+            db,
+            tokens: TokenService::new(&settings.token_secret, settings.token_ttl),
+            hasher: PasswordHasher::new(settings.bcrypt_cost),
+            rooms: Arc::new(Rooms::new(settings.rooms.clone())),
+            uploads,
+            upload_permits: Arc::new(Semaphore::new(CONCURRENT_UPLOADS)),
+            robot: Robot::new(settings.robot_url.clone())?,
+            limits,
+            settings: Arc::new(settings),
+            draining: Arc::default(),
+        })
+    }
+
+    /// Marks the node as shutting down: readiness fails from now on.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the node is shutting down.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+}
