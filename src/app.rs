@@ -157,9 +157,11 @@ pub async fn run(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(settings.listen).await?;
-    tracing::info!(address = %listener.local_addr()?, database = %crate::config::redact_url(&settings.database_url), "chatroom listening");
+    let database = crate::config::redact_url(&settings.database_url);
+    let listen = settings.listen;
     let state = state(settings).await?;
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    tracing::info!(address = %listener.local_addr()?, %database, "chatroom listening");
     spawn_maintenance(state.clone());
     let draining = state.clone();
     let router = build(state);

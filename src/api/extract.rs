@@ -58,7 +58,12 @@ where
         let parsed = if is_form && bytes.as_ref() != b"{}" {
             serde_urlencoded::from_bytes(&bytes).map_err(|_| ())
         } else {
-            serde_json::from_slice(&bytes).map_err(|_| ())
+            // Only an object: serde would otherwise also fill a struct from a JSON array.
+            serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .filter(serde_json::Value::is_object)
+                .and_then(|v| serde_json::from_value(v).ok())
+                .ok_or(())
         };
         parsed
             .map(|t| Self(t, PhantomData))

@@ -1,0 +1,9 @@
+//! The HTTP API of both web clients, through real HTTP.
+
+mod files;
+mod friends;
+mod legacy;
+mod messages;
+mod robot;
+mod server;
+mod users;

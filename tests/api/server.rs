@@ -1,0 +1,301 @@
+//! Pages, static files, probes, CORS and origin checks, and the real binary's defaults.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::common::{TestApp, read};
+
+#[tokio::test]
+async fn own_page_and_probes() {
+    let app = TestApp::spawn().await;
+    for path in ["/", "/index.html", "/debug"] {
+        let page = app.get(path).send().await.unwrap();
+        assert_eq!(page.status(), 200, "{path}");
+        assert!(
+            page.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
+        assert!(page.text().await.unwrap().contains("<h1>chatroom</h1>"));
+    }
+    assert_eq!(
+        app.get("/healthz")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "ok"
+    );
+    let ready = app.get("/readyz").send().await.unwrap();
+    assert_eq!(
+        (ready.status().as_u16(), ready.text().await.unwrap()),
+        (200, "ready".to_owned())
+    );
+    assert_eq!(app.get("/no/such/page").send().await.unwrap().status(), 404);
+
+    app.state.start_draining();
+    assert_eq!(app.get("/readyz").send().await.unwrap().status(), 503);
+    assert_eq!(app.get("/healthz").send().await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn a_static_dir_replaces_the_web_client() {
+    let bundle = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(bundle.path().join("static/js")).unwrap();
+    std::fs::write(
+        bundle.path().join("index.html"),
+        "<html>webchat bundle</html>",
+    )
+    .unwrap();
+    std::fs::write(
+        bundle.path().join("static/js/app.123.js"),
+        "console.log('app')",
+    )
+    .unwrap();
+    std::fs::write(bundle.path().join("favicon.ico"), [0u8, 0, 1, 0]).unwrap();
+    let dir = bundle.path().to_owned();
+    let app = TestApp::spawn_with(move |s| s.static_dir = Some(dir)).await;
+    for path in ["/", "/debug", "/index.html"] {
+        assert_eq!(
+            app.get(path).send().await.unwrap().text().await.unwrap(),
+            "<html>webchat bundle</html>",
+            "{path}"
+        );
+    }
+    let script = app.get("/static/js/app.123.js?v=2").send().await.unwrap();
+    assert_eq!(script.status(), 200);
+    assert!(
+        script.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .contains("javascript")
+    );
+    assert_eq!(
+        app.get("/favicon.ico")
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .as_ref(),
+        [0u8, 0, 1, 0]
+    );
+    // The API still wins over the bundle.
+    let (status, reply) = app.get_v3("/api/user/vipuser", None).await;
+    assert_eq!((status, reply["errno"].as_i64()), (200, Some(0)));
+}
+
+#[tokio::test]
+async fn cors_echoes_configured_origins_only() {
+    let app = TestApp::spawn_with(|s| s.cors_origins = vec!["http://localhost:9099".into()]).await;
+    let allowed = app
+        .get("/api/user/vipuser")
+        .header("origin", "http://localhost:9099")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "http://localhost:9099"
+    );
+    assert_eq!(
+        allowed.headers()["access-control-allow-credentials"],
+        "true"
+    );
+    let other = app
+        .get("/api/user/vipuser")
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+
+    let preflight = app
+        .http
+        .request(reqwest::Method::OPTIONS, app.url("/api/friend/add"))
+        .header("origin", "http://localhost:9099")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        "http://localhost:9099"
+    );
+}
+
+#[tokio::test]
+async fn cross_site_posts_are_refused_before_they_act() {
+    let app = TestApp::spawn().await;
+    let user = app.signup("victim").await;
+    let target = app.signup("other").await;
+    // A page elsewhere tries to use the victim's cookie.
+    let (status, reply) = read(
+        app.post("/api/friend/add")
+            .header("origin", "https://evil.example")
+            .header("cookie", format!("chatroom_token={}", user.token))
+            .json(&json!({"friendId": target.id}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, reply["errno"].as_i64()), (403, Some(1)));
+    assert_eq!(app.count("friends").await, 0);
+    // The same request from the server's own page goes through.
+    let (status, reply) = read(
+        app.post("/api/friend/add")
+            .header("origin", format!("http://{}", app.addr))
+            .header("cookie", format!("chatroom_token={}", user.token))
+            .json(&json!({"friendId": target.id}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, reply["errno"].as_i64()), (200, Some(0)), "{reply}");
+}
+
+/// A running binary, the address it logged, and every log line it writes.
+struct Binary {
+    child: std::process::Child,
+    address: String,
+    logs: std::sync::mpsc::Receiver<String>,
+}
+
+/// Starts the built binary with `args` (debug logging, the chattiest level).
+fn start_binary(args: &[&str], data_dir: &std::path::Path) -> Binary {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chatroom"))
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--log-format",
+            "json",
+            "--bcrypt-cost",
+            "4",
+        ])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let (sender, logs) = std::sync::mpsc::channel();
+    let address = loop {
+        let line = lines.next().expect("the server logs its address").unwrap();
+        let entry: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        sender.send(line).unwrap();
+        if entry["message"] == "chatroom listening" {
+            break entry["address"].as_str().unwrap().to_owned();
+        }
+    };
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let _ = sender.send(line);
+        }
+    });
+    Binary {
+        child,
+        address,
+        logs,
+    }
+}
+
+fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    for _ in 0..100 {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    panic!("the server did not stop within 10 s of SIGTERM");
+}
+
+#[tokio::test]
+async fn the_binary_runs_on_sqlite_by_default_and_keeps_tokens_across_restarts() {
+    let data = tempfile::tempdir().unwrap();
+    let Binary {
+        child: mut server,
+        address,
+        logs,
+    } = start_binary(&[], data.path());
+    let http = reqwest::Client::new();
+    let signup = http
+        .post(format!("http://{address}/api/user/signup"))
+        .json(&json!({"name": "restart", "password": "secret123"}))
+        .send()
+        .await
+        .unwrap();
+    let (_, body) = read(signup).await;
+    let token = body["token"].as_str().unwrap().to_owned();
+    assert!(
+        data.path().join("chatroom.db").exists(),
+        "SQLite in the data dir"
+    );
+    assert!(
+        data.path().join("token_secret").exists(),
+        "a generated secret kept in the data dir"
+    );
+    // The token travels in a query string too, where request logs could catch it.
+    let legacy = http
+        .get(format!("http://{address}/api/user?api_token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read(legacy).await.1["name"], "restart");
+    assert!(terminate(&mut server).success(), "SIGTERM is a clean exit");
+    let lines: Vec<String> = logs.try_iter().collect();
+    assert!(
+        lines.iter().any(|l| l.contains("/api/user/signup")),
+        "requests are logged"
+    );
+    let secret = std::fs::read_to_string(data.path().join("token_secret")).unwrap();
+    for line in &lines {
+        assert!(
+            !line.contains(&token) && !line.contains("secret123") && !line.contains(secret.trim()),
+            "leak: {line}"
+        );
+    }
+
+    let Binary {
+        child: mut server,
+        address,
+        ..
+    } = start_binary(&[], data.path());
+    let me = http
+        .get(format!("http://{address}/api/user/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = read(me).await;
+    assert_eq!(
+        (status, body["data"]["name"].as_str()),
+        (200, Some("restart"))
+    );
+    assert!(terminate(&mut server).success());
+}
