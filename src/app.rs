@@ -116,14 +116,16 @@ async fn check_origin(State(state): State<AppState>, req: Request, next: Next) -
     else {
         return next.run(req).await;
     };
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or_default();
-    let same_site = origin
-        .split_once("://")
-        .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host));
+    // Behind a proxy that rewrites `Host`, the original host arrives as `X-Forwarded-Host`. Trusting it
+    // here is safe: a page of another site cannot add that header to a browser request.
+    let origin_host = origin.split_once("://").map(|(_, rest)| rest);
+    let same_site = [header::HOST, HeaderName::from_static("x-forwarded-host")]
+        .iter()
+        .any(|name| {
+            let host = req.headers().get(name).and_then(|h| h.to_str().ok());
+            host.zip(origin_host)
+                .is_some_and(|(host, origin)| origin.eq_ignore_ascii_case(host.trim()))
+        });
     if same_site || state.settings.cors_origins.iter().any(|o| o == origin) {
         return next.run(req).await;
     }

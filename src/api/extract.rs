@@ -128,21 +128,23 @@ where
 }
 
 /// The signed-in user if the request carries a usable token; `None` otherwise (a bad or expired token
-/// on an endpoint that works without one is treated like no token).
-pub struct MaybeUser(pub Option<user::Model>);
+/// on an endpoint that works without one is treated like no token). Database failures are refused in
+/// envelope `E`.
+pub struct MaybeUser<E = super::envelope::V3>(pub Option<user::Model>, pub PhantomData<E>);
 
-impl<S> FromRequestParts<S> for MaybeUser
+impl<S, E> FromRequestParts<S> for MaybeUser<E>
 where
     S: Send + Sync,
     AppState: FromRef<S>,
+    E: Envelope,
 {
-    type Rejection = Reject<super::envelope::V3>;
+    type Rejection = Reject<E>;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let state = AppState::from_ref(state);
         match authenticate(&state, token_from_parts(parts).as_deref()).await {
-            Ok((user, _)) => Ok(Self(Some(user))),
-            Err(AppError::Unauthenticated(_)) => Ok(Self(None)),
+            Ok((user, _)) => Ok(Self(Some(user), PhantomData)),
+            Err(AppError::Unauthenticated(_)) => Ok(Self(None, PhantomData)),
             Err(e) => Err(e.into()),
         }
     }
@@ -221,6 +223,30 @@ fn form_urlencoded_pairs(query: &str) -> impl Iterator<Item = (String, String)> 
     serde_urlencoded::from_str::<Vec<(String, String)>>(query)
         .unwrap_or_default()
         .into_iter()
+}
+
+/// A `Set-Cookie` header to send with a reply.
+pub type SetCookie = axum::response::AppendHeaders<[(axum::http::HeaderName, String); 1]>;
+
+/// Starts a session for `user`: a new token, and the `Set-Cookie` header that also stores it in the
+/// browser (so a reload can authenticate without the client's help).
+///
+/// # Errors
+/// [`AppError::Internal`] if signing fails.
+pub fn start_session(
+    state: &AppState,
+    user: &user::Model,
+) -> Result<(String, SetCookie), AppError> {
+    let issued = sessions::issue(&state.tokens, user)?;
+    let cookie = auth_cookie(
+        &issued.token,
+        state.tokens.ttl().as_secs(),
+        state.settings.cookie_secure,
+    );
+    Ok((
+        issued.token,
+        axum::response::AppendHeaders([(axum::http::header::SET_COOKIE, cookie)]),
+    ))
 }
 
 /// The `Set-Cookie` value that stores `token` for `max_age` seconds.

@@ -50,7 +50,7 @@ pub struct ListForm {
 /// a token, or for another `selfId`, is refused.
 pub async fn list(
     State(state): State<AppState>,
-    MaybeUser(viewer): MaybeUser,
+    MaybeUser(viewer, _): MaybeUser,
     Body(form, _): Body<ListForm, V3>,
 ) -> ApiResult<Json<Value>> {
     let user = viewer.ok_or_else(|| AppError::Forbidden(LOGIN_REQUIRED.into()))?;

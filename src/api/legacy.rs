@@ -5,18 +5,17 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::header::SET_COOKIE;
-use axum::response::{AppendHeaders, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::envelope::{ApiResult, Legacy, LegacyHistory};
-use super::extract::{AuthUser, Body, ClientIp, MaybeUser, Query, auth_cookie};
+use super::extract::{AuthUser, Body, ClientIp, MaybeUser, Query, start_session};
 use super::views::{LegacyMessage, LegacyUser};
 use crate::error::AppError;
 use crate::services::messages::{self, PAGE_SIZE};
 use crate::services::rooms::Room;
-use crate::services::{sessions, users};
+use crate::services::users;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -36,9 +35,7 @@ pub async fn register(
     ClientIp(ip): ClientIp,
     Body(form, _): Body<RegisterForm, Legacy>,
 ) -> ApiResult<Response, Legacy> {
-    if !state.limits.signup.hit(&ip.to_string()) {
-        return Err(AppError::RateLimited.into());
-    }
+    super::users::allow_signup(&state, ip)?;
     let user = users::register_with_email(
         &state.db,
         &state.hasher,
@@ -73,14 +70,10 @@ fn signed_in(
     user: &entity::user::Model,
     message: &str,
 ) -> ApiResult<Response, Legacy> {
-    let issued = sessions::issue(&state.tokens, user)?;
-    let cookie = auth_cookie(
-        &issued.token,
-        state.tokens.ttl().as_secs(),
-        state.settings.cookie_secure,
-    );
-    let body = json!({ "errno": 0, "user": LegacyUser::new(user, Some(issued.token)), "message": message });
-    Ok((AppendHeaders([(SET_COOKIE, cookie)]), Json(body)).into_response())
+    let (token, cookie) = start_session(state, user)?;
+    let body =
+        json!({ "errno": 0, "user": LegacyUser::new(user, Some(token)), "message": message });
+    Ok((cookie, Json(body)).into_response())
 }
 
 /// `GET /api/user`: the signed-in account.
@@ -105,7 +98,7 @@ pub struct HistoryQuery {
 /// reconnect).
 pub async fn history(
     State(state): State<AppState>,
-    MaybeUser(viewer): MaybeUser,
+    MaybeUser(viewer, _): MaybeUser<LegacyHistory>,
     Query(query, _): Query<HistoryQuery, LegacyHistory>,
 ) -> ApiResult<Json<Value>, LegacyHistory> {
     let roomid = query.roomid.trim();

@@ -28,7 +28,7 @@ pub struct ByUserQuery {
 /// request's token belongs to `selfId`.
 pub async fn by_user(
     State(state): State<AppState>,
-    MaybeUser(viewer): MaybeUser,
+    MaybeUser(viewer, _): MaybeUser,
     Query(query, _): Query<ByUserQuery, V3>,
 ) -> ApiResult<Json<Value>> {
     let self_id =
@@ -69,7 +69,7 @@ pub struct HistoryQuery {
 /// it), oldest first. A private room is readable only by its two users.
 pub async fn history(
     State(state): State<AppState>,
-    MaybeUser(viewer): MaybeUser,
+    MaybeUser(viewer, _): MaybeUser,
     Query(query, _): Query<HistoryQuery, V3>,
 ) -> ApiResult<Json<Value>> {
     if query.roomid.trim().is_empty() {

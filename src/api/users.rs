@@ -9,9 +9,9 @@ use serde_json::json;
 
 use super::envelope::{ApiResult, Envelope, V3};
 use super::extract::{
-    AuthUser, BearerToken, Body, ClientIp, Query, auth_cookie, clear_auth_cookie,
+    AuthUser, BearerToken, Body, ClientIp, Query, clear_auth_cookie, start_session,
 };
-use super::views::{Profile, PublicUser, UserInfo};
+use super::views::{PublicUser, UserInfo};
 use crate::error::AppError;
 use crate::services::{sessions, users};
 use crate::state::AppState;
@@ -43,9 +43,7 @@ pub async fn signup(
     ClientIp(ip): ClientIp,
     Body(form, _): Body<SignupForm, V3>,
 ) -> ApiResult<Response> {
-    if !state.limits.signup.hit(&ip.to_string()) {
-        return Err(AppError::RateLimited.into());
-    }
+    allow_signup(&state, ip)?;
     let user = users::register(
         &state.db,
         &state.hasher,
@@ -95,14 +93,22 @@ pub async fn check_sign_in(
 }
 
 fn signed_in(state: &AppState, user: &entity::user::Model, message: &str) -> ApiResult<Response> {
-    let issued = sessions::issue(&state.tokens, user)?;
-    let cookie = auth_cookie(
-        &issued.token,
-        state.tokens.ttl().as_secs(),
-        state.settings.cookie_secure,
-    );
-    let body = json!({ "errno": 0, "data": message, "userInfo": UserInfo::from(user), "token": issued.token });
-    Ok((AppendHeaders([(SET_COOKIE, cookie)]), Json(body)).into_response())
+    let (token, cookie) = start_session(state, user)?;
+    let body =
+        json!({ "errno": 0, "data": message, "userInfo": UserInfo::from(user), "token": token });
+    Ok((cookie, Json(body)).into_response())
+}
+
+/// Counts a sign-up from `ip`.
+///
+/// # Errors
+/// [`AppError::RateLimited`] past the hourly limit.
+pub fn allow_signup(state: &AppState, ip: std::net::IpAddr) -> Result<(), AppError> {
+    if state.limits.signup.hit(&ip.to_string()) {
+        Ok(())
+    } else {
+        Err(AppError::RateLimited)
+    }
 }
 
 /// `POST /api/user/logout` (and the Laravel-era `POST /api/logout`): revokes the token the request
@@ -166,7 +172,7 @@ pub async fn info(
     let user = users::find_by_name(&state.db, query.id.trim())
         .await?
         .ok_or_else(|| AppError::NotFound("用户不存在".into()))?;
-    Ok(Json(json!({ "errno": 0, "data": Profile::from(&user) })))
+    Ok(Json(json!({ "errno": 0, "data": UserInfo::from(&user) })))
 }
 
 /// `GET /api/user/me`: the signed-in user (for clients that keep only the cookie).

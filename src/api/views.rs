@@ -13,7 +13,7 @@ pub fn iso_time(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// `userInfo` in the v3 sign-in and sign-up replies.
+/// `userInfo` in the v3 sign-in and sign-up replies, and the profile of `/api/user/getInfo`.
 #[derive(Debug, Serialize)]
 pub struct UserInfo {
     pub name: String,
@@ -41,24 +41,6 @@ pub struct PublicUser {
 }
 
 impl From<&user::Model> for PublicUser {
-    fn from(u: &user::Model) -> Self {
-        Self {
-            id: u.id.to_string(),
-            name: u.name.clone(),
-            src: u.avatar.clone(),
-        }
-    }
-}
-
-/// A profile for `/api/user/getInfo` (`{id, name, src}`).
-#[derive(Debug, Serialize)]
-pub struct Profile {
-    pub id: String,
-    pub name: String,
-    pub src: String,
-}
-
-impl From<&user::Model> for Profile {
     fn from(u: &user::Model) -> Self {
         Self {
             id: u.id.to_string(),

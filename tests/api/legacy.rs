@@ -13,6 +13,23 @@ async fn register(app: &TestApp, email: &str) -> Value {
     reply
 }
 
+/// A multipart form with `file` and the given text fields, as the Laravel-era client posts it.
+fn upload_form(file: Vec<u8>, fields: &[(&str, &str)]) -> Form {
+    let part = Part::bytes(file)
+        .file_name("upload")
+        .mime_str("application/octet-stream")
+        .unwrap();
+    fields
+        .iter()
+        .fold(Form::new().part("file", part), |form, (k, v)| {
+            form.text(k.to_string(), v.to_string())
+        })
+}
+
+async fn post_form(app: &TestApp, path: &str, form: Form) -> (u16, Value) {
+    read(app.post(path).multipart(form).send().await.unwrap()).await
+}
+
 async fn get(app: &TestApp, path: &str) -> Value {
     let (status, reply) = read(app.get(path).send().await.unwrap()).await;
     assert_eq!(status, 200, "{path}");
@@ -206,24 +223,8 @@ async fn picture_upload_posts_the_picture_to_the_room() {
     let app = TestApp::spawn().await;
     let reply = register(&app, "pics@example.com").await;
     let token = reply["user"]["api_token"].as_str().unwrap().to_owned();
-    let form = Form::new()
-        .part(
-            "file",
-            Part::bytes(images::png())
-                .file_name("p.png")
-                .mime_str("image/png")
-                .unwrap(),
-        )
-        .text("api_token", token.clone())
-        .text("roomid", "2");
-    let (status, reply) = read(
-        app.post("/api/file/uploadimg")
-            .multipart(form)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let form = upload_form(images::png(), &[("api_token", &token), ("roomid", "2")]);
+    let (status, reply) = post_form(&app, "/api/file/uploadimg", form).await;
     assert_eq!((status, reply["errno"].as_i64()), (200, Some(0)), "{reply}");
     let url = reply["data"]["url"].as_str().unwrap().to_owned();
 
@@ -234,50 +235,30 @@ async fn picture_upload_posts_the_picture_to_the_room() {
     assert_eq!(item["roomid"], 2);
     assert_eq!(app.get(&url).send().await.unwrap().status(), 200);
 
-    // Without a room, or without a token: 200 with a message, nothing stored.
-    let form = Form::new()
-        .part(
-            "file",
-            Part::bytes(images::png())
-                .file_name("p.png")
-                .mime_str("image/png")
-                .unwrap(),
+    // Without a room, with a room that does not exist, or without a token: 200 with a message, nothing stored.
+    for (fields, expected) in [
+        (vec![("api_token", token.as_str())], "无效的房间"),
+        (
+            vec![("api_token", token.as_str()), ("roomid", "7")],
+            "无效的房间",
+        ),
+        (vec![("roomid", "1")], "请先登录"),
+        (vec![("roomid", "1"), ("api_token", "false")], "请先登录"),
+    ] {
+        let (status, reply) = post_form(
+            &app,
+            "/api/file/uploadimg",
+            upload_form(images::png(), &fields),
         )
-        .text("api_token", token.clone());
-    let (status, reply) = read(
-        app.post("/api/file/uploadimg")
-            .multipart(form)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(
-        (status, reply),
-        (200, json!({"errno": 1, "message": "无效的房间"}))
-    );
-    let form = Form::new()
-        .part(
-            "file",
-            Part::bytes(images::png())
-                .file_name("p.png")
-                .mime_str("image/png")
-                .unwrap(),
-        )
-        .text("roomid", "1");
-    let (status, reply) = read(
-        app.post("/api/file/uploadimg")
-            .multipart(form)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(
-        (status, reply),
-        (200, json!({"errno": 1, "message": "请先登录"}))
-    );
+        .await;
+        assert_eq!(
+            (status, reply),
+            (200, json!({"errno": 1, "message": expected})),
+            "{fields:?}"
+        );
+    }
     assert_eq!(app.count("messages").await, 1);
+    assert_eq!(app.upload_files().len(), 1);
 }
 
 #[tokio::test]
@@ -285,21 +266,10 @@ async fn avatar_upload_with_a_form_token() {
     let app = TestApp::spawn().await;
     let reply = register(&app, "face@example.com").await;
     let token = reply["user"]["api_token"].as_str().unwrap().to_owned();
-    let form = Form::new()
-        .part(
-            "file",
-            Part::bytes(images::jpeg())
-                .file_name("f.jpg")
-                .mime_str("image/jpeg")
-                .unwrap(),
-        )
-        .text("api_token", token.clone());
-    let (status, reply) = read(
-        app.post("/api/file/avatar")
-            .multipart(form)
-            .send()
-            .await
-            .unwrap(),
+    let (status, reply) = post_form(
+        &app,
+        "/api/file/avatar",
+        upload_form(images::jpeg(), &[("api_token", &token)]),
     )
     .await;
     assert_eq!((status, reply["errno"].as_i64()), (200, Some(0)));

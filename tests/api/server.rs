@@ -45,6 +45,36 @@ async fn own_page_and_probes() {
 }
 
 #[tokio::test]
+async fn readiness_fails_when_the_database_is_gone() {
+    let app = TestApp::spawn().await;
+    app.db().clone().close().await.unwrap();
+    let ready = app.get("/readyz").send().await.unwrap();
+    assert_eq!(
+        (ready.status().as_u16(), ready.text().await.unwrap()),
+        (503, "database unreachable".to_owned())
+    );
+    assert_eq!(
+        app.get("/healthz").send().await.unwrap().status(),
+        200,
+        "the process itself is fine"
+    );
+    // Requests that need the database fail in the client's envelope, without taking the server down.
+    let (status, reply) = app.get_v3("/api/user/search?name=a", None).await;
+    assert_eq!(
+        (status, reply["errno"].as_i64(), reply["data"].as_str()),
+        (500, Some(1), Some("服务器异常"))
+    );
+    let (status, reply) = read(
+        app.get("/api/history/message?roomid=1&current=1")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, reply["data"]["errno"].as_i64()), (200, Some(1)));
+}
+
+#[tokio::test]
 async fn a_static_dir_replaces_the_web_client() {
     let bundle = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(bundle.path().join("static/js")).unwrap();
@@ -165,6 +195,39 @@ async fn cross_site_posts_are_refused_before_they_act() {
     )
     .await;
     assert_eq!((status, reply["errno"].as_i64()), (200, Some(0)), "{reply}");
+    // And through a proxy that rewrote `Host` but kept the original in `X-Forwarded-Host`.
+    let third = app.signup("third").await;
+    let (status, reply) = read(
+        app.post("/api/friend/add")
+            .header("origin", "https://chat.example")
+            .header("x-forwarded-host", "chat.example")
+            .header("cookie", format!("chatroom_token={}", user.token))
+            .json(&json!({"friendId": third.id}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, reply["errno"].as_i64()), (200, Some(0)), "{reply}");
+}
+
+#[tokio::test]
+async fn sqlite_runs_in_wal_mode() {
+    let app = TestApp::spawn().await;
+    if app.db().get_database_backend() != sea_orm::DbBackend::Sqlite {
+        return;
+    }
+    use sea_orm::ConnectionTrait;
+    let row = app
+        .db()
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Sqlite,
+            "PRAGMA journal_mode",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.try_get::<String>("", "journal_mode").unwrap(), "wal");
 }
 
 /// A running binary, the address it logged, and every log line it writes.
@@ -219,9 +282,9 @@ fn start_binary(args: &[&str], data_dir: &std::path::Path) -> Binary {
     }
 }
 
-fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
+fn stop(child: &mut std::process::Child, signal: &str) -> std::process::ExitStatus {
     Command::new("kill")
-        .arg("-TERM")
+        .arg(format!("-{signal}"))
         .arg(child.id().to_string())
         .status()
         .unwrap();
@@ -232,7 +295,7 @@ fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
         std::thread::sleep(Duration::from_millis(100));
     }
     child.kill().unwrap();
-    panic!("the server did not stop within 10 s of SIGTERM");
+    panic!("the server did not stop within 10 s of SIG{signal}");
 }
 
 #[tokio::test]
@@ -267,7 +330,10 @@ async fn the_binary_runs_on_sqlite_by_default_and_keeps_tokens_across_restarts()
         .await
         .unwrap();
     assert_eq!(read(legacy).await.1["name"], "restart");
-    assert!(terminate(&mut server).success(), "SIGTERM is a clean exit");
+    assert!(
+        stop(&mut server, "TERM").success(),
+        "SIGTERM is a clean exit"
+    );
     let lines: Vec<String> = logs.try_iter().collect();
     assert!(
         lines.iter().any(|l| l.contains("/api/user/signup")),
@@ -297,5 +363,8 @@ async fn the_binary_runs_on_sqlite_by_default_and_keeps_tokens_across_restarts()
         (status, body["data"]["name"].as_str()),
         (200, Some("restart"))
     );
-    assert!(terminate(&mut server).success());
+    assert!(
+        stop(&mut server, "INT").success(),
+        "Ctrl-C is a clean exit too"
+    );
 }
