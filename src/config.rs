@@ -348,6 +348,45 @@ mod tests {
         assert_eq!(redact_url("sqlite://data/chat.db"), "sqlite://data/chat.db");
     }
 
+    fn config(args: &[&str]) -> Config {
+        Config::try_parse_from(std::iter::once("chatroom").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn refuses_short_secrets_and_never_prints_the_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().to_str().unwrap();
+        let short = config(&["--data-dir", data, "--token-secret", "too-short"]).resolve();
+        assert!(matches!(short, Err(ConfigError::WeakSecret)));
+        let secret = "a-perfectly-long-secret-of-forty-bytes!!";
+        let settings = config(&["--data-dir", data, "--token-secret", secret])
+            .resolve()
+            .unwrap();
+        assert!(!format!("{settings:?}").contains(secret));
+        if std::env::var_os("DATABASE_URL").is_none() {
+            assert!(
+                settings.database_url.starts_with("sqlite://")
+                    && settings.database_url.contains("chatroom.db")
+            );
+        }
+        assert_eq!(settings.listen.port(), DEFAULT_PORT);
+        assert_eq!(settings.rooms, ["room1", "room2"]);
+    }
+
+    #[test]
+    fn refuses_room_names_that_could_collide_with_private_rooms() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().to_str().unwrap();
+        assert!(matches!(
+            config(&["--data-dir", data, "--rooms", "1-2"]).resolve(),
+            Err(ConfigError::Rooms)
+        ));
+        assert!(matches!(
+            config(&["--data-dir", data, "--rooms", ","]).resolve(),
+            Err(ConfigError::Rooms)
+        ));
+    }
+
     #[test]
     fn generated_secret_is_kept_across_restarts() {
         let dir = tempfile::tempdir().unwrap();
