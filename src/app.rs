@@ -12,7 +12,7 @@ use axum::extract::{Request, State};
 use axum::http::header::{self, HeaderName, HeaderValue};
 use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::services::ServeDir;
@@ -130,8 +130,7 @@ async fn check_origin(State(state): State<AppState>, req: Request, next: Next) -
         return next.run(req).await;
     }
     tracing::warn!(origin, path = %req.uri().path(), "refused a cross-site request");
-    let body = serde_json::json!({ "errno": 1, "data": "来源不被允许", "msg": "来源不被允许", "message": "来源不被允许" });
-    (StatusCode::FORBIDDEN, axum::Json(body)).into_response()
+    crate::api::envelope::cross_site_refusal()
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then finishes in-flight requests.

@@ -32,7 +32,8 @@ pub struct Config {
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
 
-    /// Largest database connection pool. Default: 4 for SQLite, 2 × cores + 2 for PostgreSQL.
+    /// Largest database connection pool. Default: 2 × cores (at least 4) for SQLite, 2 × cores + 2 for
+    /// PostgreSQL.
     #[arg(long, env = "CHATROOM_DB_POOL")]
     pub db_pool: Option<u32>,
 
@@ -204,9 +205,14 @@ impl Config {
         });
         let is_sqlite = database_url.starts_with("sqlite:");
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as u32;
+        // SQLite has one writer but many readers: a couple of connections per core, at least 4.
         let db_pool = self
             .db_pool
-            .unwrap_or(if is_sqlite { 4 } else { 2 * cores + 2 })
+            .unwrap_or(if is_sqlite {
+                (2 * cores).max(4)
+            } else {
+                2 * cores + 2
+            })
             .max(1);
         let upload_dir = self
             .upload_dir

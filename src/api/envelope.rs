@@ -70,6 +70,14 @@ impl Envelope for RobotReply {
     }
 }
 
+/// The refusal of a cross-site request (see `app::check_origin`), before it is known which client sent
+/// it: `403` with the fields both envelopes read.
+pub fn cross_site_refusal() -> Response {
+    let message = "来源不被允许";
+    let body = json!({ "errno": 1, "data": message, "msg": message, "message": message });
+    (StatusCode::FORBIDDEN, Json(body)).into_response()
+}
+
 /// An [`AppError`] on its way to a client that speaks envelope `E`.
 pub struct Reject<E>(pub AppError, PhantomData<E>);
 

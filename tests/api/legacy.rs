@@ -287,24 +287,20 @@ async fn logout_with_a_form_token_revokes_it() {
     let app = TestApp::spawn().await;
     let reply = register(&app, "out@example.com").await;
     let token = reply["user"]["api_token"].as_str().unwrap().to_owned();
-    let (status, reply) = read(
-        app.post("/api/logout")
-            .form(&[("api_token", token.as_str())])
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let logout = || async {
+        read(
+            app.post("/api/logout")
+                .form(&[("api_token", token.as_str())])
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    };
+    let (status, reply) = logout().await;
     assert_eq!((status, reply["errno"].as_i64()), (200, Some(0)));
     let me = get(&app, &format!("/api/user?api_token={token}")).await;
     assert_eq!(me, json!({"errno": 1, "message": "登录已失效，请重新登录"}));
-    let (status, again) = read(
-        app.post("/api/logout")
-            .form(&[("api_token", token.as_str())])
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, again) = logout().await;
     assert_eq!((status, again["errno"].as_i64()), (200, Some(1)));
 }

@@ -165,49 +165,49 @@ async fn cors_echoes_configured_origins_only() {
     );
 }
 
+/// A cookie-authenticated friend request carrying `headers`, as a browser page would send it.
+async fn befriend_with_cookie(
+    app: &TestApp,
+    token: &str,
+    friend: &str,
+    headers: &[(&str, &str)],
+) -> (u16, serde_json::Value) {
+    let request = headers
+        .iter()
+        .fold(app.post("/api/friend/add"), |r, (k, v)| r.header(*k, *v));
+    let request = request
+        .header("cookie", format!("chatroom_token={token}"))
+        .json(&json!({"friendId": friend}));
+    read(request.send().await.unwrap()).await
+}
+
 #[tokio::test]
 async fn cross_site_posts_are_refused_before_they_act() {
     let app = TestApp::spawn().await;
     let user = app.signup("victim").await;
     let target = app.signup("other").await;
+    let third = app.signup("third").await;
     // A page elsewhere tries to use the victim's cookie.
-    let (status, reply) = read(
-        app.post("/api/friend/add")
-            .header("origin", "https://evil.example")
-            .header("cookie", format!("chatroom_token={}", user.token))
-            .json(&json!({"friendId": target.id}))
-            .send()
-            .await
-            .unwrap(),
+    let (status, reply) = befriend_with_cookie(
+        &app,
+        &user.token,
+        &target.id,
+        &[("origin", "https://evil.example")],
     )
     .await;
     assert_eq!((status, reply["errno"].as_i64()), (403, Some(1)));
     assert_eq!(app.count("friends").await, 0);
     // The same request from the server's own page goes through.
-    let (status, reply) = read(
-        app.post("/api/friend/add")
-            .header("origin", format!("http://{}", app.addr))
-            .header("cookie", format!("chatroom_token={}", user.token))
-            .json(&json!({"friendId": target.id}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let own = format!("http://{}", app.addr);
+    let (status, reply) =
+        befriend_with_cookie(&app, &user.token, &target.id, &[("origin", &own)]).await;
     assert_eq!((status, reply["errno"].as_i64()), (200, Some(0)), "{reply}");
     // And through a proxy that rewrote `Host` but kept the original in `X-Forwarded-Host`.
-    let third = app.signup("third").await;
-    let (status, reply) = read(
-        app.post("/api/friend/add")
-            .header("origin", "https://chat.example")
-            .header("x-forwarded-host", "chat.example")
-            .header("cookie", format!("chatroom_token={}", user.token))
-            .json(&json!({"friendId": third.id}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let proxied = [
+        ("origin", "https://chat.example"),
+        ("x-forwarded-host", "chat.example"),
+    ];
+    let (status, reply) = befriend_with_cookie(&app, &user.token, &third.id, &proxied).await;
     assert_eq!((status, reply["errno"].as_i64()), (200, Some(0)), "{reply}");
 }
 
