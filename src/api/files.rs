@@ -72,7 +72,10 @@ async fn legacy_image(
         image: stored.url.clone(),
         client_id: None,
     };
-    messages::insert(&state.db, new, user).await?;
+    if let Err(e) = messages::insert(&state.db, new, user).await {
+        state.uploads.discard(&stored).await;
+        return Err(e.into());
+    }
     Ok(Json(
         json!({ "errno": 0, "message": "保存成功", "data": { "url": stored.url } }),
     ))

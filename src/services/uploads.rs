@@ -146,6 +146,13 @@ impl UploadStore {
         })
     }
 
+    /// Removes a stored file whose message could not be saved, so nothing is left half-written.
+    pub async fn discard(&self, file: &StoredFile) {
+        if let Err(e) = tokio::fs::remove_file(self.dir.join(&file.name)).await {
+            tracing::warn!(error = %e, file = %file.name, "could not remove an orphaned upload");
+        }
+    }
+
     /// Whether `url` points at a file of this store (with or without a query string).
     pub fn owns_url(url: &str) -> bool {
         let path = url.split(['?', '#']).next().unwrap_or_default();

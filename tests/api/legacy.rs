@@ -304,3 +304,23 @@ async fn logout_with_a_form_token_revokes_it() {
     let (status, again) = logout().await;
     assert_eq!((status, again["errno"].as_i64()), (200, Some(1)));
 }
+
+#[tokio::test]
+async fn a_picture_whose_message_cannot_be_saved_leaves_no_file() {
+    use sea_orm::ConnectionTrait;
+    let app = TestApp::spawn().await;
+    let reply = register(&app, "broken@example.com").await;
+    let token = reply["user"]["api_token"].as_str().unwrap().to_owned();
+    // Break the message store under the running server.
+    app.db()
+        .execute_unprepared("DROP TABLE messages")
+        .await
+        .unwrap();
+    let form = upload_form(images::png(), &[("api_token", &token), ("roomid", "1")]);
+    let (status, reply) = post_form(&app, "/api/file/uploadimg", form).await;
+    assert_eq!(
+        (status, reply),
+        (200, json!({"errno": 1, "message": "服务器异常"}))
+    );
+    assert!(app.upload_files().is_empty(), "{:?}", app.upload_files());
+}
