@@ -49,13 +49,10 @@ where
                     AppError::invalid("请求格式错误")
                 }
             })?;
-        // An empty body is an empty object: fields are then reported missing, not "malformed".
-        let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
-            axum::body::Bytes::from_static(b"{}")
-        } else {
-            bytes
-        };
-        let parsed = if is_form && bytes.as_ref() != b"{}" {
+        let parsed = if bytes.iter().all(u8::is_ascii_whitespace) {
+            // An empty body is an empty object: fields are then reported missing, not "malformed".
+            serde_json::from_str("{}").map_err(|_| ())
+        } else if is_form {
             serde_urlencoded::from_bytes(&bytes).map_err(|_| ())
         } else {
             // Only an object: serde would otherwise also fill a struct from a JSON array.

@@ -59,12 +59,7 @@ pub async fn register_with_email<C: ConnectionTrait>(
     let email = check_email(email)?;
     check_password(password, usize::MAX)?;
     let taken = || AppError::Conflict("该邮箱已注册".into());
-    if user::Entity::find()
-        .filter(user::Column::Email.eq(&email))
-        .one(db)
-        .await?
-        .is_some()
-    {
+    if find_by_email(db, &email).await?.is_some() {
         return Err(taken());
     }
     let hash = hasher.hash(password).await?;
@@ -82,12 +77,7 @@ pub async fn register_with_email<C: ConnectionTrait>(
             Ok(user) => return Ok(user),
             Err(e) if e.sql_err().is_some() => {
                 // Lost a race for the name or the address: the next round tells which.
-                if user::Entity::find()
-                    .filter(user::Column::Email.eq(&email))
-                    .one(db)
-                    .await?
-                    .is_some()
-                {
+                if find_by_email(db, &email).await?.is_some() {
                     return Err(taken());
                 }
             }
@@ -113,11 +103,7 @@ pub async fn sign_in<C: ConnectionTrait>(
     }
     let mut found = find_by_name(db, login).await?;
     if found.is_none() && login.contains('@') {
-        let email = login.to_lowercase();
-        found = user::Entity::find()
-            .filter(user::Column::Email.eq(email))
-            .one(db)
-            .await?;
+        found = find_by_email(db, &login.to_lowercase()).await?;
     }
     if password.len() > crate::auth::password::MAX_PASSWORD_BYTES {
         return Err(AppError::invalid("用户名或密码错误"));
@@ -141,6 +127,20 @@ pub async fn find_by_name<C: ConnectionTrait>(
 ) -> Result<Option<user::Model>, AppError> {
     Ok(user::Entity::find()
         .filter(user::Column::Name.eq(name))
+        .one(db)
+        .await?)
+}
+
+/// The user registered with this (lower-case) e-mail address.
+///
+/// # Errors
+/// Database failures.
+async fn find_by_email<C: ConnectionTrait>(
+    db: &C,
+    email: &str,
+) -> Result<Option<user::Model>, AppError> {
+    Ok(user::Entity::find()
+        .filter(user::Column::Email.eq(email))
         .one(db)
         .await?)
 }
