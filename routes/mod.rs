@@ -3,3 +3,4 @@
 
 pub mod api;
 pub mod web;
+pub mod websocket;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::header::{self, HeaderName, HeaderValue};
-use axum::http::{Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use tower::ServiceBuilder;
@@ -23,6 +23,7 @@ use tower_http::trace::TraceLayer;
 use crate::config::Settings;
 use crate::routes;
 use crate::services::sessions;
+use crate::socket::compat::CompatLayer;
 use crate::state::AppState;
 
 /// How long one HTTP request may take before it is answered with 408.
@@ -34,12 +35,21 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// If the database is unreachable, a migration fails, or the upload directory cannot be created.
 pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
     let db = crate::db::connect(&settings.database_url, settings.db_pool).await?;
-    AppState::new(settings, db)
+    let state = AppState::new(settings, db)?;
+    crate::socket::mount(&state);
+    Ok(state)
 }
 
-/// The whole HTTP application for `state`.
+/// The whole HTTP application for `state`: the API, pages, uploads and static files, with Socket.IO
+/// on `/socket.io/` in front of them.
 pub fn build(state: AppState) -> Router {
     let settings = state.settings.clone();
+    let socket_compat = CompatLayer::new(
+        settings.cors_origins.clone(),
+        state.realtime.max_packet(),
+        settings.cookie_secure,
+    )
+    .with_client_script(client_script(&settings));
     let uploads = ServiceBuilder::new()
         .layer(SetResponseHeaderLayer::overriding(
             header::CONTENT_SECURITY_POLICY,
@@ -57,6 +67,7 @@ pub fn build(state: AppState) -> Router {
     if let Some(dir) = &settings.static_dir {
         app = app.fallback_service(ServeDir::new(dir));
     }
+    let state_layer = state.realtime.layer();
     app.layer(middleware::from_fn_with_state(state.clone(), check_origin))
         .with_state(state)
         .layer(
@@ -74,6 +85,9 @@ pub fn build(state: AppState) -> Router {
                     HeaderValue::from_static("same-origin"),
                 ))
                 .layer(cors(&settings.cors_origins))
+                // Sockets are outside the request timeout: a long-poll waits up to a ping interval.
+                .layer(socket_compat)
+                .layer(state_layer)
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::REQUEST_TIMEOUT,
                     REQUEST_TIMEOUT,
@@ -106,15 +120,20 @@ fn cors(origins: &[String]) -> CorsLayer {
 /// this server nor a configured CORS origin. This is what keeps the auth cookie from being used by a
 /// forged cross-site form or script. Requests without an `Origin` (non-browser clients) pass.
 async fn check_origin(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+        || origin_allowed(req.headers(), &state.settings.cors_origins)
+    {
         return next.run(req).await;
     }
-    let Some(origin) = req
-        .headers()
-        .get(header::ORIGIN)
-        .and_then(|o| o.to_str().ok())
-    else {
-        return next.run(req).await;
+    tracing::warn!(path = %req.uri().path(), "refused a cross-site request");
+    crate::api::envelope::cross_site_refusal()
+}
+
+/// Whether a request may come from where its `Origin` says: no `Origin` (not a browser page), this
+/// server itself, or a configured origin.
+pub(crate) fn origin_allowed(headers: &HeaderMap, cors_origins: &[String]) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
+        return true;
     };
     // Behind a proxy that rewrites `Host`, the original host arrives as `X-Forwarded-Host`. Trusting it
     // here is safe: a page of another site cannot add that header to a browser request.
@@ -122,15 +141,23 @@ async fn check_origin(State(state): State<AppState>, req: Request, next: Next) -
     let same_site = [header::HOST, HeaderName::from_static("x-forwarded-host")]
         .iter()
         .any(|name| {
-            let host = req.headers().get(name).and_then(|h| h.to_str().ok());
+            let host = headers.get(name).and_then(|h| h.to_str().ok());
             host.zip(origin_host)
                 .is_some_and(|(host, origin)| origin.eq_ignore_ascii_case(host.trim()))
         });
-    if same_site || state.settings.cors_origins.iter().any(|o| o == origin) {
-        return next.run(req).await;
+    same_site || cors_origins.iter().any(|o| o == origin)
+}
+
+/// The socket.io client script to serve at `/socket.io/socket.io.js`, if one is configured.
+fn client_script(settings: &Settings) -> Option<bytes::Bytes> {
+    let path = settings.socket_io_js.as_ref()?;
+    match std::fs::read(path) {
+        Ok(script) => Some(script.into()),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read the socket.io client script");
+            None
+        }
     }
-    tracing::warn!(origin, path = %req.uri().path(), "refused a cross-site request");
-    crate::api::envelope::cross_site_refusal()
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then finishes in-flight requests.
@@ -168,12 +195,20 @@ pub async fn run(
     let router = build(state);
     serve(listener, router, async move {
         shutdown.await;
-        draining.start_draining();
-        tracing::info!("shutting down: finishing in-flight requests");
+        drain(&draining).await;
     })
     .await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The first half of a graceful shutdown: readiness fails, no new messages are taken, every queued
+/// message is stored and echoed, and sockets are closed. Serving then finishes in-flight requests.
+pub async fn drain(state: &AppState) {
+    state.start_draining();
+    tracing::info!("shutting down: storing queued messages and closing sockets");
+    state.realtime.shutdown().await;
+    tracing::info!("shutting down: finishing in-flight requests");
 }
 
 /// Periodic housekeeping: forget revocations of tokens that have expired anyway.

@@ -98,6 +98,25 @@ pub struct Config {
     #[arg(long, env = "CHATROOM_SIGNIN_FAILURES", default_value_t = 10)]
     pub signin_failures: u32,
 
+    /// Longest chat message, in characters.
+    #[arg(long, env = "CHATROOM_MESSAGE_MAX_CHARS", default_value_t = 200,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub message_max_chars: u32,
+
+    /// Socket events one socket may send per second (bursts of twice as many are allowed).
+    #[arg(long, env = "CHATROOM_SOCKET_EVENTS_PER_SECOND", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub socket_events_per_second: u32,
+
+    /// Messages waiting to be stored at most; when full, senders get an error instead of a delay.
+    #[arg(long, env = "CHATROOM_MESSAGE_QUEUE", default_value_t = 4096)]
+    pub message_queue: usize,
+
+    /// A socket.io client script to serve at `/socket.io/socket.io.js`, for pages that load it from
+    /// the server. Default: `socket.io.js` in the static directory, if there is one.
+    #[arg(long, env = "CHATROOM_SOCKET_IO_JS")]
+    pub socket_io_js: Option<PathBuf>,
+
     /// Mark the auth cookie `Secure` (set this when chatroom is served over HTTPS).
     #[arg(long, env = "CHATROOM_COOKIE_SECURE", default_value_t = false)]
     pub cookie_secure: bool,
@@ -158,6 +177,10 @@ pub struct Settings {
     pub signup_per_hour: u32,
     pub signin_failures: u32,
     pub cookie_secure: bool,
+    pub message_max_chars: usize,
+    pub socket_events_per_second: u32,
+    pub message_queue: usize,
+    pub socket_io_js: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -180,6 +203,10 @@ impl std::fmt::Debug for Settings {
             .field("signup_per_hour", &self.signup_per_hour)
             .field("signin_failures", &self.signin_failures)
             .field("cookie_secure", &self.cookie_secure)
+            .field("message_max_chars", &self.message_max_chars)
+            .field("socket_events_per_second", &self.socket_events_per_second)
+            .field("message_queue", &self.message_queue)
+            .field("socket_io_js", &self.socket_io_js)
             .finish()
     }
 }
@@ -234,6 +261,12 @@ impl Config {
         if rooms.is_empty() || !rooms.iter().all(|r| valid_room_name(r)) {
             return Err(ConfigError::Rooms);
         }
+        let socket_io_js = self.socket_io_js.or_else(|| {
+            self.static_dir
+                .as_ref()
+                .map(|d| d.join("socket.io.js"))
+                .filter(|f| f.is_file())
+        });
         Ok(Settings {
             listen,
             database_url,
@@ -251,6 +284,10 @@ impl Config {
             signup_per_hour: self.signup_per_hour,
             signin_failures: self.signin_failures,
             cookie_secure: self.cookie_secure,
+            message_max_chars: self.message_max_chars as usize,
+            socket_events_per_second: self.socket_events_per_second,
+            message_queue: self.message_queue.max(1),
+            socket_io_js,
         })
     }
 }
@@ -275,6 +312,10 @@ impl Settings {
             signup_per_hour: 10_000,
             signin_failures: 10,
             cookie_secure: false,
+            message_max_chars: 200,
+            socket_events_per_second: 1000,
+            message_queue: 4096,
+            socket_io_js: None,
         }
     }
 }

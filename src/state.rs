@@ -14,6 +14,7 @@ use crate::services::limiter::RateLimiter;
 use crate::services::robot::Robot;
 use crate::services::rooms::Rooms;
 use crate::services::uploads::UploadStore;
+use crate::socket::Realtime;
 
 /// Uploads being checked at once; each holds at most one file in memory.
 const CONCURRENT_UPLOADS: usize = 8;
@@ -30,6 +31,8 @@ pub struct AppState {
     pub upload_permits: Arc<Semaphore>,
     pub robot: Robot,
     pub limits: Limits,
+    /// Sockets, presence, the Pusher and the message writer.
+    pub realtime: Realtime,
     draining: Arc<AtomicBool>,
 }
 
@@ -49,6 +52,7 @@ impl AppState {
     ///
     /// # Errors
     /// If the upload directory cannot be created or the robot's HTTP client cannot be built.
+    /// Must run inside a Tokio runtime (it starts the message writer).
     pub fn new(settings: Settings, db: DatabaseConnection) -> anyhow::Result<Self> {
         let uploads = UploadStore::new(&settings.upload_dir, settings.upload_max_bytes)?;
         let limits = Limits {
@@ -56,11 +60,14 @@ impl AppState {
             signin: RateLimiter::new(settings.signin_failures, Duration::from_secs(15 * 60)),
             robot: RateLimiter::new(30, Duration::from_secs(60)),
         };
+        let rooms = Arc::new(Rooms::new(settings.rooms.clone()));
+        let realtime = Realtime::new(&settings, db.clone(), rooms.clone());
         Ok(Self {
             db,
+            realtime,
             tokens: TokenService::new(&settings.token_secret, settings.token_ttl),
             hasher: PasswordHasher::new(settings.bcrypt_cost),
-            rooms: Arc::new(Rooms::new(settings.rooms.clone())),
+            rooms,
             uploads,
             upload_permits: Arc::new(Semaphore::new(CONCURRENT_UPLOADS)),
             robot: Robot::new(settings.robot_url.clone())?,

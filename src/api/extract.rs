@@ -116,6 +116,10 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let state = AppState::from_ref(state);
         let (user, claims) = authenticate(&state, token_from_parts(parts).as_deref()).await?;
+        if let Some(sid) = engine_session(parts) {
+            // The same browser's socket, if it is still anonymous, now acts for this user.
+            state.realtime.adopt(&sid, &user, false);
+        }
         Ok(Self {
             user,
             claims,
@@ -176,7 +180,16 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
 
 /// Picks the token from a request's parts (see the module docs for the order).
 pub fn token_from_parts(parts: &Parts) -> Option<String> {
-    let header = parts
+    header_token(parts)
+        .into_iter()
+        .chain(query_token(parts))
+        .chain(cookie_token(parts))
+        .find(|t| usable(t))
+}
+
+/// The token of an `Authorization: Bearer` header.
+pub fn header_token(parts: &Parts) -> Option<String> {
+    parts
         .headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -184,13 +197,32 @@ pub fn token_from_parts(parts: &Parts) -> Option<String> {
             v.strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))
         })
-        .map(str::trim);
-    let query = parts.uri.query().and_then(|q| {
+        .map(|t| t.trim().to_owned())
+        .filter(|t| usable(t))
+}
+
+/// The token of an `api_token` or `token` query field.
+pub fn query_token(parts: &Parts) -> Option<String> {
+    parts.uri.query().and_then(|q| {
         form_urlencoded_pairs(q)
-            .find(|(k, _)| k == "api_token" || k == "token")
+            .find(|(k, v)| (k == "api_token" || k == "token") && usable(v))
             .map(|(_, v)| v)
-    });
-    let cookie = parts
+    })
+}
+
+/// The token of the auth cookie.
+pub fn cookie_token(parts: &Parts) -> Option<String> {
+    cookie(parts, AUTH_COOKIE).filter(|t| usable(t))
+}
+
+/// The Engine.IO session id of the browser's socket (the `io` cookie chatroom sets at the socket
+/// handshake), if the request carries one.
+pub fn engine_session(parts: &Parts) -> Option<String> {
+    cookie(parts, crate::socket::compat::SESSION_COOKIE)
+}
+
+fn cookie(parts: &Parts, name: &str) -> Option<String> {
+    parts
         .headers
         .get_all(COOKIE)
         .iter()
@@ -198,16 +230,22 @@ pub fn token_from_parts(parts: &Parts) -> Option<String> {
         .flat_map(|v| v.split(';'))
         .find_map(|c| {
             c.trim()
-                .strip_prefix(AUTH_COOKIE)?
+                .strip_prefix(name)?
                 .strip_prefix('=')
                 .map(str::to_owned)
-        });
-    header
-        .map(str::to_owned)
-        .into_iter()
-        .chain(query)
-        .chain(cookie)
-        .find(|t| usable(t))
+        })
+}
+
+/// The browser's socket session (see [`engine_session`]), for handlers that sign users in.
+#[derive(Debug, Clone, Default)]
+pub struct EngineSession(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for EngineSession {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(engine_session(parts)))
+    }
 }
 
 /// Whether a token field holds something that could be a token (the clients send `false`, `null`,
@@ -226,15 +264,21 @@ fn form_urlencoded_pairs(query: &str) -> impl Iterator<Item = (String, String)> 
 pub type SetCookie = axum::response::AppendHeaders<[(axum::http::HeaderName, String); 1]>;
 
 /// Starts a session for `user`: a new token, and the `Set-Cookie` header that also stores it in the
-/// browser (so a reload can authenticate without the client's help).
+/// browser (so a reload can authenticate without the client's help). The browser's socket, if the
+/// request names it, is bound to `user`.
 ///
 /// # Errors
 /// [`AppError::Internal`] if signing fails.
 pub fn start_session(
     state: &AppState,
     user: &user::Model,
+    socket: &EngineSession,
 ) -> Result<(String, SetCookie), AppError> {
     let issued = sessions::issue(&state.tokens, user)?;
+    if let Some(sid) = &socket.0 {
+        // The browser's socket now acts for this user, even if it acted for someone else before.
+        state.realtime.adopt(sid, user, true);
+    }
     let cookie = auth_cookie(
         &issued.token,
         state.tokens.ttl().as_secs(),

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::envelope::{ApiResult, Envelope, Legacy, V3};
 use super::extract::{BearerToken, authenticate, usable};
 use crate::error::AppError;
-use crate::services::messages::{self, Kind, NewMessage};
+use crate::services::messages::{Kind, NewMessage};
 use crate::services::users;
 use crate::state::AppState;
 
@@ -72,7 +72,8 @@ async fn legacy_image(
         image: stored.url.clone(),
         client_id: None,
     };
-    if let Err(e) = messages::insert(&state.db, new, user).await {
+    // Stored and announced like a socket message: the room sees the picture at once.
+    if let Err(e) = state.realtime.store(new, user, None).await {
         state.uploads.discard(&stored).await;
         return Err(e.into());
     }

@@ -11,6 +11,8 @@ use super::views::FriendView;
 use crate::error::{AppError, LOGIN_REQUIRED};
 use crate::services::friends;
 use crate::services::rooms::parse_user_id;
+use crate::socket::Target;
+use crate::socket::events::Outbound;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -37,6 +39,7 @@ pub async fn add(
     let friend = friend.ok_or_else(|| AppError::invalid("缺少参数 friendId"))?;
     let friend = parse_user_id(friend).ok_or_else(|| AppError::NotFound("用户不存在".into()))?;
     friends::add(&state.db, user.id, friend).await?;
+    push_friend_list(&state, friend).await;
     Ok(Json(json!({ "errno": 0, "data": "添加成功" })))
 }
 
@@ -58,6 +61,22 @@ pub async fn list(
     let entries = friends::list(&state.db, user.id).await?;
     let data: Vec<FriendView> = entries.iter().map(FriendView::from).collect();
     Ok(Json(json!({ "errno": 0, "data": data })))
+}
+
+/// Sends `user` their new friend list (`friend`), on every device: the v3 client replaces its list.
+async fn push_friend_list(state: &AppState, user: i64) {
+    match friends::list(&state.db, user).await {
+        Ok(entries) => {
+            let data: Vec<FriendView> = entries.iter().map(FriendView::from).collect();
+            let event = Outbound::Friends(json!(data));
+            state
+                .realtime
+                .pusher()
+                .push(&Target::Users(vec![user]), &event)
+                .await;
+        }
+        Err(e) => tracing::warn!(error = %e, "could not push a friend list"),
+    }
 }
 
 /// A body's `selfId`, when given, must be the caller.

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::envelope::{ApiResult, Legacy, LegacyHistory};
-use super::extract::{AuthUser, Body, ClientIp, MaybeUser, Query, start_session};
+use super::extract::{AuthUser, Body, ClientIp, EngineSession, MaybeUser, Query, start_session};
 use super::views::{LegacyMessage, LegacyUser};
 use crate::error::AppError;
 use crate::services::messages::{self, PAGE_SIZE};
@@ -33,6 +33,7 @@ pub struct RegisterForm {
 pub async fn register(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
+    socket: EngineSession,
     Body(form, _): Body<RegisterForm, Legacy>,
 ) -> ApiResult<Response, Legacy> {
     super::users::allow_signup(&state, ip)?;
@@ -44,7 +45,7 @@ pub async fn register(
         form.src.as_deref(),
     )
     .await?;
-    signed_in(&state, &user, "用户注册成功")
+    signed_in(&state, &user, "用户注册成功", &socket)
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,18 +60,20 @@ pub struct LoginForm {
 pub async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
+    socket: EngineSession,
     Body(form, _): Body<LoginForm, Legacy>,
 ) -> ApiResult<Response, Legacy> {
     let user = super::users::check_sign_in(&state, ip, &form.name, &form.password).await?;
-    signed_in(&state, &user, "用户登录成功")
+    signed_in(&state, &user, "用户登录成功", &socket)
 }
 
 fn signed_in(
     state: &AppState,
     user: &entity::user::Model,
     message: &str,
+    socket: &EngineSession,
 ) -> ApiResult<Response, Legacy> {
-    let (token, cookie) = start_session(state, user)?;
+    let (token, cookie) = start_session(state, user, socket)?;
     let body =
         json!({ "errno": 0, "user": LegacyUser::new(user, Some(token)), "message": message });
     Ok((cookie, Json(body)).into_response())

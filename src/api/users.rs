@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::envelope::{ApiResult, Envelope, V3};
 use super::extract::{
-    AuthUser, BearerToken, Body, ClientIp, Query, clear_auth_cookie, start_session,
+    AuthUser, BearerToken, Body, ClientIp, EngineSession, Query, clear_auth_cookie, start_session,
 };
 use super::views::{PublicUser, UserInfo};
 use crate::error::AppError;
@@ -41,6 +41,7 @@ pub struct SigninForm {
 pub async fn signup(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
+    socket: EngineSession,
     Body(form, _): Body<SignupForm, V3>,
 ) -> ApiResult<Response> {
     allow_signup(&state, ip)?;
@@ -52,17 +53,18 @@ pub async fn signup(
         form.src.as_deref(),
     )
     .await?;
-    signed_in(&state, &user, "注册成功")
+    signed_in(&state, &user, "注册成功", &socket)
 }
 
 /// `POST /api/user/signin`.
 pub async fn signin(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
+    socket: EngineSession,
     Body(form, _): Body<SigninForm, V3>,
 ) -> ApiResult<Response> {
     let user = check_sign_in(&state, ip, &form.name, &form.password).await?;
-    signed_in(&state, &user, "登录成功")
+    signed_in(&state, &user, "登录成功", &socket)
 }
 
 /// Checks a sign-in, counting failures per client IP and name so that guessing is throttled.
@@ -92,8 +94,13 @@ pub async fn check_sign_in(
     }
 }
 
-fn signed_in(state: &AppState, user: &entity::user::Model, message: &str) -> ApiResult<Response> {
-    let (token, cookie) = start_session(state, user)?;
+fn signed_in(
+    state: &AppState,
+    user: &entity::user::Model,
+    message: &str,
+    socket: &EngineSession,
+) -> ApiResult<Response> {
+    let (token, cookie) = start_session(state, user, socket)?;
     let body =
         json!({ "errno": 0, "data": message, "userInfo": UserInfo::from(user), "token": token });
     Ok((cookie, Json(body)).into_response())

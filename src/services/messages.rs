@@ -50,6 +50,84 @@ pub struct NewMessage {
     pub client_id: Option<String>,
 }
 
+/// Longest client id accepted (the v3 client sends a 36-character UUID).
+const MAX_CLIENT_ID: usize = 64;
+/// Longest image URL accepted.
+const MAX_IMAGE_URL: usize = 2048;
+
+/// Builds a message from what a client sent: checks that `sender` may post to `room`, that there is
+/// text or a picture, that the text has at most `max_chars` characters, that the picture is one of ours
+/// or an http(s) URL, and escapes the text for HTML.
+///
+/// # Errors
+/// [`AppError::Forbidden`] for someone else's private room, [`AppError::Invalid`] for the rest.
+pub fn compose(
+    sender: UserId,
+    room: Room,
+    text: &str,
+    image: &str,
+    client_id: Option<String>,
+    max_chars: usize,
+) -> Result<NewMessage, AppError> {
+    if !room.admits(sender) {
+        return Err(AppError::Forbidden("不能向这个房间发送消息".into()));
+    }
+    let image = image.trim();
+    if text.trim().is_empty() && image.is_empty() {
+        return Err(AppError::invalid("消息不能为空"));
+    }
+    if text.chars().count() > max_chars {
+        return Err(AppError::Invalid(format!("消息不能超过{max_chars}个字")));
+    }
+    if !image.is_empty() && !acceptable_image(image) {
+        return Err(AppError::invalid("图片地址无效"));
+    }
+    let client_id = client_id.filter(|c| !c.is_empty());
+    if client_id
+        .as_ref()
+        .is_some_and(|c| c.len() > MAX_CLIENT_ID || !c.bytes().all(|b| b.is_ascii_graphic()))
+    {
+        return Err(AppError::invalid("clientId 无效"));
+    }
+    Ok(NewMessage {
+        sender,
+        room,
+        kind: if image.is_empty() {
+            Kind::Text
+        } else {
+            Kind::Image
+        },
+        body: crate::text::escape_html(text),
+        image: image.to_owned(),
+        client_id,
+    })
+}
+
+/// A picture URL is acceptable if it points into our upload store, or is a plain http(s) (or
+/// protocol-relative) URL without characters that could break out of an attribute.
+fn acceptable_image(url: &str) -> bool {
+    if url.len() > MAX_IMAGE_URL
+        || url.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '<' | '>' | '`' | '\\')
+        })
+    {
+        return false;
+    }
+    if crate::services::uploads::UploadStore::owns_url(url) {
+        return true;
+    }
+    let rest = ["https://", "http://", "//"].iter().find_map(|scheme| {
+        url.get(..scheme.len())
+            .filter(|p| p.eq_ignore_ascii_case(scheme))
+            .map(|p| &url[p.len()..])
+    });
+    rest.is_some_and(|r| {
+        r.split(['/', '?', '#'])
+            .next()
+            .is_some_and(|host| !host.is_empty())
+    })
+}
+
 /// Stores one message.
 ///
 /// # Errors
@@ -171,4 +249,62 @@ fn with_senders(rows: Vec<(message::Model, Option<user::Model>)>) -> Vec<StoredM
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group() -> Room {
+        Room::Group("room1".into())
+    }
+
+    #[test]
+    fn compose_escapes_and_bounds_text() {
+        let m = compose(1, group(), "<b>你好</b>🎉", "", Some("c1".into()), 200).unwrap();
+        assert_eq!(m.body, "&lt;b&gt;你好&lt;/b&gt;🎉");
+        assert_eq!(m.kind, Kind::Text);
+        assert!(compose(1, group(), &"字".repeat(200), "", None, 200).is_ok());
+        assert!(matches!(
+            compose(1, group(), &"字".repeat(201), "", None, 200),
+            Err(AppError::Invalid(_))
+        ));
+        assert!(matches!(
+            compose(1, group(), "  ", "", None, 200),
+            Err(AppError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn compose_checks_rooms_images_and_client_ids() {
+        let private = crate::services::rooms::private_room(2, 3);
+        assert!(matches!(
+            compose(1, private.clone(), "hi", "", None, 200),
+            Err(AppError::Forbidden(_))
+        ));
+        assert!(compose(2, private, "hi", "", None, 200).is_ok());
+        for ok in [
+            "static/files/abc.png?width=10&height=20",
+            "/static/files/abc.png",
+            "https://example.com/a.png",
+            "//cdn.example.com/a.png",
+        ] {
+            assert_eq!(
+                compose(1, group(), "", ok, None, 200).unwrap().kind,
+                Kind::Image,
+                "{ok}"
+            );
+        }
+        for bad in [
+            "data:image/png;base64,AAAA",
+            "javascript:alert(1)",
+            "https://",
+            "https://x.com/a.png\" onerror=\"x",
+            "ftp://x.com/a.png",
+        ] {
+            assert!(compose(1, group(), "", bad, None, 200).is_err(), "{bad}");
+        }
+        assert!(compose(1, group(), "hi", "", Some("x".repeat(65)), 200).is_err());
+        assert!(compose(1, group(), "hi", "", Some("a b".into()), 200).is_err());
+    }
 }

@@ -4,8 +4,11 @@
 pub mod friends;
 pub mod limiter;
 pub mod messages;
+pub mod presence;
 pub mod robot;
 pub mod rooms;
 pub mod sessions;
+pub mod unread;
 pub mod uploads;
 pub mod users;
+pub mod writer;

@@ -320,7 +320,10 @@ async fn a_picture_whose_message_cannot_be_saved_leaves_no_file() {
     let (status, reply) = post_form(&app, "/api/file/uploadimg", form).await;
     assert_eq!(
         (status, reply),
-        (200, json!({"errno": 1, "message": "服务器异常"}))
+        (
+            200,
+            json!({"errno": 1, "message": "服务器繁忙，请稍后再试"})
+        )
     );
     assert!(app.upload_files().is_empty(), "{:?}", app.upload_files());
 }

@@ -12,6 +12,7 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 
 pub mod images;
+pub mod socket;
 
 /// A running server.
 pub struct TestApp {
@@ -64,6 +65,26 @@ impl TestApp {
             pg_database,
             _stop: stop,
         }
+    }
+
+    /// Signs up a Laravel-era user by e-mail; returns its id and `api_token`.
+    pub async fn register_legacy(&self, email: &str) -> TestUser {
+        let body = json!({"name": email, "password": "secret123", "src": "//s3.qiufengh.com/avatar/2.jpeg"});
+        let (status, reply) = self.post_json("/api/register", &body).await;
+        assert_eq!(
+            (status, reply["errno"].as_i64()),
+            (200, Some(0)),
+            "register {email}: {reply}"
+        );
+        TestUser {
+            id: reply["user"]["id"].to_string(),
+            token: reply["user"]["api_token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// Runs the first half of a graceful shutdown (what SIGTERM does before HTTP stops).
+    pub async fn drain(&self) {
+        chatroom::app::drain(&self.state).await;
     }
 
     pub fn db(&self) -> &DatabaseConnection {
@@ -163,6 +184,18 @@ impl TestApp {
             .unwrap()
             .unwrap();
         row.try_get::<i64>("", "n").unwrap()
+    }
+
+    /// The ids of all stored messages.
+    pub async fn message_ids(&self) -> Vec<i64> {
+        use sea_orm::{EntityTrait, QuerySelect};
+        entity::message::Entity::find()
+            .select_only()
+            .column(entity::message::Column::Id)
+            .into_tuple()
+            .all(self.db())
+            .await
+            .unwrap()
     }
 
     /// Files in the upload directory, temporary ones included.

@@ -1,0 +1,16 @@
+//! Socket events, Laravel-style (`routes/websocket.php`): this file holds the table only; the
+//! handlers live in `src/socket/handlers.rs`.
+
+use crate::socket::handlers;
+use crate::socket::router::EventRouter;
+
+/// Every event chatroom understands, for both clients.
+pub fn routes() -> EventRouter {
+    EventRouter::new()
+        .on("connect", handlers::connect)
+        .on("disconnect", handlers::disconnect)
+        .on("login", handlers::login)
+        .on("room", handlers::room)
+        .on("roomout", handlers::roomout)
+        .on("message", handlers::message)
+}
