@@ -123,11 +123,16 @@ pub fn allow_signup(state: &AppState, ip: std::net::IpAddr) -> Result<(), AppErr
 pub async fn logout<E: Envelope>(
     State(state): State<AppState>,
     BearerToken(token): BearerToken,
+    socket: EngineSession,
     Body(form, _): Body<LogoutForm, E>,
 ) -> ApiResult<Response, E> {
     let token = token.or(form.api_token.filter(|t| super::extract::usable(t)));
-    let (_, claims) = super::extract::authenticate(&state, token.as_deref()).await?;
+    let (user, claims) = super::extract::authenticate(&state, token.as_deref()).await?;
     sessions::revoke(&state.db, &claims).await?;
+    if let Some(sid) = socket.0 {
+        // The same browser's socket stops acting for the user too.
+        state.realtime.release(&sid, user.id);
+    }
     let cookie = clear_auth_cookie(state.settings.cookie_secure);
     let body = json!({ "errno": 0, "data": "已退出登录", "message": "已退出登录" });
     Ok((AppendHeaders([(SET_COOKIE, cookie)]), Json(body)).into_response())

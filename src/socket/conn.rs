@@ -52,6 +52,8 @@ pub enum Inbound {
         user: Box<user::Model>,
         replace: bool,
     },
+    /// The browser holding this socket signed this user out over HTTP.
+    Release(UserId),
     /// The socket is gone.
     Disconnect(String),
 }

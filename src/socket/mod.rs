@@ -238,6 +238,21 @@ impl Realtime {
         }
     }
 
+    /// Unbinds the socket whose Engine.IO session id is `sid` if it acts for `user`: the browser
+    /// holding it signed out.
+    pub fn release(&self, sid: &str, user: crate::auth::UserId) {
+        let Ok(sid) = Sid::from_str(sid) else {
+            return;
+        };
+        if let Some(conn) = self
+            .io()
+            .get_socket(sid)
+            .and_then(|s| s.extensions.get::<Arc<Conn>>())
+        {
+            conn.post(Inbound::Release(user));
+        }
+    }
+
     /// Stops taking messages, stores and echoes every queued one, then disconnects all sockets.
     pub async fn shutdown(&self) {
         self.inner.accepting.store(false, Ordering::SeqCst);
@@ -554,6 +569,11 @@ async fn drain_inbox(
             Inbound::Adopt { user, replace } => {
                 if replace || ctx.user_id().is_none() {
                     ctx.login_using(*user).await;
+                }
+            }
+            Inbound::Release(user) => {
+                if ctx.user_id() == Some(user) {
+                    ctx.logout().await;
                 }
             }
             Inbound::Disconnect(reason) => {

@@ -304,3 +304,39 @@ async fn closing_sockets_at_shutdown_keeps_the_laravel_socket_informed() {
         .expect("the server closes sockets when it stops")
         .ok();
 }
+
+#[tokio::test]
+async fn signing_out_over_http_unbinds_the_browsers_socket() {
+    let app = TestApp::spawn().await;
+    let page = Polling::open(&app, "").await;
+    let (_, reply) = crate::common::read(
+        page.http
+            .post(app.url("/api/user/signup"))
+            .json(&json!({"name": "dave", "password": "secret123"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let token = reply["token"].as_str().unwrap().to_owned();
+    page.emit("login", json!({})).await;
+    assert_eq!(page.next("count").await["room1"], 0);
+    let (status, _) = crate::common::read(
+        page.http
+            .post(app.url("/api/user/logout"))
+            .bearer_auth(&token)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    page.emit(
+        "message",
+        json!({"msg": "after logout", "roomid": "room1", "clientId": "x"}),
+    )
+    .await;
+    assert_eq!(page.next("notice").await["code"], "unauthenticated");
+    assert_eq!(app.count("messages").await, 0);
+}
