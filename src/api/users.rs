@@ -181,9 +181,19 @@ pub async fn info(
     if query.id.trim().is_empty() {
         return Err(AppError::invalid("缺少参数 id").into());
     }
-    let user = users::find_by_name(&state.db, query.id.trim())
-        .await?
-        .ok_or_else(|| AppError::NotFound("用户不存在".into()))?;
+    let name = query.id.trim();
+    let mut user = users::find_by_name(&state.db, name).await?;
+    if user.is_none() && name.contains('%') {
+        // The v3 client takes a name from its page URL without decoding it, so a Chinese name
+        // arrives percent-encoded twice: `%E6%B5%8B…` after the query is decoded once.
+        let decoded = percent_encoding::percent_decode_str(name).decode_utf8();
+        if let Ok(decoded) = decoded
+            && decoded != name
+        {
+            user = users::find_by_name(&state.db, &decoded).await?;
+        }
+    }
+    let user = user.ok_or_else(|| AppError::NotFound("用户不存在".into()))?;
     Ok(Json(json!({ "errno": 0, "data": UserInfo::from(&user) })))
 }
 

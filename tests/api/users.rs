@@ -412,11 +412,18 @@ async fn get_info_looks_users_up_by_name() {
         reply,
         json!({"errno": 0, "data": {"id": user.id, "name": "张三", "src": "//s3.qiufengh.com/avatar/1.jpeg"}})
     );
+    // The v3 client sends a name taken from its page URL still encoded, so it is encoded twice.
+    let (_, twice) = app
+        .get_v3("/api/user/getInfo?id=%25E5%25BC%25A0%25E4%25B8%2589", None)
+        .await;
+    assert_eq!(twice["data"]["name"], "张三", "{twice}");
     let (status, reply) = app.get_v3("/api/user/getInfo?id=nobody", None).await;
     assert_eq!(
         (status, reply["errno"].as_i64(), reply["data"].as_str()),
         (200, Some(1), Some("用户不存在"))
     );
+    let (_, reply) = app.get_v3("/api/user/getInfo?id=%25ZZ", None).await;
+    assert_eq!(reply["data"], "用户不存在");
     let (_, reply) = app.get_v3("/api/user/getInfo", None).await;
     assert_eq!(reply["errno"], 1);
 }
