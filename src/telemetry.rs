@@ -1,14 +1,37 @@
 //! Logging setup. Log lines never carry tokens or message bodies: request spans record the path only,
-//! and handlers log ids and outcomes, not payloads.
+//! handlers log ids and outcomes, not payloads, and libraries that print raw packets or SQL values at
+//! debug level are held at `info` (`warn` for sqlx).
 
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
+/// Crates whose debug lines print raw packets or statements with their values (message bodies,
+/// handshake URLs with tokens). They log at `info` at most, whatever `RUST_LOG` says.
+const PAYLOAD_LOGGERS: &[&str] = &[
+    "engineioxide",
+    "engineioxide_core",
+    "socketioxide",
+    "socketioxide_core",
+    "socketioxide_parser_common",
+    "tungstenite",
+    "tokio_tungstenite",
+    "sea_orm",
+];
+
 /// Installs the global subscriber. `RUST_LOG` overrides the default level (`info`).
 pub fn init(format: LogFormat) {
-    let filter =
+    let mut filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let caps = PAYLOAD_LOGGERS
+        .iter()
+        .map(|target| format!("{target}=info"))
+        .chain(["sqlx=warn".to_owned()]);
+    for cap in caps {
+        if let Ok(directive) = cap.parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match format {
         LogFormat::Human => builder.init(),

@@ -330,6 +330,38 @@ async fn the_binary_runs_on_sqlite_by_default_and_keeps_tokens_across_restarts()
         .await
         .unwrap();
     assert_eq!(read(legacy).await.1["name"], "restart");
+    // And in socket handshakes, and message bodies go through socket frames.
+    let body_text = "a-private-message-body-7f3a";
+    {
+        use futures_util::FutureExt;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let socket = rust_socketio::asynchronous::ClientBuilder::new(format!(
+            "http://{address}/?token={token}"
+        ))
+        .on("message", move |_, _| {
+            let _ = tx.send(());
+            async {}.boxed()
+        })
+        .connect()
+        .await
+        .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        socket
+            .emit("room", json!({"roomid": "room1"}))
+            .await
+            .unwrap();
+        socket
+            .emit(
+                "message",
+                json!({"msg": body_text, "roomid": "room1", "clientId": "log-1"}),
+            )
+            .await
+            .unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
+            .await
+            .expect("the message is echoed");
+        socket.disconnect().await.unwrap();
+    }
     assert!(
         stop(&mut server, "TERM").success(),
         "SIGTERM is a clean exit"
@@ -342,7 +374,10 @@ async fn the_binary_runs_on_sqlite_by_default_and_keeps_tokens_across_restarts()
     let secret = std::fs::read_to_string(data.path().join("token_secret")).unwrap();
     for line in &lines {
         assert!(
-            !line.contains(&token) && !line.contains("secret123") && !line.contains(secret.trim()),
+            !line.contains(&token)
+                && !line.contains("secret123")
+                && !line.contains(secret.trim())
+                && !line.contains(body_text),
             "leak: {line}"
         );
     }
