@@ -288,3 +288,109 @@ async fn insert_one(db: &DatabaseConnection, job: &Job) -> Result<Saved, AppErro
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use entity::user;
+    use sea_orm::{ActiveModelTrait, Set};
+
+    use super::*;
+    use crate::services::messages::Kind;
+    use crate::services::rooms::Room;
+
+    async fn setup() -> (DatabaseConnection, user::Model) {
+        let db = crate::db::connect("sqlite::memory:", 1).await.unwrap();
+        let user = user::ActiveModel {
+            name: Set("writer".into()),
+            password_hash: Set("x".into()),
+            avatar: Set(String::new()),
+            created_at: Set(Utc::now()),
+            updated_at: Set(Utc::now()),
+            ..Default::default()
+        }
+        .insert(&db)
+        .await
+        .unwrap();
+        (db, user)
+    }
+
+    fn message(sender: &user::Model, client_id: &str) -> NewMessage {
+        NewMessage {
+            sender: sender.id,
+            room: Room::Group("room1".into()),
+            kind: Kind::Text,
+            body: format!("body of {client_id}"),
+            image: String::new(),
+            client_id: Some(client_id.to_owned()),
+        }
+    }
+
+    // These run on a single-threaded runtime: the writer task cannot run until the test awaits, so
+    // everything submitted before that is one backlog.
+
+    #[tokio::test]
+    async fn a_backlog_is_stored_in_order_and_repeats_are_stored_once() {
+        let (db, user) = setup().await;
+        let writer = MessageWriter::spawn(db.clone(), WriterConfig::default());
+        let mut receipts = Vec::new();
+        for i in 0..50 {
+            receipts.push(
+                writer
+                    .submit(message(&user, &format!("c{i}")), user.clone())
+                    .unwrap(),
+            );
+        }
+        let repeat = writer.submit(message(&user, "c7"), user.clone()).unwrap();
+        let mut ids = Vec::new();
+        for receipt in receipts {
+            match receipt.await.unwrap().unwrap() {
+                Saved::New(m) => ids.push(m.message.id),
+                Saved::Existing(_) => panic!("a first send is new"),
+            }
+        }
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "stored in submission order"
+        );
+        match repeat.await.unwrap().unwrap() {
+            Saved::Existing(m) => assert_eq!(m.message.id, ids[7]),
+            Saved::New(_) => panic!("a repeat is not stored again"),
+        }
+        let again = writer.submit(message(&user, "c3"), user.clone()).unwrap();
+        assert!(
+            matches!(again.await.unwrap().unwrap(), Saved::Existing(m) if m.message.id == ids[3])
+        );
+        assert_eq!(message::Entity::find().all(&db).await.unwrap().len(), 50);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_instead_of_waiting_and_close_drains() {
+        let (db, user) = setup().await;
+        let config = WriterConfig {
+            capacity: 3,
+            ..WriterConfig::default()
+        };
+        let writer = MessageWriter::spawn(db.clone(), config);
+        let accepted: Vec<Receipt> = (0..3)
+            .map(|i| {
+                writer
+                    .submit(message(&user, &format!("q{i}")), user.clone())
+                    .unwrap()
+            })
+            .collect();
+        assert!(matches!(
+            writer.submit(message(&user, "q3"), user.clone()),
+            Err(AppError::Unavailable)
+        ));
+        writer.close().await;
+        for receipt in accepted {
+            assert!(matches!(receipt.await.unwrap(), Ok(Saved::New(_))));
+        }
+        assert!(matches!(
+            writer.submit(message(&user, "late"), user.clone()),
+            Err(AppError::Unavailable)
+        ));
+        assert_eq!(message::Entity::find().all(&db).await.unwrap().len(), 3);
+    }
+}
