@@ -59,7 +59,7 @@ async fn legacy_image(
     let room = form
         .roomid
         .as_deref()
-        .and_then(|r| state.rooms.legacy_group(r).or_else(|| state.rooms.parse(r)));
+        .and_then(|r| state.rooms.parse_legacy(r));
     let room = room
         .filter(|r| r.admits(user.id))
         .ok_or_else(|| AppError::invalid("无效的房间"))?;

@@ -105,10 +105,7 @@ pub async fn history(
     Query(query, _): Query<HistoryQuery, LegacyHistory>,
 ) -> ApiResult<Json<Value>, LegacyHistory> {
     let roomid = query.roomid.trim();
-    let room = state
-        .rooms
-        .legacy_group(roomid)
-        .or_else(|| state.rooms.parse(roomid));
+    let room = state.rooms.parse_legacy(roomid);
     let room = room.ok_or_else(|| AppError::invalid("无效的房间"))?;
     if matches!(room, Room::Private { .. }) && !viewer.as_ref().is_some_and(|v| room.admits(v.id)) {
         return Err(AppError::Forbidden("你暂无权限".into()).into());

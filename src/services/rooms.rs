@@ -87,6 +87,11 @@ impl Rooms {
         Some(Room::Group(name.clone()))
     }
 
+    /// A room id as the Laravel-era client writes it: a group room's number, or any room id.
+    pub fn parse_legacy(&self, id: &str) -> Option<Room> {
+        self.legacy_group(id).or_else(|| self.parse(id))
+    }
+
     /// The number the Laravel-era client uses for a group room (1-based), if it is one.
     pub fn legacy_number(&self, room: &str) -> Option<usize> {
         self.groups.iter().position(|g| g == room).map(|i| i + 1)
@@ -145,5 +150,12 @@ mod tests {
         assert_eq!(r.legacy_group("3"), None);
         assert_eq!(r.legacy_group("x"), None);
         assert_eq!(r.legacy_number("room2"), Some(2));
+        assert_eq!(r.parse_legacy("2"), Some(Room::Group("room2".into())));
+        assert_eq!(r.parse_legacy("room1"), Some(Room::Group("room1".into())));
+        assert_eq!(
+            r.parse_legacy("9-10"),
+            Some(Room::Private { high: 9, low: 10 })
+        );
+        assert_eq!(r.parse_legacy("3"), None);
     }
 }

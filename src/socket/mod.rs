@@ -296,7 +296,7 @@ impl Ctx {
         };
         let rooms = &self.state.rooms;
         match self.conn.dialect {
-            Dialect::Laravel => rooms.legacy_group(&text).or_else(|| rooms.parse(&text)),
+            Dialect::Laravel => rooms.parse_legacy(&text),
             Dialect::V3 => rooms.parse(&text),
         }
     }
