@@ -224,32 +224,29 @@ impl Realtime {
     /// session just authenticated over HTTP. With `replace`, a socket bound to someone else is
     /// re-bound (a sign-in in that tab); otherwise only an unbound socket is.
     pub fn adopt(&self, sid: &str, user: &user::Model, replace: bool) {
-        let Ok(sid) = Sid::from_str(sid) else {
-            return;
-        };
-        let Some(socket) = self.io().get_socket(sid) else {
-            return;
-        };
-        if let Some(conn) = socket.extensions.get::<Arc<Conn>>() {
-            conn.post(Inbound::Adopt {
+        self.post_to_session(
+            sid,
+            Inbound::Adopt {
                 user: Box::new(user.clone()),
                 replace,
-            });
-        }
+            },
+        );
     }
 
     /// Unbinds the socket whose Engine.IO session id is `sid` if it acts for `user`: the browser
     /// holding it signed out.
     pub fn release(&self, sid: &str, user: crate::auth::UserId) {
-        let Ok(sid) = Sid::from_str(sid) else {
-            return;
-        };
-        if let Some(conn) = self
-            .io()
-            .get_socket(sid)
-            .and_then(|s| s.extensions.get::<Arc<Conn>>())
-        {
-            conn.post(Inbound::Release(user));
+        self.post_to_session(sid, Inbound::Release(user));
+    }
+
+    /// Queues `item` for the socket of this node whose Engine.IO session id is `sid`, if there is one.
+    fn post_to_session(&self, sid: &str, item: Inbound) {
+        let conn = Sid::from_str(sid)
+            .ok()
+            .and_then(|sid| self.io().get_socket(sid))
+            .and_then(|socket| socket.extensions.get::<Arc<Conn>>());
+        if let Some(conn) = conn {
+            conn.post(item);
         }
     }
 
