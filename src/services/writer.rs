@@ -270,18 +270,14 @@ async fn insert_one(db: &DatabaseConnection, job: &Job) -> Result<Saved, AppErro
         Ok(m) => Ok(Saved::New(m)),
         Err(e) => {
             // A repeat that raced us in: answer with the stored row.
-            if let Some(client_id) = &job.new.client_id {
-                let row = message::Entity::find()
-                    .filter(message::Column::SenderId.eq(job.new.sender))
-                    .filter(message::Column::ClientId.eq(client_id.as_str()))
-                    .one(db)
-                    .await;
-                if let Ok(Some(row)) = row {
-                    return Ok(Saved::Existing(StoredMessage {
-                        message: row,
-                        sender: job.sender.clone(),
-                    }));
-                }
+            let stored = already_stored(db, std::slice::from_ref(job)).await;
+            if let (Ok(mut stored), Some(k)) = (stored, key(job))
+                && let Some(row) = stored.remove(&k)
+            {
+                return Ok(Saved::Existing(StoredMessage {
+                    message: row,
+                    sender: job.sender.clone(),
+                }));
             }
             tracing::error!(error = %e, "storing a message failed");
             Err(unavailable())
