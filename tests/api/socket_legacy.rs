@@ -177,15 +177,13 @@ async fn a_1_7_browser_on_polling_sends_and_receives_chinese_and_emoji_intact() 
     // The v3 page: its socket opens before sign-in, with no token.
     let page = Polling::open(&app, "").await;
     // Signing up in the same browser binds the socket (the `io` cookie goes with the request).
-    let (status, reply) = crate::common::read(
-        page.http
-            .post(app.url("/api/user/signup"))
-            .json(&json!({"name": "测试用户", "password": "secret123", "src": "x"}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, reply) = page
+        .post_json(
+            &app,
+            "/api/user/signup",
+            &json!({"name": "测试用户", "password": "secret123", "src": "x"}),
+        )
+        .await;
     assert_eq!((status, reply["errno"].as_i64()), (200, Some(0)), "{reply}");
     page.send(&[
         format!(
@@ -227,15 +225,13 @@ async fn a_1_7_browser_on_polling_sends_and_receives_chinese_and_emoji_intact() 
 async fn the_auth_cookie_binds_a_socket_after_a_reload() {
     let app = TestApp::spawn().await;
     let page = Polling::open(&app, "").await;
-    let (status, _) = crate::common::read(
-        page.http
-            .post(app.url("/api/user/signup"))
-            .json(&json!({"name": "carol", "password": "secret123"}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, _) = page
+        .post_json(
+            &app,
+            "/api/user/signup",
+            &json!({"name": "carol", "password": "secret123"}),
+        )
+        .await;
     assert_eq!(status, 200);
     // A reload: a new socket from the same browser, which now holds the auth cookie.
     let reloaded = Polling::open_with(&app, "", page.http.clone()).await;
@@ -309,15 +305,13 @@ async fn closing_sockets_at_shutdown_keeps_the_laravel_socket_informed() {
 async fn signing_out_over_http_unbinds_the_browsers_socket() {
     let app = TestApp::spawn().await;
     let page = Polling::open(&app, "").await;
-    let (_, reply) = crate::common::read(
-        page.http
-            .post(app.url("/api/user/signup"))
-            .json(&json!({"name": "dave", "password": "secret123"}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (_, reply) = page
+        .post_json(
+            &app,
+            "/api/user/signup",
+            &json!({"name": "dave", "password": "secret123"}),
+        )
+        .await;
     let token = reply["token"].as_str().unwrap().to_owned();
     page.emit("login", json!({})).await;
     assert_eq!(page.next("count").await["room1"], 0);

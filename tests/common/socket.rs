@@ -359,6 +359,12 @@ impl Polling {
         format!("{}&sid={}", self.base, self.sid)
     }
 
+    /// POSTs JSON to the API from the same browser (its cookies go along): status and JSON reply.
+    pub async fn post_json(&self, app: &TestApp, path: &str, body: &Value) -> (u16, Value) {
+        let request = self.http.post(app.url(path)).json(body);
+        super::read(request.send().await.unwrap()).await
+    }
+
     /// Sends packets the way the 1.7 browser client does.
     pub async fn send(&self, packets: &[String]) {
         let mut body = String::new();
