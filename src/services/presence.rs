@@ -136,6 +136,11 @@ impl Presence {
         online.unread.get_or_insert(counts).clone()
     }
 
+    /// `user`'s cached unread counters, if they are loaded.
+    pub fn unread(&self, user: UserId) -> Option<HashMap<String, u64>> {
+        self.online.get(&user)?.unread.clone()
+    }
+
     /// `user` has seen everything in `room`.
     pub fn clear_unread(&mut self, user: UserId, room: &str) {
         if let Some(unread) = self.online.get_mut(&user).and_then(|o| o.unread.as_mut()) {
@@ -217,5 +222,7 @@ mod tests {
         // Cached counters win over a later, older load.
         let counts = p.load_unread(3, HashMap::from([("room1".to_owned(), 0)]));
         assert_eq!(counts["room1"], 1);
+        assert_eq!(p.unread(3), Some(HashMap::from([("room1".to_owned(), 1)])));
+        assert_eq!(p.unread(4), None);
     }
 }

@@ -33,8 +33,15 @@ pub async fn disconnect(ctx: Ctx, _reason: Value) -> HandlerResult {
 pub async fn login(ctx: Ctx, data: Value) -> HandlerResult {
     let user = signed_in(&ctx, &data, "login").await?;
     let groups = ctx.state.rooms.groups().to_vec();
-    let loaded = unread::counts(&ctx.state.db, &user, &groups).await?;
-    let counts = ctx.state.realtime.presence().load_unread(user.id, loaded);
+    // Another socket of the user may have loaded the counters already; they are kept current since.
+    let cached = ctx.state.realtime.presence().unread(user.id);
+    let counts = match cached {
+        Some(counts) => counts,
+        None => {
+            let loaded = unread::counts(&ctx.state.db, &user, &groups).await?;
+            ctx.state.realtime.presence().load_unread(user.id, loaded)
+        }
+    };
     let counts: Vec<(String, u64)> = groups
         .into_iter()
         .map(|room| {
