@@ -1,5 +1,5 @@
 //! Socket events, Laravel-style (`routes/websocket.php`): this file holds the table only; the
-//! handlers live in `src/socket/handlers.rs`.
+//! handlers live in `src/socket/handlers.rs`, their payloads in `src/socket/payloads.rs`.
 
 use crate::socket::handlers;
 use crate::socket::router::EventRouter;
@@ -13,4 +13,5 @@ pub fn routes() -> EventRouter {
         .on("room", handlers::room)
         .on("roomout", handlers::roomout)
         .on("message", handlers::message)
+        .on("sync", handlers::sync)
 }

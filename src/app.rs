@@ -10,9 +10,10 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::header::{self, HeaderName, HeaderValue};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
+use axum::serve::ListenerExt;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::services::ServeDir;
@@ -20,6 +21,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::auth::origin;
 use crate::config::Settings;
 use crate::routes;
 use crate::services::sessions;
@@ -36,7 +38,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
     let db = crate::db::connect(&settings.database_url, settings.db_pool).await?;
     let state = AppState::new(settings, db)?;
-    crate::socket::mount(&state);
+    crate::socket::mount(&state, routes::websocket::routes());
     Ok(state)
 }
 
@@ -116,36 +118,16 @@ fn cors(origins: &[String]) -> CorsLayer {
         .max_age(Duration::from_secs(600))
 }
 
-/// Refuses state-changing requests sent by pages of other sites: a request whose `Origin` is neither
-/// this server nor a configured CORS origin. This is what keeps the auth cookie from being used by a
-/// forged cross-site form or script. Requests without an `Origin` (non-browser clients) pass.
+/// Refuses state-changing requests sent by pages of other sites (see [`crate::auth::origin`]). This is
+/// what keeps the auth cookie from being used by a forged cross-site form or script.
 async fn check_origin(State(state): State<AppState>, req: Request, next: Next) -> Response {
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
-        || origin_allowed(req.headers(), &state.settings.cors_origins)
+        || origin::allowed(req.headers(), &state.settings.cors_origins)
     {
         return next.run(req).await;
     }
     tracing::warn!(path = %req.uri().path(), "refused a cross-site request");
-    crate::api::envelope::cross_site_refusal()
-}
-
-/// Whether a request may come from where its `Origin` says: no `Origin` (not a browser page), this
-/// server itself, or a configured origin.
-pub(crate) fn origin_allowed(headers: &HeaderMap, cors_origins: &[String]) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
-        return true;
-    };
-    // Behind a proxy that rewrites `Host`, the original host arrives as `X-Forwarded-Host`. Trusting it
-    // here is safe: a page of another site cannot add that header to a browser request.
-    let origin_host = origin.split_once("://").map(|(_, rest)| rest);
-    let same_site = [header::HOST, HeaderName::from_static("x-forwarded-host")]
-        .iter()
-        .any(|name| {
-            let host = headers.get(name).and_then(|h| h.to_str().ok());
-            host.zip(origin_host)
-                .is_some_and(|(host, origin)| origin.eq_ignore_ascii_case(host.trim()))
-        });
-    same_site || cors_origins.iter().any(|o| o == origin)
+    origin::refusal()
 }
 
 /// The socket.io client script to serve at `/socket.io/socket.io.js`, if one is configured.
@@ -169,6 +151,12 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // Small frames (chat messages, acknowledgements) go out at once rather than waiting for more.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),

@@ -3,9 +3,14 @@
 //! # Layout
 //! * [`routes`]   – route tables only (`routes/api.rs`, `routes/web.rs`, `routes/websocket.rs`), Laravel-style.
 //! * [`api`]      – axum handlers: extract, call a service, shape the reply for the client's envelope.
+//! * [`socket`]   – the Socket.IO adapter: connect, the ordered inbox, event handlers, socket auth,
+//!   old-client compat.
+//! * [`realtime`] – the transport-neutral core both adapters call: posting messages (writer and
+//!   announcer), presence, unread counts, the Pusher.
 //! * [`services`] – business logic over sea-orm; no framework types.
-//! * [`socket`]   – Socket.IO for both clients: event router, socket auth, the Pusher, old-client compat.
-//! * [`auth`]     – the `Authenticatable` contract, signed tokens, password hashing.
+//! * [`wire`]     – the JSON shapes clients read, over both transports.
+//! * [`auth`]     – the `Authenticatable` contract, tokens, passwords, where requests carry credentials,
+//!   same-site checks.
 //! * [`app`]      – builds the router and middleware stack, serves it, shuts down gracefully.
 //! * [`config`]   – flags and environment variables; [`state`] – what handlers share.
 //! * [`error`]    – the one error type; [`db`] – connection and migrations.
@@ -16,6 +21,7 @@ pub mod auth;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod realtime;
 #[path = "../routes/mod.rs"]
 pub mod routes;
 pub mod services;
@@ -23,3 +29,4 @@ pub mod socket;
 pub mod state;
 pub mod telemetry;
 pub mod text;
+pub mod wire;

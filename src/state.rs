@@ -10,11 +10,11 @@ use tokio::sync::Semaphore;
 use crate::auth::password::PasswordHasher;
 use crate::auth::token::TokenService;
 use crate::config::Settings;
+use crate::realtime::Realtime;
 use crate::services::limiter::RateLimiter;
 use crate::services::robot::Robot;
 use crate::services::rooms::Rooms;
 use crate::services::uploads::UploadStore;
-use crate::socket::Realtime;
 
 /// Uploads being checked at once; each holds at most one file in memory.
 const CONCURRENT_UPLOADS: usize = 8;

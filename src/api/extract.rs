@@ -1,27 +1,26 @@
 //! Extractors that speak a client's envelope when they refuse: request bodies, query strings, tokens
 //! and the signed-in user.
 //!
-//! Tokens are read from, in order: `Authorization: Bearer` (the v3 client sends `Bearer false` when it
-//! has none), an `api_token` or `token` query field (the Laravel-era client), and the HttpOnly cookie set
-//! at sign-in. Handlers that take forms also accept `api_token` from the form itself.
+//! Where tokens are found is decided in [`crate::auth::request`], for both transports. Handlers that
+//! take forms also accept `api_token` from the form itself.
 
 use std::marker::PhantomData;
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts, Request};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use entity::user;
 use serde::de::DeserializeOwned;
 
 use super::envelope::{Envelope, Reject};
+use crate::auth::request::{engine_session, token_from_parts};
 use crate::auth::token::Claims;
 use crate::error::{AppError, LOGIN_REQUIRED};
+use crate::realtime::{Binding, TokenInfo};
 use crate::services::sessions;
+use crate::services::users::Author;
 use crate::state::AppState;
-
-/// Name of the HttpOnly cookie holding the token.
-pub const AUTH_COOKIE: &str = "chatroom_token";
 
 /// A JSON or form body (by `Content-Type`), refused in envelope `E` when malformed.
 pub struct Body<T, E>(pub T, pub PhantomData<E>);
@@ -118,7 +117,7 @@ where
         let (user, claims) = authenticate(&state, token_from_parts(parts).as_deref()).await?;
         if let Some(sid) = engine_session(parts) {
             // The same browser's socket, if it is still anonymous, now acts for this user.
-            state.realtime.adopt(&sid, &user, false);
+            state.realtime.adopt(&sid, binding(&user, &claims), false);
         }
         Ok(Self {
             user,
@@ -178,64 +177,6 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     }
 }
 
-/// Picks the token from a request's parts (see the module docs for the order).
-pub fn token_from_parts(parts: &Parts) -> Option<String> {
-    header_token(parts)
-        .into_iter()
-        .chain(query_token(parts))
-        .chain(cookie_token(parts))
-        .find(|t| usable(t))
-}
-
-/// The token of an `Authorization: Bearer` header.
-pub fn header_token(parts: &Parts) -> Option<String> {
-    parts
-        .headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(|t| t.trim().to_owned())
-        .filter(|t| usable(t))
-}
-
-/// The token of an `api_token` or `token` query field.
-pub fn query_token(parts: &Parts) -> Option<String> {
-    parts.uri.query().and_then(|q| {
-        form_urlencoded_pairs(q)
-            .find(|(k, v)| (k == "api_token" || k == "token") && usable(v))
-            .map(|(_, v)| v)
-    })
-}
-
-/// The token of the auth cookie.
-pub fn cookie_token(parts: &Parts) -> Option<String> {
-    cookie(parts, AUTH_COOKIE).filter(|t| usable(t))
-}
-
-/// The Engine.IO session id of the browser's socket (the `io` cookie chatroom sets at the socket
-/// handshake), if the request carries one.
-pub fn engine_session(parts: &Parts) -> Option<String> {
-    cookie(parts, crate::socket::compat::SESSION_COOKIE)
-}
-
-fn cookie(parts: &Parts, name: &str) -> Option<String> {
-    parts
-        .headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|c| {
-            c.trim()
-                .strip_prefix(name)?
-                .strip_prefix('=')
-                .map(str::to_owned)
-        })
-}
-
 /// The browser's socket session (see [`engine_session`]), for handlers that sign users in.
 #[derive(Debug, Clone, Default)]
 pub struct EngineSession(pub Option<String>);
@@ -248,55 +189,11 @@ impl<S: Send + Sync> FromRequestParts<S> for EngineSession {
     }
 }
 
-/// Whether a token field holds something that could be a token (the clients send `false`, `null`,
-/// `undefined` or an empty string when they have none).
-pub fn usable(token: &str) -> bool {
-    !matches!(token.trim(), "" | "false" | "null" | "undefined")
-}
-
-fn form_urlencoded_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
-    serde_urlencoded::from_str::<Vec<(String, String)>>(query)
-        .unwrap_or_default()
-        .into_iter()
-}
-
-/// A `Set-Cookie` header to send with a reply.
-pub type SetCookie = axum::response::AppendHeaders<[(axum::http::HeaderName, String); 1]>;
-
-/// Starts a session for `user`: a new token, and the `Set-Cookie` header that also stores it in the
-/// browser (so a reload can authenticate without the client's help). The browser's socket, if the
-/// request names it, is bound to `user`.
-///
-/// # Errors
-/// [`AppError::Internal`] if signing fails.
-pub fn start_session(
-    state: &AppState,
-    user: &user::Model,
-    socket: &EngineSession,
-) -> Result<(String, SetCookie), AppError> {
-    let issued = sessions::issue(&state.tokens, user)?;
-    if let Some(sid) = &socket.0 {
-        // The browser's socket now acts for this user, even if it acted for someone else before.
-        state.realtime.adopt(sid, user, true);
+/// The socket binding for `user`, signed in with the token of `claims`.
+pub fn binding(user: &user::Model, claims: &Claims) -> Binding {
+    Binding {
+        author: Author::from(user),
+        token: Some(TokenInfo::from(claims)),
+        token_hash: None,
     }
-    let cookie = auth_cookie(
-        &issued.token,
-        state.tokens.ttl().as_secs(),
-        state.settings.cookie_secure,
-    );
-    Ok((
-        issued.token,
-        axum::response::AppendHeaders([(axum::http::header::SET_COOKIE, cookie)]),
-    ))
-}
-
-/// The `Set-Cookie` value that stores `token` for `max_age` seconds.
-pub fn auth_cookie(token: &str, max_age: u64, secure: bool) -> String {
-    let secure = if secure { "; Secure" } else { "" };
-    format!("{AUTH_COOKIE}={token}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}")
-}
-
-/// The `Set-Cookie` value that removes the token cookie.
-pub fn clear_auth_cookie(secure: bool) -> String {
-    auth_cookie("", 0, secure)
 }

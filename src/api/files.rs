@@ -13,10 +13,11 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::envelope::{ApiResult, Envelope, Legacy, V3};
-use super::extract::{BearerToken, authenticate, usable};
+use super::extract::{BearerToken, authenticate};
+use crate::auth::request::usable;
 use crate::error::AppError;
 use crate::services::messages::{Kind, NewMessage};
-use crate::services::users;
+use crate::services::users::{self, Author};
 use crate::state::AppState;
 
 /// Longest accepted text field in an upload form.
@@ -73,7 +74,7 @@ async fn legacy_image(
         client_id: None,
     };
     // Stored and announced like a socket message: the room sees the picture at once.
-    if let Err(e) = state.realtime.store(new, user, None).await {
+    if let Err(e) = state.realtime.store(new, Author::from(&user), None).await {
         state.uploads.discard(&stored).await;
         return Err(e.into());
     }

@@ -7,13 +7,13 @@ use serde_json::{Value, json};
 
 use super::envelope::{ApiResult, V3};
 use super::extract::{AuthUser, Body, MaybeUser};
-use super::views::FriendView;
 use crate::error::{AppError, LOGIN_REQUIRED};
+use crate::realtime::Pusher;
+use crate::realtime::events::Outbound;
 use crate::services::friends;
 use crate::services::rooms::parse_user_id;
-use crate::socket::Target;
-use crate::socket::events::Outbound;
 use crate::state::AppState;
+use crate::wire::FriendView;
 
 #[derive(Debug, Deserialize)]
 pub struct AddForm {
@@ -72,7 +72,7 @@ async fn push_friend_list(state: &AppState, user: i64) {
             state
                 .realtime
                 .pusher()
-                .push(&Target::Users(vec![user]), &event)
+                .push(&Pusher::to_user_id(&[user]), &event)
                 .await;
         }
         Err(e) => tracing::warn!(error = %e, "could not push a friend list"),

@@ -10,13 +10,14 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::envelope::{ApiResult, Legacy, LegacyHistory};
-use super::extract::{AuthUser, Body, ClientIp, EngineSession, MaybeUser, Query, start_session};
-use super::views::{LegacyMessage, LegacyUser};
+use super::extract::{AuthUser, Body, ClientIp, EngineSession, MaybeUser, Query};
+use super::session;
 use crate::error::AppError;
 use crate::services::messages::{self, PAGE_SIZE};
 use crate::services::rooms::Room;
 use crate::services::users;
 use crate::state::AppState;
+use crate::wire::{LegacyMessage, LegacyUser};
 
 #[derive(Debug, Deserialize)]
 pub struct RegisterForm {
@@ -73,7 +74,7 @@ fn signed_in(
     message: &str,
     socket: &EngineSession,
 ) -> ApiResult<Response, Legacy> {
-    let (token, cookie) = start_session(state, user, socket)?;
+    let (token, cookie) = session::start(state, user, socket)?;
     let body =
         json!({ "errno": 0, "user": LegacyUser::new(user, Some(token)), "message": message });
     Ok((cookie, Json(body)).into_response())
@@ -128,7 +129,7 @@ pub async fn history(
     let offset = (current - 1)
         .saturating_mul(PAGE_SIZE)
         .saturating_add(count - total);
-    let page = messages::page_from_newest(&state.db, &room.id(), offset, PAGE_SIZE).await?;
+    let page = messages::page_from_newest(&state.db, &room, offset, PAGE_SIZE).await?;
     let data: Vec<LegacyMessage> = page
         .iter()
         .map(|m| LegacyMessage::new(m, &state.rooms))

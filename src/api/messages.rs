@@ -7,12 +7,13 @@ use serde_json::{Map, Value, json};
 
 use super::envelope::{ApiResult, V3};
 use super::extract::{MaybeUser, Query};
-use super::views::{HotUser, PublicUser, V3Message};
+
 use crate::error::AppError;
 use crate::services::friends;
 use crate::services::messages::{self, PAGE_SIZE};
 use crate::services::rooms::{Room, parse_user_id, private_room};
 use crate::state::AppState;
+use crate::wire::{HotUser, PublicUser, V3Message};
 
 /// How many users `getHot` lists.
 const HOT_USERS: u64 = 10;
@@ -47,7 +48,7 @@ pub async fn by_user(
     }
     let mut data = Map::new();
     for room in rooms {
-        let page = messages::recent(&state.db, &room.id(), None, PAGE_SIZE).await?;
+        let page = messages::recent(&state.db, &room, None, PAGE_SIZE).await?;
         let page: Vec<V3Message> = page.iter().map(V3Message::from).collect();
         data.insert(
             room.id(),
@@ -94,7 +95,7 @@ pub async fn history(
         ),
         None => None,
     };
-    let page = messages::recent(&state.db, &room.id(), before, PAGE_SIZE).await?;
+    let page = messages::recent(&state.db, &room, before, PAGE_SIZE).await?;
     let page: Vec<V3Message> = page.iter().map(V3Message::from).collect();
     Ok(Json(json!({ "errno": 0, "data": { "data": page } })))
 }

@@ -13,6 +13,6 @@ pub mod health;
 pub mod legacy;
 pub mod messages;
 pub mod robot;
+pub mod session;
 pub mod users;
-pub mod views;
 pub mod web;

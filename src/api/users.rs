@@ -8,13 +8,13 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::envelope::{ApiResult, Envelope, V3};
-use super::extract::{
-    AuthUser, BearerToken, Body, ClientIp, EngineSession, Query, clear_auth_cookie, start_session,
-};
-use super::views::{PublicUser, UserInfo};
+use super::extract::{AuthUser, BearerToken, Body, ClientIp, EngineSession, Query, authenticate};
+use super::session;
+use crate::auth::request::{clear_auth_cookie, usable};
 use crate::error::AppError;
 use crate::services::{sessions, users};
 use crate::state::AppState;
+use crate::wire::{PublicUser, UserInfo};
 
 /// Most users a search returns.
 const SEARCH_LIMIT: u64 = 50;
@@ -100,7 +100,7 @@ fn signed_in(
     message: &str,
     socket: &EngineSession,
 ) -> ApiResult<Response> {
-    let (token, cookie) = start_session(state, user, socket)?;
+    let (token, cookie) = session::start(state, user, socket)?;
     let body =
         json!({ "errno": 0, "data": message, "userInfo": UserInfo::from(user), "token": token });
     Ok((cookie, Json(body)).into_response())
@@ -126,11 +126,12 @@ pub async fn logout<E: Envelope>(
     socket: EngineSession,
     Body(form, _): Body<LogoutForm, E>,
 ) -> ApiResult<Response, E> {
-    let token = token.or(form.api_token.filter(|t| super::extract::usable(t)));
-    let (user, claims) = super::extract::authenticate(&state, token.as_deref()).await?;
+    let token = token.or(form.api_token.filter(|t| usable(t)));
+    let (user, claims) = authenticate(&state, token.as_deref()).await?;
     sessions::revoke(&state.db, &claims).await?;
+    // Sockets bound with this token stop acting for the user, and so does the same browser's socket.
+    state.realtime.revoke(user.id, &claims.jti);
     if let Some(sid) = socket.0 {
-        // The same browser's socket stops acting for the user too.
         state.realtime.release(&sid, user.id);
     }
     let cookie = clear_auth_cookie(state.settings.cookie_secure);

@@ -4,8 +4,12 @@
 //!   the socket side (binding a socket to a user) builds on it.
 //! * [`token`] issues and verifies the signed, expiring tokens clients carry.
 //! * [`password`] hashes and checks passwords with bcrypt, off the async runtime.
+//! * [`request`] finds the token and the browser's socket session in a request, for both transports.
+//! * [`origin`] decides which browser pages may act on this server.
 
+pub mod origin;
 pub mod password;
+pub mod request;
 pub mod token;
 
 use entity::user;

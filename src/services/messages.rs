@@ -1,4 +1,5 @@
-//! Stored messages: history pages, counts, and the "hot users" ranking.
+//! Stored messages: composing, storing, history pages, replay after a reconnect, counts, and the
+//! "hot users" ranking.
 
 use chrono::Utc;
 use entity::{message, user};
@@ -11,15 +12,17 @@ use sea_orm::{
 use crate::auth::UserId;
 use crate::error::AppError;
 use crate::services::rooms::Room;
+use crate::services::users::Author;
 
 /// Messages per history page, as both clients expect.
 pub const PAGE_SIZE: u64 = 20;
 
-/// A message with its sender's account.
+/// A stored message with its room and its sender's public profile.
 #[derive(Debug, Clone)]
 pub struct StoredMessage {
     pub message: message::Model,
-    pub sender: user::Model,
+    pub room: Room,
+    pub author: Author,
 }
 
 /// What a message is.
@@ -128,6 +131,32 @@ fn acceptable_image(url: &str) -> bool {
     })
 }
 
+impl NewMessage {
+    /// The row to insert for this message, stamped now.
+    pub fn to_row(&self) -> message::ActiveModel {
+        message::ActiveModel {
+            sender_id: Set(self.sender),
+            room_id: Set(self.room.id()),
+            room_type: Set(self.room.kind().to_owned()),
+            kind: Set(self.kind.as_str().to_owned()),
+            body: Set(self.body.clone()),
+            image: Set(self.image.clone()),
+            client_id: Set(self.client_id.clone()),
+            created_at: Set(Utc::now()),
+            ..Default::default()
+        }
+    }
+
+    /// Whether `row` holds this same message (a resend), rather than another one that happens to
+    /// carry the same client id.
+    pub fn is_same_as(&self, row: &message::Model) -> bool {
+        row.sender_id == self.sender
+            && row.room_id == self.room.id()
+            && row.body == self.body
+            && row.image == self.image
+    }
+}
+
 /// Stores one message.
 ///
 /// # Errors
@@ -135,22 +164,14 @@ fn acceptable_image(url: &str) -> bool {
 pub async fn insert<C: ConnectionTrait>(
     db: &C,
     new: NewMessage,
-    sender: user::Model,
+    author: Author,
 ) -> Result<StoredMessage, AppError> {
-    let message = message::ActiveModel {
-        sender_id: Set(new.sender),
-        room_id: Set(new.room.id()),
-        room_type: Set(new.room.kind().to_owned()),
-        kind: Set(new.kind.as_str().to_owned()),
-        body: Set(new.body),
-        image: Set(new.image),
-        client_id: Set(new.client_id),
-        created_at: Set(Utc::now()),
-        ..Default::default()
-    }
-    .insert(db)
-    .await?;
-    Ok(StoredMessage { message, sender })
+    let message = new.to_row().insert(db).await?;
+    Ok(StoredMessage {
+        message,
+        room: new.room,
+        author,
+    })
 }
 
 /// The newest `limit` messages of `room` older than `before` (all when `None`), oldest first.
@@ -159,11 +180,11 @@ pub async fn insert<C: ConnectionTrait>(
 /// Database failures.
 pub async fn recent<C: ConnectionTrait>(
     db: &C,
-    room: &str,
+    room: &Room,
     before: Option<i64>,
     limit: u64,
 ) -> Result<Vec<StoredMessage>, AppError> {
-    let mut query = message::Entity::find().filter(message::Column::RoomId.eq(room));
+    let mut query = message::Entity::find().filter(message::Column::RoomId.eq(room.id()));
     if let Some(before) = before {
         query = query.filter(message::Column::Id.lt(before));
     }
@@ -173,7 +194,32 @@ pub async fn recent<C: ConnectionTrait>(
         .find_also_related(user::Entity)
         .all(db)
         .await?;
-    Ok(with_senders(rows).into_iter().rev().collect())
+    Ok(with_authors(room, rows).into_iter().rev().collect())
+}
+
+/// The messages of `room` newer than `after`, oldest first, if there are at most `limit` of them;
+/// `None` when there are more (the caller should reload the newest page instead).
+///
+/// # Errors
+/// Database failures.
+pub async fn since<C: ConnectionTrait>(
+    db: &C,
+    room: &Room,
+    after: i64,
+    limit: u64,
+) -> Result<Option<Vec<StoredMessage>>, AppError> {
+    let rows = message::Entity::find()
+        .filter(message::Column::RoomId.eq(room.id()))
+        .filter(message::Column::Id.gt(after))
+        .order_by_asc(message::Column::Id)
+        .limit(limit + 1)
+        .find_also_related(user::Entity)
+        .all(db)
+        .await?;
+    if rows.len() as u64 > limit {
+        return Ok(None);
+    }
+    Ok(Some(with_authors(room, rows)))
 }
 
 /// A page counted from the newest message: skips the `offset` newest, returns the next `limit`, oldest first.
@@ -182,19 +228,19 @@ pub async fn recent<C: ConnectionTrait>(
 /// Database failures.
 pub async fn page_from_newest<C: ConnectionTrait>(
     db: &C,
-    room: &str,
+    room: &Room,
     offset: u64,
     limit: u64,
 ) -> Result<Vec<StoredMessage>, AppError> {
     let rows = message::Entity::find()
-        .filter(message::Column::RoomId.eq(room))
+        .filter(message::Column::RoomId.eq(room.id()))
         .order_by_desc(message::Column::Id)
         .offset(offset)
         .limit(limit)
         .find_also_related(user::Entity)
         .all(db)
         .await?;
-    Ok(with_senders(rows).into_iter().rev().collect())
+    Ok(with_authors(room, rows).into_iter().rev().collect())
 }
 
 /// How many messages `room` holds.
@@ -240,12 +286,16 @@ pub async fn hot_senders<C: ConnectionTrait>(
         .collect())
 }
 
-fn with_senders(rows: Vec<(message::Model, Option<user::Model>)>) -> Vec<StoredMessage> {
+fn with_authors(
+    room: &Room,
+    rows: Vec<(message::Model, Option<user::Model>)>,
+) -> Vec<StoredMessage> {
     rows.into_iter()
         .filter_map(|(message, sender)| {
             Some(StoredMessage {
                 message,
-                sender: sender?,
+                room: room.clone(),
+                author: Author::from(&sender?),
             })
         })
         .collect()

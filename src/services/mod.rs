@@ -4,7 +4,6 @@
 pub mod friends;
 pub mod limiter;
 pub mod messages;
-pub mod presence;
 pub mod robot;
 pub mod rooms;
 pub mod sessions;

@@ -9,7 +9,8 @@ use chrono::Utc;
 use entity::{message, read_state, user};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect, Set,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
+    QuerySelect, Set, TransactionTrait,
 };
 
 use crate::auth::UserId;
@@ -21,25 +22,32 @@ use crate::error::AppError;
 /// Database failures.
 pub async fn counts<C: ConnectionTrait>(
     db: &C,
-    user: &user::Model,
+    user: UserId,
     rooms: &[String],
 ) -> Result<HashMap<String, u64>, AppError> {
     let marks: HashMap<String, i64> = read_state::Entity::find()
-        .filter(read_state::Column::UserId.eq(user.id))
+        .filter(read_state::Column::UserId.eq(user))
         .filter(read_state::Column::RoomId.is_in(rooms.iter().cloned()))
         .all(db)
         .await?
         .into_iter()
         .map(|r| (r.room_id, r.last_read_message_id))
         .collect();
+    let mut signed_up = None;
     let mut counts = HashMap::with_capacity(rooms.len());
     for room in rooms {
         let mut query = message::Entity::find()
             .filter(message::Column::RoomId.eq(room.as_str()))
-            .filter(message::Column::SenderId.ne(user.id));
+            .filter(message::Column::SenderId.ne(user));
         query = match marks.get(room) {
             Some(last) => query.filter(message::Column::Id.gt(*last)),
-            None => query.filter(message::Column::CreatedAt.gt(user.created_at)),
+            None => {
+                if signed_up.is_none() {
+                    let account = user::Entity::find_by_id(user).one(db).await?;
+                    signed_up = Some(account.map_or_else(Utc::now, |u| u.created_at));
+                }
+                query.filter(message::Column::CreatedAt.gt(signed_up.unwrap_or_else(Utc::now)))
+            }
         };
         counts.insert(room.clone(), query.count(db).await?);
     }
@@ -98,4 +106,31 @@ pub async fn mark_read<C: ConnectionTrait>(
         Ok(_) | Err(sea_orm::DbErr::RecordNotInserted) => Ok(()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Records many read marks (user, room, last message seen; `None`: the room's newest) in one
+/// transaction. Never moves a mark backwards.
+///
+/// # Errors
+/// Database failures.
+pub async fn mark_read_many<C>(
+    db: &C,
+    marks: &[(UserId, String, Option<i64>)],
+) -> Result<(), AppError>
+where
+    C: ConnectionTrait + TransactionTrait<Transaction = DatabaseTransaction>,
+{
+    let mut newest: HashMap<&str, i64> = HashMap::new();
+    for (_, room, last) in marks {
+        if last.is_none() && !newest.contains_key(room.as_str()) {
+            newest.insert(room, latest_id(db, room).await?);
+        }
+    }
+    let txn = db.begin().await?;
+    for (user, room, last) in marks {
+        let last = last.unwrap_or_else(|| newest.get(room.as_str()).copied().unwrap_or(0));
+        mark_read(&txn, *user, room, last).await?;
+    }
+    txn.commit().await?;
+    Ok(())
 }

@@ -22,6 +22,25 @@ pub const DEFAULT_AVATAR: &str = "/avatar/default.svg";
 const MAX_AVATAR_BYTES: usize = 512;
 const MAX_EMAIL_CHARS: usize = 100;
 
+/// A user as other users see them: the public name and avatar, nothing else. This is what travels with
+/// messages and presence, so an account's e-mail address or password hash can never reach a view.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Author {
+    pub id: UserId,
+    pub name: String,
+    pub avatar: String,
+}
+
+impl From<&user::Model> for Author {
+    fn from(u: &user::Model) -> Self {
+        Self {
+            id: u.id,
+            name: u.name.clone(),
+            avatar: u.avatar.clone(),
+        }
+    }
+}
+
 /// Registers a user of the v3 client, which picks a name and sends an avatar URL.
 ///
 /// # Errors

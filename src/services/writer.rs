@@ -1,38 +1,50 @@
 //! The background message writer: persistence off the socket path, with group commit.
 //!
-//! Handlers hand each message to [`MessageWriter::submit`], which never waits: the message joins a
-//! bounded queue, or is refused at once when the queue is full. One task drains the queue in batches
-//! (up to [`WriterConfig::batch`] messages, or whatever arrived within [`WriterConfig::linger`] of the
-//! first) and stores each batch in one transaction, so a burst costs one commit instead of hundreds.
-//! Each submitter then learns, through its own channel, the stored message with its id: only then is
-//! it echoed and broadcast, so an echo means "stored".
+//! [`MessageWriter::submit`] never waits. A message takes one of `capacity` slots, or is refused at once
+//! when they are all taken; it carries a *ticket* of the caller's (whatever the caller needs to answer
+//! the sender later). One task drains the queue: each batch is everything waiting when the previous
+//! commit finished (up to [`WriterConfig::batch`]), stored in one transaction with multi-row inserts.
+//! Under light load a batch is one message and nothing waits for company; under heavy load batches
+//! grow by themselves, because messages pile up while a commit runs.
 //!
-//! A message whose `(sender, client id)` is already stored is not stored again: the submitter gets the
-//! existing row, marked [`Saved::Existing`]. [`MessageWriter::close`] stops intake and waits until
-//! every queued message is committed.
+//! Results leave through one channel, in commit order, as [`Committed`] values; the slot stays taken
+//! until the consumer drops the value, so a consumer that falls behind (announcing is slower than
+//! storing) pushes back on new submissions instead of growing a queue.
+//!
+//! A message whose `(sender, client id)` is already stored is not stored again. A resend (same room,
+//! same text and picture) gets the stored row back as [`Saved::Existing`]; a *different* message reusing
+//! a client id is refused with [`AppError::Conflict`]. The unique index on `(sender_id, client_id)`
+//! decides, so this holds across restarts and across nodes sharing a database.
+//! [`MessageWriter::close`] stops intake and waits until every queued message is committed and handed on.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use entity::{message, user};
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait};
-use tokio::sync::{mpsc, oneshot};
+use entity::message;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    TransactionTrait,
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::auth::UserId;
 use crate::error::AppError;
 use crate::services::messages::{self, NewMessage, StoredMessage};
+use crate::services::users::Author;
 
 /// Queue and batch sizes.
 #[derive(Debug, Clone, Copy)]
 pub struct WriterConfig {
-    /// Messages waiting at most; beyond it senders are refused.
+    /// Messages between submission and their consumer at most; beyond it senders are refused.
     pub capacity: usize,
     /// Messages per transaction at most.
     pub batch: usize,
-    /// How long the writer waits for more messages after the first of a batch.
+    /// How long the writer waits for more messages after the first of a batch, when no others are
+    /// waiting. Zero (the default) stores a lone message at once.
     pub linger: Duration,
 }
 
@@ -40,18 +52,21 @@ impl Default for WriterConfig {
     fn default() -> Self {
         Self {
             capacity: 4096,
-            batch: 256,
-            linger: Duration::from_millis(2),
+            batch: 1024,
+            linger: Duration::ZERO,
         }
     }
 }
+
+/// Rows per INSERT statement: 8 columns each keeps far below SQLite's 32 766 bound parameters.
+const ROWS_PER_STATEMENT: usize = 500;
 
 /// What became of a submitted message.
 #[derive(Debug, Clone)]
 pub enum Saved {
     /// Stored now.
     New(StoredMessage),
-    /// The same sender's message with the same client id was stored before; this is that one.
+    /// The same sender sent this message (same client id, room and content) before; this is that one.
     Existing(StoredMessage),
 }
 
@@ -64,62 +79,77 @@ impl Saved {
     }
 }
 
-/// Resolves when the message is stored, or the writer failed to store it.
-pub type Receipt = oneshot::Receiver<Result<Saved, AppError>>;
+/// A message's outcome, handed to the consumer in commit order with the submitter's ticket.
+pub struct Committed<T> {
+    pub ticket: T,
+    pub result: Result<Saved, AppError>,
+    _slot: OwnedSemaphorePermit,
+}
 
-struct Job {
+struct Job<T> {
     new: NewMessage,
-    sender: user::Model,
-    reply: oneshot::Sender<Result<Saved, AppError>>,
+    author: Author,
+    ticket: T,
+    slot: OwnedSemaphorePermit,
 }
 
 /// Handle to the writer task.
-pub struct MessageWriter {
-    intake: Mutex<Option<mpsc::Sender<Job>>>,
+pub struct MessageWriter<T> {
+    intake: Mutex<Option<mpsc::UnboundedSender<Job<T>>>>,
+    slots: Arc<Semaphore>,
     task: tokio::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
-impl MessageWriter {
-    /// Starts the writer task on the current runtime.
-    pub fn spawn(db: DatabaseConnection, config: WriterConfig) -> Self {
-        let (tx, rx) = mpsc::channel(config.capacity.max(1));
-        let task = tokio::spawn(run(db, rx, config));
+impl<T: Send + Sync + 'static> MessageWriter<T> {
+    /// Starts the writer task on the current runtime. Results go to `out`, one `Vec` per batch.
+    pub fn spawn(
+        db: DatabaseConnection,
+        config: WriterConfig,
+        out: mpsc::Sender<Vec<Committed<T>>>,
+    ) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(run(db, rx, config, out));
         Self {
             intake: Mutex::new(Some(tx)),
+            slots: Arc::new(Semaphore::new(config.capacity.max(1))),
             task: tokio::sync::Mutex::new(Some(task)),
         }
     }
 
-    /// Queues `new` (sent by `sender`) without waiting.
+    /// Queues `new` (sent by `author`) without waiting.
     ///
     /// # Errors
-    /// [`AppError::Unavailable`] when the queue is full or the writer is shutting down.
-    pub fn submit(&self, new: NewMessage, sender: user::Model) -> Result<Receipt, AppError> {
-        let (reply, receipt) = oneshot::channel();
-        let intake = self
-            .intake
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    /// [`AppError::Unavailable`] when every slot is taken or the writer is shutting down.
+    pub fn submit(&self, new: NewMessage, author: Author, ticket: T) -> Result<(), AppError> {
+        let intake = self.intake.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(tx) = intake.as_ref() else {
             return Err(AppError::Unavailable);
         };
-        tx.try_send(Job { new, sender, reply })
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => {
-                    tracing::warn!("message queue full: refusing a message");
-                    AppError::Unavailable
-                }
-                mpsc::error::TrySendError::Closed(_) => AppError::Unavailable,
-            })?;
-        Ok(receipt)
+        let slot = self.slots.clone().try_acquire_owned().map_err(|_| {
+            tracing::warn!("message queue full: refusing a message");
+            AppError::Unavailable
+        })?;
+        tx.send(Job {
+            new,
+            author,
+            ticket,
+            slot,
+        })
+        .map_err(|_| AppError::Unavailable)
     }
 
-    /// Stops taking messages and waits until every queued one is committed (or has failed).
+    /// Messages submitted and not yet handed on and dropped by the consumer.
+    pub fn in_flight(&self, capacity: usize) -> usize {
+        capacity.saturating_sub(self.slots.available_permits())
+    }
+
+    /// Stops taking messages and waits until every queued one is committed (or has failed) and handed
+    /// to the consumer.
     pub async fn close(&self) {
         drop(
             self.intake
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .unwrap_or_else(PoisonError::into_inner)
                 .take(),
         );
         if let Some(task) = self.task.lock().await.take()
@@ -130,14 +160,21 @@ impl MessageWriter {
     }
 }
 
-async fn run(db: DatabaseConnection, mut rx: mpsc::Receiver<Job>, config: WriterConfig) {
+async fn run<T: Send + Sync>(
+    db: DatabaseConnection,
+    mut rx: mpsc::UnboundedReceiver<Job<T>>,
+    config: WriterConfig,
+    out: mpsc::Sender<Vec<Committed<T>>>,
+) {
+    let max = config.batch.max(1);
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         let deadline = Instant::now() + config.linger;
-        while batch.len() < config.batch {
+        while batch.len() < max {
             match rx.try_recv() {
                 Ok(job) => batch.push(job),
                 Err(mpsc::error::TryRecvError::Disconnected) => break,
+                Err(mpsc::error::TryRecvError::Empty) if config.linger.is_zero() => break,
                 Err(mpsc::error::TryRecvError::Empty) => {
                     match tokio::time::timeout_at(deadline, rx.recv()).await {
                         Ok(Some(job)) => batch.push(job),
@@ -146,141 +183,249 @@ async fn run(db: DatabaseConnection, mut rx: mpsc::Receiver<Job>, config: Writer
                 }
             }
         }
-        commit(&db, batch).await;
+        let results = commit(&db, batch).await;
+        if out.send(results).await.is_err() {
+            tracing::warn!("the consumer of stored messages is gone");
+        }
     }
     tracing::debug!("message writer drained");
 }
 
 type Key = (UserId, String);
 
-fn key(job: &Job) -> Option<Key> {
-    job.new
-        .client_id
-        .as_ref()
-        .map(|c| (job.new.sender, c.clone()))
+fn key(new: &NewMessage) -> Option<Key> {
+    new.client_id.as_ref().map(|c| (new.sender, c.clone()))
 }
 
-/// Stores a batch and answers every job in it.
-async fn commit(db: &DatabaseConnection, batch: Vec<Job>) {
+/// Stores a batch; returns every job's outcome, in the batch's order.
+async fn commit<T: Send + Sync>(db: &DatabaseConnection, batch: Vec<Job<T>>) -> Vec<Committed<T>> {
     let started = Instant::now();
     let size = batch.len();
-    let existing = match already_stored(db, &batch).await {
-        Ok(existing) => existing,
-        Err(e) => {
-            tracing::error!(error = %e, size, "cannot check for repeated messages");
-            for job in batch {
-                let _ = job.reply.send(Err(unavailable()));
-            }
-            return;
-        }
-    };
-    // Split the batch: repeats of stored messages, repeats within the batch, and new ones.
-    let mut fresh: Vec<Job> = Vec::with_capacity(size);
-    let mut repeats: Vec<(Job, usize)> = Vec::new();
+    // Repeats within the batch ride on the first copy's outcome.
     let mut first_of: HashMap<Key, usize> = HashMap::new();
-    for job in batch {
-        let k = key(&job);
-        if let Some(row) = k.as_ref().and_then(|k| existing.get(k)) {
-            let stored = StoredMessage {
-                message: row.clone(),
-                sender: job.sender.clone(),
-            };
-            let _ = job.reply.send(Ok(Saved::Existing(stored)));
-        } else if let Some(index) = k.as_ref().and_then(|k| first_of.get(k)) {
-            repeats.push((job, *index));
-        } else {
-            if let Some(k) = k {
-                first_of.insert(k, fresh.len());
-            }
-            fresh.push(job);
+    let mut fresh: Vec<usize> = Vec::with_capacity(size);
+    let mut repeat_of: Vec<Option<usize>> = vec![None; size];
+    for (i, job) in batch.iter().enumerate() {
+        match key(&job.new) {
+            Some(k) => match first_of.get(&k) {
+                Some(first) => repeat_of[i] = Some(*first),
+                None => {
+                    first_of.insert(k, i);
+                    fresh.push(i);
+                }
+            },
+            None => fresh.push(i),
         }
     }
-    let results = match insert_all(db, &fresh).await {
-        Ok(stored) => stored.into_iter().map(Ok).collect(),
+    let mut outcomes: Vec<Option<Result<Saved, AppError>>> = (0..size).map(|_| None).collect();
+    let stored = store(db, &batch, &fresh).await;
+    match stored {
+        Ok(results) => {
+            for (i, result) in fresh.iter().zip(results) {
+                outcomes[*i] = Some(result);
+            }
+        }
         Err(e) => {
-            // One bad row (or a race with another node on the same client id) must not sink the
-            // others: store them one by one.
+            // One bad row (a sender deleted meanwhile, say) must not sink the others.
             tracing::warn!(error = %e, size = fresh.len(), "batch commit failed; storing one by one");
-            let mut results = Vec::with_capacity(fresh.len());
-            for job in &fresh {
-                results.push(insert_one(db, job).await);
+            for i in &fresh {
+                let job = &batch[*i];
+                outcomes[*i] = Some(store_one(db, job).await);
             }
-            results
         }
-    };
-    for (job, index) in repeats {
-        let reply = match &results[index] {
-            Ok(saved) => Ok(Saved::Existing(saved.message().clone())),
-            Err(_) => Err(unavailable()),
-        };
-        let _ = job.reply.send(reply);
     }
-    for (job, result) in fresh.into_iter().zip(results) {
-        let _ = job.reply.send(result);
+    for i in 0..size {
+        if let Some(first) = repeat_of[i] {
+            let outcome = match &outcomes[first] {
+                Some(Ok(saved)) => settle_repeat(&batch[i].new, saved.message()),
+                Some(Err(_)) | None => Err(AppError::Unavailable),
+            };
+            outcomes[i] = Some(outcome);
+        }
     }
     tracing::debug!(
         size,
-        elapsed_ms = started.elapsed().as_millis() as u64,
+        elapsed_us = started.elapsed().as_micros() as u64,
         "committed messages"
     );
-}
-
-fn unavailable() -> AppError {
-    AppError::Unavailable
-}
-
-/// Stored messages with the same `(sender, client id)` as a job of `batch`.
-async fn already_stored(
-    db: &DatabaseConnection,
-    batch: &[Job],
-) -> Result<HashMap<Key, message::Model>, AppError> {
-    let client_ids: Vec<String> = batch
-        .iter()
-        .filter_map(|j| j.new.client_id.clone())
-        .collect();
-    if client_ids.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let rows = message::Entity::find()
-        .filter(message::Column::ClientId.is_in(client_ids))
-        .all(db)
-        .await?;
-    Ok(rows
+    batch
         .into_iter()
-        .filter_map(|m| Some(((m.sender_id, m.client_id.clone()?), m)))
-        .collect())
+        .zip(outcomes)
+        .map(|(job, outcome)| Committed {
+            ticket: job.ticket,
+            result: outcome.unwrap_or(Err(AppError::Unavailable)),
+            _slot: job.slot,
+        })
+        .collect()
 }
 
-async fn insert_all(db: &DatabaseConnection, jobs: &[Job]) -> Result<Vec<Saved>, AppError> {
-    if jobs.is_empty() {
+/// A message whose client id is already stored: the stored row if it is the same message, a refusal
+/// if it is another one.
+fn settle_repeat(new: &NewMessage, stored: &StoredMessage) -> Result<Saved, AppError> {
+    if new.is_same_as(&stored.message) {
+        Ok(Saved::Existing(stored.clone()))
+    } else {
+        Err(AppError::Conflict(
+            "clientId 已被另一条消息使用，请换一个".into(),
+        ))
+    }
+}
+
+/// Stores the jobs at `indexes` of `batch` in one transaction. Rows whose `(sender, client id)` is
+/// already stored are skipped by the database (`ON CONFLICT DO NOTHING`) and answered from the stored row.
+async fn store<T: Send + Sync>(
+    db: &DatabaseConnection,
+    batch: &[Job<T>],
+    indexes: &[usize],
+) -> Result<Vec<Result<Saved, AppError>>, AppError> {
+    if indexes.is_empty() {
         return Ok(Vec::new());
     }
     let txn = db.begin().await?;
-    let mut stored = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        let m = messages::insert(&txn, job.new.clone(), job.sender.clone()).await?;
-        stored.push(Saved::New(m));
+    let mut inserted: Vec<message::Model> = Vec::with_capacity(indexes.len());
+    for chunk in indexes.chunks(ROWS_PER_STATEMENT) {
+        let rows = chunk.iter().map(|i| batch[*i].new.to_row());
+        let mut returned = message::Entity::insert_many(rows)
+            .on_conflict(
+                OnConflict::columns([message::Column::SenderId, message::Column::ClientId])
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_with_returning(&txn)
+            .await?;
+        inserted.append(&mut returned);
+    }
+    let jobs: Vec<&Job<T>> = indexes.iter().map(|i| &batch[*i]).collect();
+    let (mut results, skipped) = match_rows(&jobs, inserted);
+    if !skipped.is_empty() {
+        let keys: Vec<Key> = skipped.iter().filter_map(|i| key(&jobs[*i].new)).collect();
+        let existing = stored_with_keys(&txn, &keys).await?;
+        for i in skipped {
+            let job = jobs[i];
+            results[i] = Some(match key(&job.new).and_then(|k| existing.get(&k)) {
+                Some(row) => settle_repeat(&job.new, &stored(row.clone(), job)),
+                // Skipped, yet not there: deleted meanwhile. Rare enough to refuse.
+                None => Err(AppError::Unavailable),
+            });
+        }
     }
     txn.commit().await?;
-    Ok(stored)
+    Ok(results
+        .into_iter()
+        .map(|r| r.unwrap_or(Err(AppError::Unavailable)))
+        .collect())
 }
 
-async fn insert_one(db: &DatabaseConnection, job: &Job) -> Result<Saved, AppError> {
-    match messages::insert(db, job.new.clone(), job.sender.clone()).await {
+/// Pairs inserted rows with their jobs. A multi-row INSERT assigns increasing ids in the order of its
+/// rows on both SQLite and PostgreSQL, and only rows with a client id can be skipped; each pairing is
+/// still checked against the row's content, and a row that does not fit is looked up by content.
+/// Returns the results (by job index) and the indexes of the jobs the database skipped.
+fn match_rows<T>(
+    jobs: &[&Job<T>],
+    mut inserted: Vec<message::Model>,
+) -> (Vec<Option<Result<Saved, AppError>>>, Vec<usize>) {
+    inserted.sort_by_key(|m| m.id);
+    let inserted_keys: HashMap<Key, usize> = inserted
+        .iter()
+        .enumerate()
+        .filter_map(|(n, m)| Some(((m.sender_id, m.client_id.clone()?), n)))
+        .collect();
+    let mut taken = vec![false; inserted.len()];
+    let mut results: Vec<Option<Result<Saved, AppError>>> = (0..jobs.len()).map(|_| None).collect();
+    let mut skipped = Vec::new();
+    let mut next = 0;
+    for (i, job) in jobs.iter().enumerate() {
+        let found = match key(&job.new) {
+            Some(k) => match inserted_keys.get(&k) {
+                Some(n) => Some(*n),
+                None => {
+                    skipped.push(i);
+                    continue;
+                }
+            },
+            None => {
+                while next < inserted.len() && taken[next] {
+                    next += 1;
+                }
+                let fits = next < inserted.len()
+                    && inserted[next].client_id.is_none()
+                    && job.new.is_same_as(&inserted[next]);
+                if fits {
+                    Some(next)
+                } else {
+                    (0..inserted.len()).find(|n| {
+                        !taken[*n]
+                            && inserted[*n].client_id.is_none()
+                            && job.new.is_same_as(&inserted[*n])
+                    })
+                }
+            }
+        };
+        results[i] = Some(match found {
+            Some(n) => {
+                taken[n] = true;
+                Ok(Saved::New(stored(inserted[n].clone(), job)))
+            }
+            None => {
+                tracing::error!("an inserted message was not returned by the database");
+                Err(AppError::Unavailable)
+            }
+        });
+    }
+    (results, skipped)
+}
+
+fn stored<T>(row: message::Model, job: &Job<T>) -> StoredMessage {
+    StoredMessage {
+        message: row,
+        room: job.new.room.clone(),
+        author: job.author.clone(),
+    }
+}
+
+/// Stored messages with these `(sender, client id)` keys, by key. Each key is one look-up in the
+/// unique index, however many messages are stored.
+async fn stored_with_keys<C: ConnectionTrait>(
+    db: &C,
+    keys: &[Key],
+) -> Result<HashMap<Key, message::Model>, AppError> {
+    let mut found = HashMap::with_capacity(keys.len());
+    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+        let mut any = Condition::any();
+        for (sender, client_id) in chunk {
+            any = any.add(
+                Condition::all()
+                    .add(message::Column::SenderId.eq(*sender))
+                    .add(message::Column::ClientId.eq(client_id.as_str())),
+            );
+        }
+        let rows = message::Entity::find().filter(any).all(db).await?;
+        for row in rows {
+            if let Some(client_id) = row.client_id.clone() {
+                found.insert((row.sender_id, client_id), row);
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Stores one job on its own (the fallback when a batch fails).
+async fn store_one<T: Send + Sync>(
+    db: &DatabaseConnection,
+    job: &Job<T>,
+) -> Result<Saved, AppError> {
+    match messages::insert(db, job.new.clone(), job.author.clone()).await {
         Ok(m) => Ok(Saved::New(m)),
         Err(e) => {
-            // A repeat that raced us in: answer with the stored row.
-            let stored = already_stored(db, std::slice::from_ref(job)).await;
-            if let (Ok(mut stored), Some(k)) = (stored, key(job))
-                && let Some(row) = stored.remove(&k)
+            // A repeat that raced us in (from another node): answer from the stored row.
+            if let Some(k) = key(&job.new)
+                && let Ok(mut existing) = stored_with_keys(db, std::slice::from_ref(&k)).await
+                && let Some(row) = existing.remove(&k)
             {
-                return Ok(Saved::Existing(StoredMessage {
-                    message: row,
-                    sender: job.sender.clone(),
-                }));
+                return settle_repeat(&job.new, &stored(row, job));
             }
             tracing::error!(error = %e, "storing a message failed");
-            Err(unavailable())
+            Err(AppError::Unavailable)
         }
     }
 }
@@ -295,7 +440,7 @@ mod tests {
     use crate::services::messages::Kind;
     use crate::services::rooms::Room;
 
-    async fn setup() -> (DatabaseConnection, user::Model) {
+    async fn setup() -> (DatabaseConnection, Author) {
         let db = crate::db::connect("sqlite::memory:", 1).await.unwrap();
         let user = user::ActiveModel {
             name: Set("writer".into()),
@@ -308,83 +453,131 @@ mod tests {
         .insert(&db)
         .await
         .unwrap();
-        (db, user)
+        (db, Author::from(&user))
     }
 
-    fn message(sender: &user::Model, client_id: &str) -> NewMessage {
+    fn message(sender: &Author, room: &str, client_id: Option<&str>) -> NewMessage {
         NewMessage {
             sender: sender.id,
-            room: Room::Group("room1".into()),
+            room: Room::Group(room.into()),
             kind: Kind::Text,
-            body: format!("body of {client_id}"),
+            body: format!("body of {client_id:?}"),
             image: String::new(),
-            client_id: Some(client_id.to_owned()),
+            client_id: client_id.map(str::to_owned),
         }
+    }
+
+    type Out = mpsc::Receiver<Vec<Committed<usize>>>;
+
+    fn writer(db: &DatabaseConnection, config: WriterConfig) -> (MessageWriter<usize>, Out) {
+        let (tx, rx) = mpsc::channel(16);
+        (MessageWriter::spawn(db.clone(), config, tx), rx)
+    }
+
+    async fn outcomes(rx: &mut Out, n: usize) -> Vec<(usize, Result<Saved, AppError>)> {
+        let mut all = Vec::new();
+        while all.len() < n {
+            for c in rx.recv().await.unwrap() {
+                all.push((c.ticket, c.result));
+            }
+        }
+        all
     }
 
     // These run on a single-threaded runtime: the writer task cannot run until the test awaits, so
-    // everything submitted before that is one backlog.
+    // everything submitted before that is one backlog, stored as one batch.
 
     #[tokio::test]
     async fn a_backlog_is_stored_in_order_and_repeats_are_stored_once() {
-        let (db, user) = setup().await;
-        let writer = MessageWriter::spawn(db.clone(), WriterConfig::default());
-        let mut receipts = Vec::new();
+        let (db, author) = setup().await;
+        let (writer, mut rx) = writer(&db, WriterConfig::default());
         for i in 0..50 {
-            receipts.push(
-                writer
-                    .submit(message(&user, &format!("c{i}")), user.clone())
-                    .unwrap(),
-            );
+            let id = format!("c{i}");
+            writer
+                .submit(message(&author, "room1", Some(&id)), author.clone(), i)
+                .unwrap();
         }
-        let repeat = writer.submit(message(&user, "c7"), user.clone()).unwrap();
-        let mut ids = Vec::new();
-        for receipt in receipts {
-            match receipt.await.unwrap().unwrap() {
-                Saved::New(m) => ids.push(m.message.id),
-                Saved::Existing(_) => panic!("a first send is new"),
-            }
-        }
-        assert!(
-            ids.windows(2).all(|w| w[0] < w[1]),
-            "stored in submission order"
-        );
-        match repeat.await.unwrap().unwrap() {
-            Saved::Existing(m) => assert_eq!(m.message.id, ids[7]),
-            Saved::New(_) => panic!("a repeat is not stored again"),
-        }
-        let again = writer.submit(message(&user, "c3"), user.clone()).unwrap();
-        assert!(
-            matches!(again.await.unwrap().unwrap(), Saved::Existing(m) if m.message.id == ids[3])
-        );
-        assert_eq!(message::Entity::find().all(&db).await.unwrap().len(), 50);
+        // No client id: always a new message. A repeat of c7 within the batch.
+        writer
+            .submit(message(&author, "room1", None), author.clone(), 50)
+            .unwrap();
+        writer
+            .submit(message(&author, "room1", Some("c7")), author.clone(), 51)
+            .unwrap();
+        let results = outcomes(&mut rx, 52).await;
+        let tickets: Vec<usize> = results.iter().map(|(t, _)| *t).collect();
+        assert_eq!(tickets, (0..52).collect::<Vec<_>>(), "handed on in order");
+        let ids: Vec<i64> = results[..51]
+            .iter()
+            .map(|(_, r)| match r {
+                Ok(Saved::New(m)) => m.message.id,
+                other => panic!("a first send is new: {other:?}"),
+            })
+            .collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "stored in order");
+        assert!(matches!(&results[51].1, Ok(Saved::Existing(m)) if m.message.id == ids[7]));
+        // A later resend is answered from the database.
+        writer
+            .submit(message(&author, "room1", Some("c3")), author.clone(), 52)
+            .unwrap();
+        let again = outcomes(&mut rx, 1).await;
+        assert!(matches!(&again[0].1, Ok(Saved::Existing(m)) if m.message.id == ids[3]));
+        assert_eq!(message::Entity::find().all(&db).await.unwrap().len(), 51);
     }
 
     #[tokio::test]
-    async fn a_full_queue_refuses_instead_of_waiting_and_close_drains() {
-        let (db, user) = setup().await;
+    async fn a_client_id_reused_for_another_message_is_refused() {
+        let (db, author) = setup().await;
+        let (writer, mut rx) = writer(&db, WriterConfig::default());
+        writer
+            .submit(message(&author, "room1", Some("same")), author.clone(), 0)
+            .unwrap();
+        assert!(matches!(outcomes(&mut rx, 1).await[0].1, Ok(Saved::New(_))));
+        // Another room, from the database and within one batch.
+        writer
+            .submit(message(&author, "room2", Some("same")), author.clone(), 1)
+            .unwrap();
+        writer
+            .submit(message(&author, "room2", Some("fresh")), author.clone(), 2)
+            .unwrap();
+        writer
+            .submit(message(&author, "room1", Some("fresh")), author.clone(), 3)
+            .unwrap();
+        let results = outcomes(&mut rx, 3).await;
+        assert!(
+            matches!(results[0].1, Err(AppError::Conflict(_))),
+            "{results:?}"
+        );
+        assert!(matches!(results[1].1, Ok(Saved::New(_))));
+        assert!(matches!(results[2].1, Err(AppError::Conflict(_))));
+        assert_eq!(message::Entity::find().all(&db).await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn full_slots_refuse_instead_of_waiting_and_close_drains() {
+        let (db, author) = setup().await;
         let config = WriterConfig {
             capacity: 3,
             ..WriterConfig::default()
         };
-        let writer = MessageWriter::spawn(db.clone(), config);
-        let accepted: Vec<Receipt> = (0..3)
-            .map(|i| {
-                writer
-                    .submit(message(&user, &format!("q{i}")), user.clone())
-                    .unwrap()
-            })
-            .collect();
+        let (writer, mut rx) = writer(&db, config);
+        for i in 0..3 {
+            let id = format!("q{i}");
+            writer
+                .submit(message(&author, "room1", Some(&id)), author.clone(), i)
+                .unwrap();
+        }
         assert!(matches!(
-            writer.submit(message(&user, "q3"), user.clone()),
+            writer.submit(message(&author, "room1", Some("q3")), author.clone(), 3),
             Err(AppError::Unavailable)
         ));
         writer.close().await;
-        for receipt in accepted {
-            assert!(matches!(receipt.await.unwrap(), Ok(Saved::New(_))));
-        }
+        let results = outcomes(&mut rx, 3).await;
+        assert!(results.iter().all(|(_, r)| matches!(r, Ok(Saved::New(_)))));
+        // Slots come back when the consumer drops the outcomes; a closed writer refuses anyway.
+        drop(results);
         assert!(matches!(
-            writer.submit(message(&user, "late"), user.clone()),
+            writer.submit(message(&author, "room1", Some("late")), author.clone(), 4),
             Err(AppError::Unavailable)
         ));
         assert_eq!(message::Entity::find().all(&db).await.unwrap().len(), 3);

@@ -1,79 +1,79 @@
 //! Binding sockets to users: the socket side of [`crate::auth::Authenticatable`], after
 //! laravel-swoole's `Authenticatable` trait.
 //!
-//! A bound socket is in the socket.io room of its user (`uid:<id>`), so all of a user's sockets, on
-//! every device, are one target ([`SocketAuthenticatable::to_user_id`]). Binding also registers the
-//! user as online in presence; unbinding leaves every room first.
+//! A bound socket is in the socket.io room of its user (`uid:<id>`, one per dialect), so all of a
+//! user's sockets, on every device, are one target ([`SocketAuthenticatable::to_user_id`]). Binding
+//! also registers the user as online; unbinding leaves every room first.
 
 use entity::user;
 
 use super::Ctx;
-use super::pusher::{Target, user_channel};
 use crate::auth::{Authenticatable, UserId};
 use crate::error::AppError;
-use crate::services::presence::Member;
+use crate::realtime::pusher::user_channel;
+use crate::realtime::{Binding, Pusher, Target};
+use crate::services::users::Author;
 
 /// What a socket can do about who it acts for.
 pub trait SocketAuthenticatable {
-    /// Binds the socket to `user`, unbinding it from anyone else first.
-    fn login_using(&self, user: user::Model) -> impl Future<Output = ()> + Send;
+    /// Binds the socket as `binding` says, unbinding it from anyone else first.
+    fn login_using(&self, binding: Binding);
     /// Binds the socket to the user with this id. Returns false if there is no such user.
     fn login_using_id(&self, id: UserId) -> impl Future<Output = Result<bool, AppError>> + Send;
     /// Unbinds the socket: it leaves every room it is in and is anonymous afterwards.
-    fn logout(&self) -> impl Future<Output = ()> + Send;
+    fn logout(&self);
     /// The bound user's id.
     fn user_id(&self) -> Option<UserId>;
-    /// Whether `id` has a bound socket.
+    /// Whether `id` has a bound socket (on this node).
     fn is_user_id_online(&self, id: UserId) -> bool;
     /// Every socket of these users.
     fn to_user_id(&self, ids: &[UserId]) -> Target;
 }
 
-impl From<&user::Model> for Member {
-    fn from(u: &user::Model) -> Self {
-        Self {
-            id: u.auth_id(),
-            name: u.auth_name().to_owned(),
-            src: u.avatar.clone(),
-        }
-    }
-}
-
 impl SocketAuthenticatable for Ctx {
-    async fn login_using(&self, user: user::Model) {
+    fn login_using(&self, binding: Binding) {
         match self.conn.user_id() {
-            Some(id) if id == user.auth_id() => {
-                // Same user: keep the binding, refresh the profile.
-                self.conn.set_user(Some(user));
+            Some(id) if id == binding.author.id => {
+                // Same user: keep the rooms, refresh the profile and the token.
+                self.realtime().presence().refresh(&binding.author);
+                self.conn.set_binding(Some(binding));
                 return;
             }
-            Some(_) => self.logout().await,
+            Some(_) => self.logout(),
             None => {}
         }
-        self.socket.join(user_channel(user.auth_id()));
-        self.state.realtime.presence().connect(Member::from(&user));
-        tracing::debug!(sid = %self.socket.id, user = user.auth_id(), "socket bound");
-        self.conn.set_user(Some(user));
+        let id = binding.author.id;
+        self.socket.join(user_channel(id, self.conn.dialect));
+        self.realtime().presence().connect(&binding.author);
+        tracing::debug!(sid = %self.socket.id, user = id, "socket bound");
+        self.conn.set_binding(Some(binding));
     }
 
     async fn login_using_id(&self, id: UserId) -> Result<bool, AppError> {
         match user::Model::find_by_auth_id(&self.state.db, id).await? {
             Some(user) => {
-                self.login_using(user).await;
+                self.login_using(Binding {
+                    author: Author::from(&user),
+                    token: None,
+                    token_hash: None,
+                });
                 Ok(true)
             }
             None => Ok(false),
         }
     }
 
-    async fn logout(&self) {
+    fn logout(&self) {
         for room in self.conn.rooms() {
-            self.leave(&room).await;
+            self.leave(&room);
         }
-        if let Some(user) = self.conn.set_user(None) {
-            self.socket.leave(user_channel(user.auth_id()));
-            self.state.realtime.presence().disconnect(user.auth_id());
-            tracing::debug!(sid = %self.socket.id, user = user.auth_id(), "socket unbound");
+        if let Some(binding) = self.conn.set_binding(None) {
+            let id = binding.author.id;
+            self.socket.leave(user_channel(id, self.conn.dialect));
+            if self.realtime().presence().disconnect(id) {
+                self.realtime().unread().forget(id);
+            }
+            tracing::debug!(sid = %self.socket.id, user = id, "socket unbound");
         }
     }
 
@@ -82,10 +82,10 @@ impl SocketAuthenticatable for Ctx {
     }
 
     fn is_user_id_online(&self, id: UserId) -> bool {
-        self.state.realtime.presence().is_online(id)
+        self.realtime().is_user_id_online(id)
     }
 
     fn to_user_id(&self, ids: &[UserId]) -> Target {
-        Target::Users(ids.to_vec())
+        Pusher::to_user_id(ids)
     }
 }

@@ -26,8 +26,7 @@ use axum::http::{Method, Request, Response, StatusCode};
 use bytes::Bytes;
 use tower::{Layer, Service};
 
-/// Name of the Engine.IO session cookie.
-pub const SESSION_COOKIE: &str = "io";
+use crate::auth::{origin, request};
 
 /// The layer; see the module docs.
 #[derive(Clone)]
@@ -105,9 +104,9 @@ where
             if req.uri().path() == "/socket.io/socket.io.js" {
                 return Ok(client_script(config.client_script));
             }
-            if !crate::app::origin_allowed(req.headers(), &config.origins) {
+            if !origin::allowed(req.headers(), &config.origins) {
                 tracing::warn!("refused a socket handshake from another site");
-                return Ok(crate::api::envelope::cross_site_refusal());
+                return Ok(origin::refusal());
             }
             let query = EioQuery::parse(req.uri().query().unwrap_or_default());
             let get = req.method() == Method::GET;
@@ -131,9 +130,7 @@ where
                 return Ok(Response::from_parts(parts, Body::empty()));
             };
             if handshake && let Some(sid) = find_sid(&bytes) {
-                let secure = if config.secure_cookie { "; Secure" } else { "" };
-                let cookie =
-                    format!("{SESSION_COOKIE}={sid}; Path=/; HttpOnly; SameSite=Lax{secure}");
+                let cookie = request::session_cookie(&sid, config.secure_cookie);
                 if let Ok(value) = HeaderValue::from_str(&cookie) {
                     parts.headers.append(SET_COOKIE, value);
                 }

@@ -1,68 +1,67 @@
-//! Event handlers: read the payload, check who is asking, call services, push. Identity always comes
-//! from the socket's binding; identity fields in payloads are only compared against it.
+//! Event handlers: check who is asking, call the realtime core and services, reply. Identity always
+//! comes from the socket's binding; identity fields in payloads are only compared against it.
 
-use entity::user;
-use serde_json::Value;
+use std::hash::{Hash, Hasher};
 
+use serde_json::{Map, Value, json};
+
+use super::Ctx;
 use super::auth::SocketAuthenticatable;
-use super::conn::Dialect;
-use super::events::Outbound;
-use super::pusher::Target;
+use super::payloads::{
+    Claims, Connected, Disconnected, LoginEvent, MessageEvent, RoomEvent, RoomoutEvent, SyncEvent,
+};
 use super::router::{HandlerResult, Reply};
-use super::{Ctx, Origin};
-use crate::api::extract::{authenticate, usable};
+use crate::auth::request::usable;
 use crate::error::{AppError, LOGIN_REQUIRED};
+use crate::realtime::events::Outbound;
+use crate::realtime::{Binding, Dialect, Origin, TokenInfo};
 use crate::services::rooms::Room;
-use crate::services::{messages, unread};
+use crate::services::users::Author;
+use crate::services::{messages, sessions, unread};
+use crate::wire::V3Message;
 
-/// `connect`: bind the socket to the user its token named, if any.
-pub async fn connect(ctx: Ctx, data: Value) -> HandlerResult {
-    if let Some(id) = data.get("user_id").and_then(Value::as_i64) {
-        ctx.login_using_id(id).await?;
+/// Most messages `sync` replays per room; with more missed, the client reloads the room's history.
+pub const SYNC_LIMIT: u64 = 100;
+/// Most rooms one `sync` may name.
+const SYNC_ROOMS: usize = 64;
+
+/// `connect`: bind the socket to the user its handshake's token named, if any.
+pub async fn connect(ctx: Ctx, Connected(binding): Connected) -> HandlerResult {
+    if let Some(binding) = binding {
+        ctx.login_using(binding);
     }
     Ok(Reply::Done)
 }
 
 /// `disconnect`: leave every room and unbind.
-pub async fn disconnect(ctx: Ctx, _reason: Value) -> HandlerResult {
-    ctx.logout().await;
+pub async fn disconnect(ctx: Ctx, Disconnected(_): Disconnected) -> HandlerResult {
+    ctx.logout();
     Ok(Reply::Done)
 }
 
 /// `login`: answered with the user's unread counts of the group rooms (`count`).
-pub async fn login(ctx: Ctx, data: Value) -> HandlerResult {
-    let user = signed_in(&ctx, &data, "login").await?;
-    let groups = ctx.state.rooms.groups().to_vec();
+pub async fn login(ctx: Ctx, event: LoginEvent) -> HandlerResult {
+    let author = signed_in(&ctx, &event.claims, "login").await?;
+    let groups = ctx.state.rooms.groups();
+    let unread_hub = ctx.realtime().unread();
     // Another socket of the user may have loaded the counters already; they are kept current since.
-    let cached = ctx.state.realtime.presence().unread(user.id);
-    let counts = match cached {
+    let counts = match unread_hub.counts(author.id, groups) {
         Some(counts) => counts,
         None => {
-            let loaded = unread::counts(&ctx.state.db, &user, &groups).await?;
-            ctx.state.realtime.presence().load_unread(user.id, loaded)
+            let loaded = unread::counts(&ctx.state.db, author.id, groups).await?;
+            unread_hub.load(author.id, loaded, groups)
         }
     };
-    let counts: Vec<(String, u64)> = groups
-        .into_iter()
-        .map(|room| {
-            let n = counts.get(&room).copied().unwrap_or(0);
-            (room, n)
-        })
-        .collect();
-    ctx.state
-        .realtime
-        .pusher()
-        .push(&Target::Socket(ctx.socket.id), &Outbound::Unread(counts))
-        .await;
+    ctx.tell(&Outbound::Unread(counts)).await;
     Ok(Reply::Done)
 }
 
-/// `room`: enter a group room; the room is told who is there.
-pub async fn room(ctx: Ctx, data: Value) -> HandlerResult {
-    let user = signed_in(&ctx, &data, "room").await?;
-    match ctx.room_of(&data) {
+/// `room`: enter a group room; the socket gets the room's list.
+pub async fn room(ctx: Ctx, event: RoomEvent) -> HandlerResult {
+    let author = signed_in(&ctx, &event.claims, "room").await?;
+    match ctx.room_of(&event.roomid) {
         Some(Room::Group(room)) => {
-            ctx.enter(&room, &user).await;
+            ctx.enter(&room, &author).await;
             Ok(Reply::Done)
         }
         _ => Err(AppError::invalid("房间不存在")),
@@ -71,16 +70,16 @@ pub async fn room(ctx: Ctx, data: Value) -> HandlerResult {
 
 /// `roomout`: the v3 client sends it, without a payload, when its user signs out: leave every room and
 /// unbind. The Laravel-era client names the room it leaves.
-pub async fn roomout(ctx: Ctx, data: Value) -> HandlerResult {
+pub async fn roomout(ctx: Ctx, event: RoomoutEvent) -> HandlerResult {
     match ctx.conn.dialect {
-        Dialect::V3 => ctx.logout().await,
+        Dialect::V3 => ctx.logout(),
         Dialect::Laravel => {
-            signed_in(&ctx, &data, "roomout").await?;
-            match ctx.room_of(&data) {
-                Some(room) => ctx.leave(&room.id()).await,
+            signed_in(&ctx, &event.claims, "roomout").await?;
+            match ctx.room_of(&event.roomid) {
+                Some(room) => ctx.leave(&room.id()),
                 None => {
                     for room in ctx.conn.rooms() {
-                        ctx.leave(&room).await;
+                        ctx.leave(&room);
                     }
                 }
             }
@@ -89,37 +88,30 @@ pub async fn roomout(ctx: Ctx, data: Value) -> HandlerResult {
     Ok(Reply::Done)
 }
 
-/// `message`: validate, store (through the writer), then echo and broadcast the stored message.
-pub async fn message(ctx: Ctx, data: Value) -> HandlerResult {
-    let user = signed_in(&ctx, &data, "message").await?;
-    if !data.is_object() {
-        return Err(AppError::invalid("消息格式错误"));
-    }
+/// `message`: validate, then hand to the writer; the acknowledgement follows once it is stored and
+/// delivered (the socket meanwhile goes on with its next events).
+pub async fn message(ctx: Ctx, event: MessageEvent) -> HandlerResult {
+    let author = signed_in(&ctx, &event.claims, "message").await?;
     let room = ctx
-        .room_of(&data)
+        .room_of(&event.roomid)
         .ok_or_else(|| AppError::invalid("房间不存在"))?;
-    let image = text_field(&data, "img")?;
+    let image = event.img.raw();
     if ctx.conn.dialect == Dialect::Laravel && image.starts_with("data:") {
         // The Laravel-era client shows a picture by sending it twice: the upload (which chatroom
         // stores and announces) and then this base64 copy, which is not stored or relayed again.
         return Ok(Reply::Done);
     }
-    let mut text = text_field(&data, "msg")?;
+    let mut text = event.msg.raw().to_owned();
     if ctx.conn.dialect == Dialect::V3 {
         // The v3 client escapes `<` itself before sending; undo that so the text is escaped once.
         text = text.replace("&lt;", "<");
     }
-    let client_id = match data.get("clientId") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err(AppError::invalid("clientId 无效")),
-    };
     let new = messages::compose(
-        user.id,
+        author.id,
         room.clone(),
         &text,
-        &image,
-        client_id,
+        image,
+        event.client_id,
         ctx.state.settings.message_max_chars,
     )?;
     // A sender whose socket is not in the group room would not hear its own echo: it is sent to it
@@ -131,79 +123,142 @@ pub async fn message(ctx: Ctx, data: Value) -> HandlerResult {
             Room::Private { .. } => true,
         },
     };
-    let saved = ctx.state.realtime.store(new, user, Some(origin)).await?;
-    Ok(Reply::Stored(saved.message().message.id))
+    let receipt = ctx.realtime().post(new, author, Some(origin))?;
+    Ok(Reply::Pending(receipt))
 }
 
-/// The bound user, after checking the payload does not claim to be someone else.
+/// `sync`: after a reconnect, the messages of each named room newer than the id the client holds, or
+/// `resync: true` when there are too many (the client then reloads the room's history). Group rooms
+/// are readable by anyone, private rooms by their two users only.
+pub async fn sync(ctx: Ctx, event: SyncEvent) -> HandlerResult {
+    if event.rooms.len() > SYNC_ROOMS {
+        return Err(AppError::Invalid(format!("最多同步{SYNC_ROOMS}个房间")));
+    }
+    let reader = ctx.conn.user_id();
+    let mut rooms = Map::new();
+    for (roomid, last) in &event.rooms {
+        let entry = match sync_room(&ctx, reader, roomid, last.text()).await {
+            Ok(entry) => entry,
+            Err(e) if e.is_internal() => return Err(e),
+            Err(e) => {
+                let refusal = crate::realtime::events::Refusal::from(&e);
+                json!({ "error": refusal.message, "code": refusal.code })
+            }
+        };
+        rooms.insert(roomid.clone(), entry);
+    }
+    let mut reply = Map::new();
+    reply.insert("rooms".into(), Value::Object(rooms));
+    Ok(Reply::With(reply))
+}
+
+async fn sync_room(
+    ctx: &Ctx,
+    reader: Option<crate::auth::UserId>,
+    roomid: &str,
+    last: Option<&str>,
+) -> Result<Value, AppError> {
+    let room = ctx
+        .state
+        .rooms
+        .parse(roomid)
+        .ok_or_else(|| AppError::invalid("房间不存在"))?;
+    if matches!(room, Room::Private { .. }) && !reader.is_some_and(|r| room.admits(r)) {
+        return Err(AppError::Forbidden("你暂无权限".into()));
+    }
+    let after: i64 = match last {
+        None => 0,
+        Some(text) => text
+            .parse()
+            .ok()
+            .filter(|id| *id >= 0)
+            .ok_or_else(|| AppError::invalid("消息 id 无效"))?,
+    };
+    Ok(
+        match messages::since(&ctx.state.db, &room, after, SYNC_LIMIT).await? {
+            Some(missed) => {
+                let missed: Vec<V3Message> = missed.iter().map(V3Message::from).collect();
+                json!({ "messages": missed, "resync": false })
+            }
+            None => json!({ "messages": [], "resync": true }),
+        },
+    )
+}
+
+/// The bound user, after checking the payload does not claim to be someone else and the socket's token
+/// is still valid.
 ///
 /// A valid token in the payload (the Laravel-era client sends its `api_token` with every event,
-/// including after a sign-in that its socket did not see) binds an unbound socket; it never re-binds
-/// a socket bound to someone else.
-async fn signed_in(ctx: &Ctx, data: &Value, event: &str) -> Result<user::Model, AppError> {
-    if let Some(token) = data
-        .get("api_token")
-        .and_then(Value::as_str)
-        .filter(|t| usable(t))
-        && let Ok((user, _)) = authenticate(&ctx.state, Some(token)).await
-    {
-        match ctx.user_id() {
-            None => ctx.login_using(user).await,
-            Some(bound) if bound != user.id => {
-                return Err(AppError::Forbidden("身份与当前登录用户不符".into()));
+/// including after a sign-in that its socket did not see) binds an unbound socket; it never re-binds a
+/// socket bound to someone else. Repeating the token the socket is bound with costs nothing.
+async fn signed_in(ctx: &Ctx, claims: &Claims, event: &str) -> Result<Author, AppError> {
+    if let Some(token) = claims.api_token.text().filter(|t| usable(t)) {
+        let hash = token_hash(token);
+        let known = ctx
+            .conn
+            .binding()
+            .is_some_and(|b| b.token_hash == Some(hash));
+        if !known
+            && let Ok((user, token_claims)) =
+                sessions::resolve(&ctx.state.db, &ctx.state.tokens, token).await
+        {
+            let binding = Binding {
+                author: Author::from(&user),
+                token: Some(TokenInfo::from(&token_claims)),
+                token_hash: Some(hash),
+            };
+            match ctx.conn.user_id() {
+                Some(bound) if bound != user.id => {
+                    return Err(AppError::Forbidden("身份与当前登录用户不符".into()));
+                }
+                _ => ctx.login_using(binding),
             }
-            Some(_) => {}
         }
     }
-    let user = ctx
+    let binding = ctx
         .conn
-        .user()
+        .binding()
         .ok_or(AppError::Unauthenticated(LOGIN_REQUIRED))?;
-    check_claims(data, &user, ctx.conn.dialect, event)?;
-    Ok(user)
+    if binding
+        .token
+        .as_ref()
+        .is_some_and(|t| t.expires_at < chrono::Utc::now().timestamp())
+    {
+        ctx.logout();
+        return Err(AppError::Unauthenticated("登录已过期，请重新登录"));
+    }
+    check_claims(claims, &binding.author, ctx.conn.dialect, event)?;
+    Ok(binding.author)
 }
 
-/// Refuses a payload whose identity fields name someone other than `user`. Absent, empty and
-/// `false` fields (the v3 client sends `from: false` in group rooms) claim nothing.
+fn token_hash(token: &str) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    token.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Refuses a payload whose identity fields name someone other than `user`. Absent, empty and `false`
+/// fields (the v3 client sends `from: false` in group rooms) claim nothing.
 fn check_claims(
-    data: &Value,
-    user: &user::Model,
+    claims: &Claims,
+    user: &Author,
     dialect: Dialect,
     event: &str,
 ) -> Result<(), AppError> {
-    let claim = |key: &str| match data.get(key) {
-        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_owned()),
-        Some(Value::Number(n)) => Some(n.to_string()),
-        _ => None,
-    };
     let id = user.id.to_string();
-    // The Laravel-era client's `login` carries the e-mail address typed at sign-in as `name`; its
-    // other events carry the handle chatroom gave it (the user name) as `name` and `username`.
-    let name_keys: &[&str] = if dialect == Dialect::Laravel && event == "login" {
-        &["username", "userid"]
-    } else {
-        &["username", "name", "userid"]
-    };
-    let names_other = name_keys
-        .iter()
-        .filter_map(|k| claim(k))
+    // The Laravel-era client's `login` carries the e-mail address typed at sign-in as `name`; its other
+    // events carry the handle chatroom gave it (the user name) as `name` and `username`.
+    let names_other = [&claims.username, &claims.userid]
+        .into_iter()
+        .chain((dialect == Dialect::V3 || event != "login").then_some(&claims.name))
+        .filter_map(|c| c.text())
         .any(|n| n != user.name);
-    let ids_other = ["id", "from"]
-        .iter()
-        .filter_map(|k| claim(k))
+    let ids_other = [&claims.id, &claims.from]
+        .into_iter()
+        .filter_map(|c| c.text())
         .any(|i| i != id);
     if names_other || ids_other {
         return Err(AppError::Forbidden("不能以其他用户的身份发送".into()));
     }
     Ok(())
-}
-
-/// A text field that may be absent (empty), a string, or a number.
-fn text_field(data: &Value, key: &str) -> Result<String, AppError> {
-    match data.get(key) {
-        None | Some(Value::Null) => Ok(String::new()),
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(Value::Number(n)) => Ok(n.to_string()),
-        Some(_) => Err(AppError::Invalid(format!("{key} 格式错误"))),
-    }
 }

@@ -1,35 +1,54 @@
 //! The event router: a table from event names to handlers, like laravel-swoole's `Websocket::on`.
 //!
-//! Every event a socket sends, and its `connect` and `disconnect`, goes through [`EventRouter::call`]:
-//! unknown events are logged and ignored; a handler's refusal becomes a `notice` to the sender and,
-//! when the client passed an acknowledgement callback, `{ok: false, error}`; success acknowledges
-//! `{ok: true}` (with the stored id for messages).
+//! Every event a socket sends, and its `connect` and `disconnect`, goes through [`EventRouter::call`].
+//! Each handler takes a typed payload: [`EventRouter::on`] reads the payload once (see
+//! [`super::payloads`]), so a malformed one is refused in one place. The socket's inbox asks
+//! [`EventRouter::event_exists`] before queueing an event, so an unknown event is refused at once.
+//! What the client then hears (acknowledgement, `notice`) is the inbox's business.
 
 use std::collections::HashMap;
 use std::pin::Pin;
 
 use serde_json::Value;
-use socketioxide::extract::AckSender;
 
 use super::Ctx;
-use super::events::{Outbound, Refusal, ack_ok, ack_refused};
-use super::pusher::Target;
 use crate::error::AppError;
+use crate::realtime::{Binding, Receipt};
+
+/// A payload on its way to a handler.
+pub enum Payload {
+    /// A client event's first argument (`null` without one).
+    Json(Value),
+    /// `connect`: the user the handshake's token named.
+    Connected(Option<Binding>),
+    /// `disconnect`: the reason.
+    Disconnected(String),
+}
+
+/// A payload type a handler takes.
+pub trait FromPayload: Sized {
+    /// Reads `payload`.
+    ///
+    /// # Errors
+    /// [`AppError::Invalid`] when it does not fit.
+    fn from_payload(payload: Payload) -> Result<Self, AppError>;
+}
 
 /// How a handled event is acknowledged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reply {
     /// `{ok: true}`.
     Done,
-    /// `{ok: true, id}`: the message is stored under `id`.
-    Stored(i64),
+    /// `{ok: true, …}` with these fields (`ok` is added).
+    With(serde_json::Map<String, Value>),
+    /// `{ok: true, id}` once the message is stored and delivered, or a refusal if that fails.
+    Pending(Receipt),
 }
 
 /// What a handler returns.
 pub type HandlerResult = Result<Reply, AppError>;
 
 type BoxFuture = Pin<Box<dyn Future<Output = HandlerResult> + Send>>;
-type Handler = Box<dyn Fn(Ctx, Value) -> BoxFuture + Send + Sync>;
+type Handler = Box<dyn Fn(Ctx, Payload) -> BoxFuture + Send + Sync>;
 
 /// The event table.
 #[derive(Default)]
@@ -43,16 +62,25 @@ impl EventRouter {
         Self::default()
     }
 
-    /// Routes `event` to `handler` (replacing an earlier handler of the same event).
+    /// Routes `event` to `handler`, which takes the payload as `T` (replacing an earlier handler of the
+    /// same event).
     #[must_use]
-    pub fn on<F, Fut>(mut self, event: &'static str, handler: F) -> Self
+    pub fn on<T, F, Fut>(mut self, event: &'static str, handler: F) -> Self
     where
-        F: Fn(Ctx, Value) -> Fut + Send + Sync + 'static,
+        T: FromPayload + Send + 'static,
+        F: Fn(Ctx, T) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = HandlerResult> + Send + 'static,
     {
+        let handler = std::sync::Arc::new(handler);
         self.handlers.insert(
             event,
-            Box::new(move |ctx, data| Box::pin(handler(ctx, data))),
+            Box::new(move |ctx, payload| {
+                let handler = handler.clone();
+                Box::pin(async move {
+                    let data = T::from_payload(payload)?;
+                    handler(ctx, data).await
+                })
+            }),
         );
         self
     }
@@ -62,42 +90,14 @@ impl EventRouter {
         self.handlers.contains_key(event)
     }
 
-    /// Runs `event`'s handler for the socket of `ctx` and answers the client.
-    pub async fn call(&self, event: &str, ctx: Ctx, data: Value, ack: Option<AckSender>) {
-        let Some(handler) = self.handlers.get(event) else {
-            // The name is client-chosen: log a bounded prefix, never the payload.
-            let name: String = event.chars().take(40).collect();
-            tracing::debug!(sid = %ctx.socket.id, event = name, "ignored an unknown event");
-            return;
-        };
-        let sid = ctx.socket.id;
-        let pusher = ctx.state.realtime.pusher().clone();
-        match handler(ctx, data).await {
-            Ok(reply) => {
-                if let Some(ack) = ack {
-                    let id = match reply {
-                        Reply::Done => None,
-                        Reply::Stored(id) => Some(id),
-                    };
-                    let _ = ack.send(&ack_ok(id));
-                }
-            }
-            Err(error) => {
-                if error.is_internal() {
-                    tracing::error!(%sid, event, %error, "event failed");
-                } else {
-                    tracing::debug!(%sid, event, %error, "event refused");
-                }
-                let refusal = Refusal::from(&error);
-                if let Some(ack) = ack {
-                    let _ = ack.send(&ack_refused(&refusal));
-                }
-                let notice = Outbound::Notice {
-                    event: event.to_owned(),
-                    error: refusal,
-                };
-                pusher.push(&Target::Socket(sid), &notice).await;
-            }
+    /// Runs `event`'s handler for the socket of `ctx`.
+    ///
+    /// # Errors
+    /// The handler's refusal; [`AppError::Invalid`] for an unknown event or a malformed payload.
+    pub async fn call(&self, event: &str, ctx: Ctx, payload: Payload) -> HandlerResult {
+        match self.handlers.get(event) {
+            Some(handler) => handler(ctx, payload).await,
+            None => Err(AppError::invalid("未知事件")),
         }
     }
 }

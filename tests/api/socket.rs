@@ -344,8 +344,14 @@ async fn presence_lists_a_user_until_their_last_socket_leaves() {
         );
         tabs.push(tab);
     }
-    let _ = b.inbox.next("room").await;
-    let _ = b.inbox.next("room").await;
+    // Bob hears of alice once: her second tab changes nothing he sees.
+    let arrived = b.inbox.next("room").await;
+    assert_eq!(
+        arrived["onlineUsers"].as_object().unwrap().len(),
+        2,
+        "{arrived}"
+    );
+    b.inbox.nothing("room").await;
     tabs.pop().unwrap().disconnect().await;
     b.inbox.nothing("roomout").await;
     tabs.pop().unwrap().disconnect().await;

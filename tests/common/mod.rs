@@ -165,11 +165,15 @@ impl TestApp {
             image: String::new(),
             client_id: Some(format!("c-{}", rand_suffix())),
         };
-        messages::insert(self.db(), new, user)
-            .await
-            .unwrap()
-            .message
-            .id
+        messages::insert(
+            self.db(),
+            new,
+            chatroom::services::users::Author::from(&user),
+        )
+        .await
+        .unwrap()
+        .message
+        .id
     }
 
     /// How many rows `table` holds.

@@ -1,5 +1,6 @@
-//! The JSON shapes clients read. Outbound payloads are built only from these types, so account data
-//! (password hashes, e-mail addresses, tokens) can never slip into another user's view.
+//! The JSON shapes clients read, over HTTP and over the socket alike. Outbound payloads are built only
+//! from these types, so account data (password hashes, e-mail addresses, tokens) can never slip into
+//! another user's view.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use entity::{friend, user};
@@ -73,8 +74,8 @@ impl From<&StoredMessage> for V3Message {
     fn from(m: &StoredMessage) -> Self {
         Self {
             id: m.message.id.to_string(),
-            username: m.sender.name.clone(),
-            src: m.sender.avatar.clone(),
+            username: m.author.name.clone(),
+            src: m.author.avatar.clone(),
             msg: m.message.body.clone(),
             img: m.message.image.clone(),
             roomid: m.message.room_id.clone(),
@@ -176,9 +177,9 @@ impl LegacyMessage {
         );
         Self {
             id: m.message.id,
-            userid: m.sender.name.clone(),
-            username: m.sender.name.clone(),
-            src: m.sender.avatar.clone(),
+            userid: m.author.name.clone(),
+            username: m.author.name.clone(),
+            src: m.author.avatar.clone(),
             msg: m.message.body.clone(),
             img: m.message.image.clone(),
             roomid,

@@ -1,4 +1,4 @@
-//! Events the server sends, built once as typed values and encoded for each client dialect.
+//! Events the server sends, built once as typed values and encoded once per client dialect.
 //!
 //! | event | v3 client | Laravel-era client |
 //! |---|---|---|
@@ -7,26 +7,34 @@
 //! | unread counts | `count` `{<room id>: n}` | `count` `{room<N>: n}`, group rooms only |
 //! | the friend list | `friend` `[FriendView…]` | not sent |
 //! | a refusal | `notice` `{errno, code, data, msg, event}` | `notice` `{errno, code, message, event}`; without a sign-in also `login` `"登录后才能进入聊天室"` (what the seed sent) |
+//!
+//! An [`Encoded`] event holds each dialect's JSON, written on first use and then reused for every
+//! recipient of that dialect: a message's room broadcast and its sender's echo share one encoding.
 
+use std::sync::{Arc, OnceLock};
+
+use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use super::conn::Dialect;
-use crate::api::views::{LegacyMessage, V3Message};
 use crate::error::AppError;
 use crate::services::messages::StoredMessage;
-use crate::services::presence::Member;
 use crate::services::rooms::Rooms;
+use crate::services::users::Author;
+use crate::wire::{LegacyMessage, V3Message};
 
 /// Something to tell clients.
 #[derive(Debug, Clone)]
 pub enum Outbound {
     /// A stored message.
-    Message(Box<StoredMessage>),
-    /// Who is in a group room now, after someone entered (`entered`) or left it.
+    Message(Arc<StoredMessage>),
+    /// Who is in a group room now; `entered` tells whether the latest change was an arrival (`room`)
+    /// or a departure (`roomout`).
     Presence {
         room: String,
         entered: bool,
-        members: Vec<Member>,
+        members: Arc<[Author]>,
     },
     /// Unread counts of some rooms.
     Unread(Vec<(String, u64)>),
@@ -68,16 +76,64 @@ impl From<&AppError> for Refusal {
 /// What the seed told a client that was not signed in.
 pub const LEGACY_LOGIN_REQUIRED: &str = "登录后才能进入聊天室";
 
+/// One event name with its JSON argument, ready to send.
+pub type Frame = (&'static str, Box<RawValue>);
+
+/// An event with its encodings, written lazily once per dialect.
+pub struct Encoded<'a> {
+    event: &'a Outbound,
+    rooms: &'a Rooms,
+    v3: OnceLock<Vec<Frame>>,
+    laravel: OnceLock<Vec<Frame>>,
+}
+
+impl<'a> Encoded<'a> {
+    /// `event`, to be encoded on demand (`rooms` numbers group rooms for the Laravel-era client).
+    pub fn new(event: &'a Outbound, rooms: &'a Rooms) -> Self {
+        Self {
+            event,
+            rooms,
+            v3: OnceLock::new(),
+            laravel: OnceLock::new(),
+        }
+    }
+
+    /// The frames that carry the event to a client of `dialect` (none when that client has no use
+    /// for it).
+    pub fn frames(&self, dialect: Dialect) -> &[Frame] {
+        let cell = match dialect {
+            Dialect::V3 => &self.v3,
+            Dialect::Laravel => &self.laravel,
+        };
+        cell.get_or_init(|| self.event.encode(dialect, self.rooms))
+    }
+
+    /// The size in bytes of the largest frame, over both dialects.
+    pub fn largest_frame(&self) -> usize {
+        Dialect::ALL
+            .iter()
+            .flat_map(|d| self.frames(*d))
+            .map(|(_, payload)| payload.get().len())
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+fn raw<T: Serialize + ?Sized>(value: &T) -> Box<RawValue> {
+    // Serializing our own view types cannot fail (no maps with non-string keys, no failing impls).
+    serde_json::value::to_raw_value(value).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "cannot encode an event");
+        RawValue::NULL.to_owned()
+    })
+}
+
 impl Outbound {
-    /// The events that carry this to a client of `dialect`, with their payloads (none when that
-    /// client has no use for it).
-    pub fn encode(&self, dialect: Dialect, rooms: &Rooms) -> Vec<(&'static str, Value)> {
+    /// The frames that carry this to a client of `dialect`.
+    pub fn encode(&self, dialect: Dialect, rooms: &Rooms) -> Vec<Frame> {
         match (self, dialect) {
-            (Self::Message(m), Dialect::V3) => {
-                vec![("message", json!(V3Message::from(m.as_ref())))]
-            }
+            (Self::Message(m), Dialect::V3) => vec![("message", raw(&V3Message::from(m.as_ref())))],
             (Self::Message(m), Dialect::Laravel) => {
-                vec![("message", json!(LegacyMessage::new(m.as_ref(), rooms)))]
+                vec![("message", raw(&LegacyMessage::new(m.as_ref(), rooms)))]
             }
             (
                 Self::Presence {
@@ -95,7 +151,7 @@ impl Outbound {
                     .iter()
                     .map(|(room, n)| (room.clone(), json!(n)))
                     .collect();
-                vec![("count", Value::Object(map))]
+                vec![("count", raw(&map))]
             }
             (Self::Unread(counts), Dialect::Laravel) => {
                 let map: Map<String, Value> = counts
@@ -109,22 +165,26 @@ impl Outbound {
                 if map.is_empty() {
                     Vec::new()
                 } else {
-                    vec![("count", Value::Object(map))]
+                    vec![("count", raw(&map))]
                 }
             }
-            (Self::Friends(list), Dialect::V3) => vec![("friend", list.clone())],
+            (Self::Friends(list), Dialect::V3) => vec![("friend", raw(list))],
             (Self::Friends(_), Dialect::Laravel) => Vec::new(),
             (Self::Notice { event, error }, Dialect::V3) => vec![(
                 "notice",
-                json!({ "errno": 1, "code": error.code, "data": error.message, "msg": error.message, "event": event }),
+                raw(
+                    &json!({ "errno": 1, "code": error.code, "data": error.message, "msg": error.message, "event": event }),
+                ),
             )],
             (Self::Notice { event, error }, Dialect::Laravel) => {
                 let mut events = vec![(
                     "notice",
-                    json!({ "errno": 1, "code": error.code, "message": error.message, "event": event }),
+                    raw(
+                        &json!({ "errno": 1, "code": error.code, "message": error.message, "event": event }),
+                    ),
                 )];
                 if error.code == "unauthenticated" {
-                    events.push(("login", json!(LEGACY_LOGIN_REQUIRED)));
+                    events.push(("login", raw(LEGACY_LOGIN_REQUIRED)));
                 }
                 events
             }
@@ -133,26 +193,48 @@ impl Outbound {
 }
 
 /// A room's presence list. Only public names and avatars: never tokens or e-mail addresses.
-fn presence(dialect: Dialect, room: &str, members: &[Member]) -> Value {
+fn presence(dialect: Dialect, room: &str, members: &[Author]) -> Box<RawValue> {
+    #[derive(Serialize)]
+    struct Src<'a> {
+        src: &'a str,
+    }
+    #[derive(Serialize)]
+    struct V3List<'a> {
+        roomid: &'a str,
+        #[serde(rename = "onlineUsers")]
+        online_users: std::collections::BTreeMap<&'a str, Src<'a>>,
+    }
+    #[derive(Serialize)]
+    struct LegacyEntry<'a> {
+        id: i64,
+        name: &'a str,
+        email: &'a str,
+        src: &'a str,
+        avatar: &'a str,
+    }
     match dialect {
-        Dialect::V3 => {
-            let users: Map<String, Value> = members
+        Dialect::V3 => raw(&V3List {
+            roomid: room,
+            online_users: members
                 .iter()
-                .map(|m| (m.name.clone(), json!({ "src": m.src })))
-                .collect();
-            json!({ "roomid": room, "onlineUsers": users })
-        }
+                .map(|m| (m.name.as_str(), Src { src: &m.avatar }))
+                .collect(),
+        }),
         Dialect::Laravel => {
-            let users: Map<String, Value> = members
+            let users: std::collections::BTreeMap<String, LegacyEntry<'_>> = members
                 .iter()
                 .map(|m| {
-                    let entry = json!({
-                        "id": m.id, "name": m.name, "email": m.name, "src": m.src, "avatar": m.src,
-                    });
+                    let entry = LegacyEntry {
+                        id: m.id,
+                        name: &m.name,
+                        email: &m.name,
+                        src: &m.avatar,
+                        avatar: &m.avatar,
+                    };
                     (m.id.to_string(), entry)
                 })
                 .collect();
-            Value::Object(users)
+            raw(&users)
         }
     }
 }

@@ -1,0 +1,484 @@
+//! The realtime core, shared by both transports: HTTP handlers and socket handlers call the same
+//! [`Realtime`] to post messages, bind browsers' sockets and push events.
+//!
+//! * [`Realtime::post`] checks the sender's message rate, hands the message to the background
+//!   [`MessageWriter`] and returns at once with a [`Receipt`]. An *announcer* task takes stored
+//!   messages in commit order and delivers them ([`Realtime`]'s `announce`): to the room in each
+//!   dialect, encoded once per dialect; to the sender's socket when the room does not reach it; into the
+//!   unread counters. Only then is the receipt resolved, so an echo or an acknowledgement means
+//!   "stored", and a room's messages reach everyone in the order they were stored.
+//! * [`presence`] keeps who is online and in which room, and sends room lists in paced rounds.
+//! * [`unread`] keeps unread counts in memory and pushes them in coalesced ticks.
+//! * [`pusher`] is the one way to emit; [`events`] the typed events and their encodings; [`conn`] what
+//!   is known about one socket.
+//!
+//! Every message gets an answer: stored, or refused because of its content, the sender's rate
+//! (`rate_limited`), a full queue or a shutdown (`unavailable`). Refusals are counted and logged in a
+//! summary every [`REFUSAL_LOG_EVERY`].
+
+pub mod conn;
+pub mod events;
+pub mod presence;
+pub mod pusher;
+pub mod unread;
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use sea_orm::DatabaseConnection;
+use socketioxide::layer::SocketIoLayer;
+use socketioxide::socket::Sid;
+use socketioxide::{ParserConfig, SocketIo};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+pub use self::conn::{Binding, Conn, Dialect, Drainer, Inbound, TokenInfo};
+pub use self::pusher::{Pusher, Target};
+
+use self::conn::Bucket;
+use self::events::Outbound;
+use self::presence::PresenceHub;
+use self::unread::UnreadHub;
+use crate::auth::UserId;
+use crate::config::Settings;
+use crate::error::AppError;
+use crate::services::messages::{NewMessage, StoredMessage};
+use crate::services::rooms::{Room, Rooms};
+use crate::services::unread as read_marks;
+use crate::services::users::Author;
+use crate::services::writer::{Committed, MessageWriter, Saved, WriterConfig};
+
+/// How long shutdown waits for stored messages to be delivered before closing sockets.
+const ECHO_GRACE: Duration = Duration::from_secs(5);
+/// How often refusals are summed up in the log (when there were any).
+pub const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+/// Stored batches waiting for the announcer at most; beyond it the writer waits, and its slots fill.
+const ANNOUNCE_QUEUE: usize = 64;
+
+/// Resolves when the message is stored and delivered, or refused.
+pub type Receipt = oneshot::Receiver<Result<Saved, AppError>>;
+
+/// The socket a message came from.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin {
+    pub socket: Sid,
+    /// Whether the message's broadcast reaches this socket anyway (it is in the group room, or the
+    /// room is private and so reaches every socket of the sender).
+    pub reached_by_room: bool,
+}
+
+/// What travels with a message through the writer.
+struct Ticket {
+    origin: Option<Origin>,
+    reply: oneshot::Sender<Result<Saved, AppError>>,
+}
+
+/// Why messages were refused, counted for the log.
+#[derive(Debug, Default)]
+pub struct Refusals {
+    pub rate_limited: AtomicU64,
+    pub queue_full: AtomicU64,
+    pub inbox_full: AtomicU64,
+    pub shutting_down: AtomicU64,
+}
+
+impl Refusals {
+    fn take(&self) -> [(&'static str, u64); 4] {
+        [
+            ("rate_limited", self.rate_limited.swap(0, Ordering::Relaxed)),
+            ("queue_full", self.queue_full.swap(0, Ordering::Relaxed)),
+            ("inbox_full", self.inbox_full.swap(0, Ordering::Relaxed)),
+            (
+                "shutting_down",
+                self.shutting_down.swap(0, Ordering::Relaxed),
+            ),
+        ]
+    }
+}
+
+/// The realtime server. Cheap to clone.
+#[derive(Clone)]
+pub struct Realtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    io: SocketIo,
+    layer: SocketIoLayer,
+    max_packet: usize,
+    pusher: Pusher,
+    rooms: Arc<Rooms>,
+    db: DatabaseConnection,
+    presence: Arc<PresenceHub>,
+    unread: Arc<UnreadHub>,
+    writer: MessageWriter<Ticket>,
+    announcer: Mutex<Option<JoinHandle<()>>>,
+    accepting: AtomicBool,
+    messages_per_second: u32,
+    senders: Mutex<HashMap<UserId, Bucket>>,
+    refusals: Refusals,
+}
+
+impl Realtime {
+    /// Builds the socket.io server and starts the writer, the announcer, presence rounds and unread
+    /// ticks. Event handlers are added by the socket adapter (`socket::mount`).
+    pub fn new(settings: &Settings, db: DatabaseConnection, rooms: Arc<Rooms>) -> Self {
+        // The Laravel-era client sends pictures as base64 data URLs over the socket (which chatroom
+        // ignores: the upload already stored them), so a packet must fit an upload in base64.
+        let max_packet = (settings.upload_max_bytes / 3 * 4 + 64 * 1024).max(1 << 20);
+        // chatroom has no binary events: a packet announcing attachments is refused outright, so a
+        // client cannot park megabytes in half-finished packets.
+        let parser = ParserConfig::common()
+            .max_incoming_binaries(0)
+            .max_incoming_binary_buf_size(64 * 1024)
+            .packet_completion_timeout(Duration::from_secs(5));
+        let (layer, io) = SocketIo::builder()
+            .with_parser(parser)
+            .max_payload(max_packet as u64)
+            .ws_max_message_size(max_packet)
+            .ws_max_frame_size(max_packet)
+            .max_buffer_size(1024)
+            .build_layer();
+        let (committed_tx, committed_rx) = mpsc::channel(ANNOUNCE_QUEUE);
+        let writer = MessageWriter::spawn(
+            db.clone(),
+            WriterConfig {
+                capacity: settings.message_queue,
+                ..WriterConfig::default()
+            },
+            committed_tx,
+        );
+        let pusher = Pusher::new(io.clone(), rooms.clone());
+        let presence = Arc::new(PresenceHub::default());
+        let inner = Arc::new(Inner {
+            io,
+            layer,
+            max_packet,
+            pusher: pusher.clone(),
+            rooms,
+            db,
+            presence: presence.clone(),
+            unread: Arc::new(UnreadHub::default()),
+            writer,
+            announcer: Mutex::new(None),
+            accepting: AtomicBool::new(true),
+            messages_per_second: settings.socket_events_per_second,
+            senders: Mutex::new(HashMap::new()),
+            refusals: Refusals::default(),
+        });
+        let announcer = tokio::spawn(announce_all(inner.clone(), committed_rx));
+        *inner
+            .announcer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(announcer);
+        tokio::spawn(presence::run_rounds(presence, pusher));
+        tokio::spawn(tick_unread(Arc::downgrade(&inner)));
+        tokio::spawn(load_latest_ids(inner.clone()));
+        Self { inner }
+    }
+
+    /// The tower layer serving `/socket.io/`.
+    pub fn layer(&self) -> SocketIoLayer {
+        self.inner.layer.clone()
+    }
+
+    /// The largest Engine.IO payload taken, in bytes.
+    pub fn max_packet(&self) -> usize {
+        self.inner.max_packet
+    }
+
+    /// The socket.io server handle.
+    pub fn io(&self) -> &SocketIo {
+        &self.inner.io
+    }
+
+    /// The one way to emit.
+    pub fn pusher(&self) -> &Pusher {
+        &self.inner.pusher
+    }
+
+    /// Node-local presence.
+    pub fn presence(&self) -> &PresenceHub {
+        &self.inner.presence
+    }
+
+    /// Node-local unread counters.
+    pub fn unread(&self) -> &UnreadHub {
+        &self.inner.unread
+    }
+
+    /// The configured group rooms.
+    pub fn rooms(&self) -> &Rooms {
+        &self.inner.rooms
+    }
+
+    /// Refusal counters (summed up in the log).
+    pub fn refusals(&self) -> &Refusals {
+        &self.inner.refusals
+    }
+
+    /// Whether new messages are taken (false while shutting down).
+    pub fn is_accepting(&self) -> bool {
+        self.inner.accepting.load(Ordering::SeqCst)
+    }
+
+    /// laravel-swoole's `isUserIdOnline`: whether `user` has a bound socket on this node.
+    pub fn is_user_id_online(&self, user: UserId) -> bool {
+        self.inner.presence.is_online(user)
+    }
+
+    /// Hands `new`, sent by `author` (from the socket `origin`, if any), to the writer. Returns at once;
+    /// the receipt resolves once the message is stored and delivered.
+    ///
+    /// # Errors
+    /// [`AppError::RateLimited`] past the sender's message rate (over all their sockets and uploads);
+    /// [`AppError::Unavailable`] when the queue is full or the server is stopping.
+    pub fn post(
+        &self,
+        new: NewMessage,
+        author: Author,
+        origin: Option<Origin>,
+    ) -> Result<Receipt, AppError> {
+        let refusals = &self.inner.refusals;
+        if !self.is_accepting() {
+            refusals.shutting_down.fetch_add(1, Ordering::Relaxed);
+            return Err(AppError::Unavailable);
+        }
+        if !self.allow_message(author.id) {
+            refusals.rate_limited.fetch_add(1, Ordering::Relaxed);
+            return Err(AppError::RateLimited);
+        }
+        let (reply, receipt) = oneshot::channel();
+        self.inner
+            .writer
+            .submit(new, author, Ticket { origin, reply })
+            .inspect_err(|_| {
+                refusals.queue_full.fetch_add(1, Ordering::Relaxed);
+            })?;
+        Ok(receipt)
+    }
+
+    /// [`post`](Self::post), then waits for the outcome.
+    ///
+    /// # Errors
+    /// As `post`; also the writer's refusal (a reused client id) or failure.
+    pub async fn store(
+        &self,
+        new: NewMessage,
+        author: Author,
+        origin: Option<Origin>,
+    ) -> Result<Saved, AppError> {
+        let receipt = self.post(new, author, origin)?;
+        receipt.await.map_err(|_| AppError::Unavailable)?
+    }
+
+    /// Takes one message from `user`'s budget, shared by all their sockets and uploads.
+    fn allow_message(&self, user: UserId) -> bool {
+        let mut senders = self
+            .inner
+            .senders
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        senders
+            .entry(user)
+            .or_insert_with(|| Bucket::new(self.inner.messages_per_second))
+            .take(Instant::now())
+    }
+
+    /// Binds the socket whose Engine.IO session id is `sid` to `binding`'s user: the browser holding
+    /// that session just authenticated over HTTP. With `replace`, a socket bound to someone else is
+    /// re-bound (a sign-in in that tab); otherwise only an unbound socket is.
+    pub fn adopt(&self, sid: &str, binding: Binding, replace: bool) {
+        self.post_to_session(sid, Inbound::Adopt { binding, replace });
+    }
+
+    /// Unbinds the socket whose Engine.IO session id is `sid` if it acts for `user`: the browser
+    /// holding it signed out.
+    pub fn release(&self, sid: &str, user: UserId) {
+        self.post_to_session(sid, Inbound::Release(user));
+    }
+
+    /// The token `jti` of `user` was revoked: this node's sockets bound with it stop acting for the
+    /// user at once (the next event from them is refused as unauthenticated).
+    pub fn revoke(&self, user: UserId, jti: &str) {
+        for socket in self.inner.pusher.user_sockets(user) {
+            if let Some(conn) = socket.extensions.get::<Arc<Conn>>() {
+                let _ = conn.post(Inbound::Revoke(jti.to_owned()), &socket);
+            }
+        }
+    }
+
+    /// Queues `item` for the socket of this node whose Engine.IO session id is `sid`, if there is one.
+    fn post_to_session(&self, sid: &str, item: Inbound) {
+        let Ok(sid) = Sid::from_str(sid) else {
+            return;
+        };
+        let Some(socket) = self.inner.pusher.socket(sid) else {
+            return;
+        };
+        if let Some(conn) = socket.extensions.get::<Arc<Conn>>() {
+            let _ = conn.post(item, &socket);
+        }
+    }
+
+    /// Stops taking messages, stores and delivers every queued one, writes the read marks, then closes
+    /// every socket.
+    pub async fn shutdown(&self) {
+        self.inner.accepting.store(false, Ordering::SeqCst);
+        self.inner.writer.close().await;
+        let announcer = self
+            .inner
+            .announcer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(announcer) = announcer
+            && tokio::time::timeout(ECHO_GRACE, announcer).await.is_err()
+        {
+            tracing::warn!("some stored messages were not delivered before shutdown");
+        }
+        flush_marks(&self.inner).await;
+        log_refusals(&self.inner.refusals);
+        self.inner.io.close().await;
+    }
+}
+
+/// Delivers stored messages in commit order, then resolves their receipts.
+async fn announce_all(inner: Arc<Inner>, mut committed: mpsc::Receiver<Vec<Committed<Ticket>>>) {
+    while let Some(batch) = committed.recv().await {
+        for Committed { ticket, result, .. } in batch {
+            match &result {
+                Ok(Saved::New(m)) => inner.announce(m, ticket.origin).await,
+                Ok(Saved::Existing(m)) => {
+                    // Stored before: only the sender hears of it again, to mark it sent.
+                    if let Some(origin) = ticket.origin {
+                        let event = Outbound::Message(Arc::new(m.clone()));
+                        inner
+                            .pusher
+                            .push(&Target::Socket(origin.socket), &event)
+                            .await;
+                    }
+                }
+                Err(_) => {}
+            }
+            let _ = ticket.reply.send(result);
+        }
+    }
+    tracing::debug!("announcer drained");
+}
+
+impl Inner {
+    /// Delivers a newly stored message: to its room (group) or to both users' sockets (private), to
+    /// the sender's socket as well when the room does not reach it, and into the unread counters.
+    async fn announce(&self, message: &StoredMessage, origin: Option<Origin>) {
+        let event = Outbound::Message(Arc::new(message.clone()));
+        let encoded = self.pusher.encode(&event);
+        match &message.room {
+            Room::Group(room) => {
+                self.pusher
+                    .send(&Target::Room(room.clone()), &encoded)
+                    .await;
+            }
+            Room::Private { high, low } => {
+                let online: Vec<UserId> = [*high, *low]
+                    .into_iter()
+                    .filter(|u| self.presence.is_online(*u))
+                    .collect();
+                if !online.is_empty() {
+                    self.pusher
+                        .send(&Pusher::to_user_id(&online), &encoded)
+                        .await;
+                }
+            }
+        }
+        if let Some(origin) = origin.filter(|o| !o.reached_by_room) {
+            self.pusher
+                .send(&Target::Socket(origin.socket), &encoded)
+                .await;
+        }
+        self.unread
+            .note_message(&message.room, message.author.id, message.message.id);
+    }
+}
+
+/// Pushes unread counts in ticks (right after the first message of a quiet spell, then at most once
+/// per [`unread::TICK`]), writes read marks, forgets idle rate budgets and sums up refusals.
+async fn tick_unread(inner: std::sync::Weak<Inner>) {
+    let mut last_summary = Instant::now();
+    loop {
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        let unread = strong.unread.clone();
+        drop(strong);
+        tokio::select! {
+            () = unread.wait_for_messages() => {}
+            () = tokio::time::sleep(unread::TICK) => {}
+        }
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        if inner.pusher.is_closed() {
+            return;
+        }
+        let presence = inner.presence.clone();
+        let told = inner
+            .unread
+            .tick(|room, user| presence.is_present(room, user));
+        for (user, counts) in told {
+            let event = Outbound::Unread(counts);
+            inner.pusher.push(&Target::Users(vec![user]), &event).await;
+        }
+        flush_marks(&inner).await;
+        if last_summary.elapsed() >= REFUSAL_LOG_EVERY {
+            last_summary = Instant::now();
+            log_refusals(&inner.refusals);
+            let now = Instant::now();
+            inner
+                .senders
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .retain(|_, bucket| !bucket.is_full(now));
+        }
+        drop(inner);
+        tokio::time::sleep(unread::TICK).await;
+    }
+}
+
+fn log_refusals(refusals: &Refusals) {
+    let counts = refusals.take();
+    if counts.iter().any(|(_, n)| *n > 0) {
+        let [rate, queue, inbox, shutdown] = counts.map(|(_, n)| n);
+        tracing::warn!(
+            rate_limited = rate,
+            queue_full = queue,
+            inbox_full = inbox,
+            shutting_down = shutdown,
+            "refused messages"
+        );
+    }
+}
+
+/// Writes the read marks gathered since the last flush, in one transaction.
+async fn flush_marks(inner: &Inner) {
+    if !inner.unread.has_marks() {
+        return;
+    }
+    let marks = inner.unread.take_marks();
+    if let Err(e) = read_marks::mark_read_many(&inner.db, &marks).await {
+        tracing::warn!(error = %e, count = marks.len(), "could not record read positions");
+    }
+}
+
+/// Reads the newest message id of each group room, so read marks need no query of their own.
+async fn load_latest_ids(inner: Arc<Inner>) {
+    for room in inner.rooms.groups() {
+        match read_marks::latest_id(&inner.db, room).await {
+            Ok(id) => inner.unread.know_latest(room, id),
+            Err(e) => tracing::warn!(error = %e, "could not read a room's newest message"),
+        }
+    }
+}
