@@ -4,6 +4,11 @@ use clap::Parser;
 
 use chatroom::config::Config;
 
+/// jemalloc hands memory back to the system after a burst of sockets; glibc's allocator keeps it.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // A missing .env file is fine: configuration may come from flags or the real environment.

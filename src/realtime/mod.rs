@@ -141,6 +141,9 @@ impl Realtime {
             .ws_max_message_size(max_packet)
             .ws_max_frame_size(max_packet)
             .max_buffer_size(1024)
+            // Chat frames are small; a larger one makes the buffer grow for it. The default (4 KiB)
+            // would cost 4 KiB per idle socket.
+            .ws_read_buffer_size(1024)
             .build_layer();
         let (committed_tx, committed_rx) = mpsc::channel(ANNOUNCE_QUEUE);
         let writer = MessageWriter::spawn(
