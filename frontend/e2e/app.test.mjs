@@ -347,20 +347,27 @@ it('search, profile, add a friend and chat privately', async () => {
   const roomid = a > b ? `${a}-${b}` : `${b}-${a}`;
   await room(alice, roomid).waitFor();
   assert.equal((await room(alice, roomid).locator('.chat-title h1').textContent()).trim(), bob.name);
-  await send(alice, roomid, 'just between us');
+  await send(alice, roomid, 'Coming to the meetup on Friday? 🎉');
   await eventually(async () =>
-    assert.equal(await message(alice, roomid, 'just between us').getAttribute('data-status'), 'sent'),
+    assert.equal(await message(alice, roomid, 'Coming to the meetup on Friday? 🎉').getAttribute('data-status'), 'sent'),
   );
   // Bob got the friend (pushed by the server) with the message and a badge, without reloading.
   const entry = bob.page.locator(`a.conversation[data-room="${roomid}"]`);
-  await eventually(async () => assert.match(await entry.locator('.preview').textContent(), /just between us/), 10_000, "bob's friend list");
+  await eventually(async () => assert.match(await entry.locator('.preview').textContent(), /Coming to the meetup on Friday/), 10_000, "bob's friend list");
   assert.equal(await badge(bob, roomid).textContent(), '1');
   await entry.click();
-  await message(bob, roomid, 'just between us').waitFor();
-  await send(bob, roomid, 'agreed');
-  await message(alice, roomid, 'agreed').waitFor();
-  // Others never see it.
-  assert.equal(await message(alice, 'room1', 'just between us').count(), 0);
+  await message(bob, roomid, 'Coming to the meetup on Friday? 🎉').waitFor();
+  await send(bob, roomid, '当然！See you there 👋');
+  await message(alice, roomid, '当然！See you there 👋').waitFor();
+  await alice.page.locator('.toast').waitFor({ state: 'detached' });
+  await shot(alice, 'private-chat');
+  await shot(bob, 'private-chat');
+  // Nobody else can read it.
+  const peek = await people.carol.page.evaluate(
+    (id) => fetch(`/api/message/v2/history?roomid=${id}`).then((r) => r.json()),
+    roomid,
+  );
+  assert.equal(peek.errno, 1);
   people.privateRoom = roomid;
 });
 
