@@ -19,15 +19,16 @@ import { t } from './i18n';
 import { escapeHtml, isPrivateRoom, newClientId, peerOf, plainText, privateRoom } from './text';
 import {
   PAGE_SIZE,
+  addPending,
+  catchUpByHistory,
+  catchUpRooms,
   confirm,
   firstId,
   lastId,
   merge,
-  planSync,
-  readSince,
+  restart,
   setStatus,
-  unconfirmed,
-  addPending,
+  type CatchUp,
   type Entry,
   type Message,
 } from './timeline';
@@ -128,11 +129,17 @@ function addMessages(room: Room, messages: readonly Message[], countUnread: bool
   if (countUnread && state.viewing !== room.id) room.unread += result.addedFromOthers;
 }
 
-/** Replaces a room's stored messages by `messages` (the newest ones), keeping the user's unsent ones. */
+/** Starts a room again from `messages` (its newest ones), keeping unsent and newer live messages. */
 function resetRoom(room: Room, messages: readonly Message[], hasOlder: boolean): void {
-  room.entries = merge(unconfirmed(room.entries), messages, state.me?.name ?? '').entries;
+  room.entries = restart(room.entries, messages, state.me?.name ?? '');
   room.hasOlder = hasOlder;
   room.loaded = true;
+}
+
+function apply(room: Room, step: CatchUp): void {
+  if (step.kind === 'merge') addMessages(room, step.messages, countsLocally(room));
+  else if (step.kind === 'reset') resetRoom(room, step.messages, step.hasOlder);
+  room.loaded = room.loaded || step.kind !== 'skip';
 }
 
 /** Messages from others count as unread in rooms whose numbers the client keeps itself. */
@@ -303,47 +310,23 @@ async function afterConnect(s: Socket): Promise<boolean> {
 /** Fetches what the rooms missed: `sync` if the server answers it, the history API otherwise. */
 async function recover(s: Socket, roomids: string[]): Promise<void> {
   if (roomids.length === 0) return;
-  const asked: Record<string, number> = {};
-  for (const id of roomids) asked[id] = lastId(state.rooms[id]!.entries);
-  let plan = null;
-  try {
-    plan = planSync(await s.timeout(SYNC_ACK_MS).emitWithAck('sync', { rooms: asked }), roomids);
-  } catch {
-    plan = null;
-  }
-  await Promise.all(
-    roomids.map(async (id) => {
-      const room = state.rooms[id];
-      if (!room) return;
-      const step = plan?.get(id);
-      try {
-        if (!step) await catchUp(room);
-        else if (step.kind === 'merge') addMessages(room, step.messages, countsLocally(room));
-        else if (step.kind === 'reload') await reload(room);
-      } catch {
-        /* the next reconnection tries again */
-      }
-    }),
+  const since: Record<string, number> = {};
+  for (const id of roomids) since[id] = lastId(state.rooms[id]!.entries);
+  const steps = await catchUpRooms(
+    since,
+    (rooms) => s.timeout(SYNC_ACK_MS).emitWithAck('sync', { rooms }),
+    api.history,
   );
+  for (const [id, step] of steps) {
+    const room = state.rooms[id];
+    if (room && socket === s) apply(room, step);
+  }
 }
 
-/** Reads a room's history back to the newest message it holds. */
+/** Reads a room's history back to the newest message it holds (all of its newest page if none). */
 async function catchUp(room: Room): Promise<void> {
   const since = room.loaded ? lastId(room.entries) : 0;
-  const got = await readSince(api.history, room.id, since);
-  if (!got.complete || since === 0) {
-    // Too much was missed to join it to what is held without a hole: start from the newest pages.
-    resetRoom(room, got.messages, !got.reachedStart);
-  } else {
-    addMessages(room, got.messages, countsLocally(room));
-  }
-  room.loaded = true;
-}
-
-/** Replaces a room's messages with its newest page. */
-async function reload(room: Room): Promise<void> {
-  const page = await api.history(room.id);
-  resetRoom(room, page, page.length >= PAGE_SIZE);
+  apply(room, await catchUpByHistory(api.history, room.id, since));
 }
 
 function scheduleRefresh(room: Room): void {

@@ -3,12 +3,14 @@ import { describe, expect, it } from 'vitest';
 import {
   PAGE_SIZE,
   addPending,
+  catchUpRooms,
   confirm,
   firstId,
   lastId,
   merge,
   planSync,
   readSince,
+  restart,
   setStatus,
   type Message,
 } from './timeline';
@@ -165,5 +167,63 @@ describe('planSync', () => {
     expect(planSync({ ok: false, error: 'no', code: 'invalid' }, ['room1'])).toBeNull();
     expect(planSync(undefined, ['room1'])).toBeNull();
     expect(planSync({ ok: true }, ['room1'])).toBeNull();
+  });
+});
+
+describe('catchUpRooms', () => {
+  const replay = (ack: unknown) => async () => ack;
+
+  it("merges what the server's sync replays, without reading history", async () => {
+    const h = fakeHistory(50);
+    const steps = await catchUpRooms(
+      { room1: 48 },
+      replay({ ok: true, rooms: { room1: { messages: [msg(49), msg(50)], resync: false } } }),
+      h.read,
+    );
+    expect(steps.get('room1')).toEqual({ kind: 'merge', messages: [msg(49), msg(50)] });
+    expect(h.calls).toEqual([]);
+  });
+
+  it('reloads the newest page of a room the server says to resync', async () => {
+    const h = fakeHistory(500);
+    const steps = await catchUpRooms({ room1: 3 }, replay({ ok: true, rooms: { room1: { messages: [], resync: true } } }), h.read);
+    const step = steps.get('room1');
+    expect(step?.kind).toBe('reset');
+    expect(step?.kind === 'reset' && step.messages.map((m) => Number(m._id))).toEqual(
+      Array.from({ length: 20 }, (_, i) => 481 + i),
+    );
+    expect(step?.kind === 'reset' && step.hasOlder).toBe(true);
+  });
+
+  it('reads history when sync is refused, times out or is unknown to the server', async () => {
+    for (const sync of [
+      replay({ ok: false, error: '服务器繁忙', code: 'unavailable' }),
+      () => Promise.reject(new Error('operation has timed out')),
+    ]) {
+      const h = fakeHistory(30);
+      const steps = await catchUpRooms({ room1: 25, '2-1': 0 }, sync, h.read);
+      expect(steps.get('room1')).toEqual({ kind: 'merge', messages: [26, 27, 28, 29, 30].map((id) => msg(id)) });
+      expect(steps.get('2-1')?.kind).toBe('reset');
+    }
+  });
+
+  it('leaves alone a room the server will not let the user read', async () => {
+    const steps = await catchUpRooms(
+      { '9-8': 4 },
+      replay({ ok: true, rooms: { '9-8': { error: '你暂无权限', code: 'forbidden' } } }),
+      fakeHistory(10).read,
+    );
+    expect(steps.get('9-8')).toEqual({ kind: 'skip', error: '你暂无权限' });
+  });
+});
+
+describe('restart', () => {
+  it('keeps unsent messages and live ones newer than the reloaded page', () => {
+    let entries = merge([], [msg(1), msg(2), msg(60)], 'me').entries;
+    entries = addPending(entries, msg('', 'me', { clientId: 'c' }));
+    const page = Array.from({ length: 20 }, (_, i) => msg(40 + i));
+    const next = restart(entries, page, 'me');
+    expect(ids(next).slice(0, 21)).toEqual([...page.map((m) => m._id), '60']);
+    expect(next.at(-1)).toMatchObject({ key: 'c', status: 'pending' });
   });
 });

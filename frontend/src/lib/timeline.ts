@@ -191,7 +191,66 @@ export function confirm(entries: readonly Entry[], clientId: string, id: string)
   );
 }
 
-/** The user's messages not stored yet. */
-export function unconfirmed(entries: readonly Entry[]): Entry[] {
-  return entries.filter((e) => e.status !== 'sent');
+/** What to do with one room after catching up. */
+export type CatchUp =
+  | { kind: 'merge'; messages: Message[] }
+  | { kind: 'reset'; messages: Message[]; hasOlder: boolean }
+  | { kind: 'skip'; error: string };
+
+/**
+ * What a room missed since message `since`, through the history API: the messages to merge, or, when too
+ * much was missed (or nothing was held), the newest pages to start again from.
+ */
+export async function catchUpByHistory(read: PageReader, roomid: string, since: number): Promise<CatchUp> {
+  const got = await readSince(read, roomid, since);
+  if (!got.complete || since === 0) return { kind: 'reset', messages: got.messages, hasOlder: !got.reachedStart };
+  return { kind: 'merge', messages: got.messages };
+}
+
+/**
+ * What each room missed since the id given for it. Asks `sync` first (the server replays from its
+ * database); when that fails, times out or is refused, reads each room's history instead. A room the
+ * server answers with `resync: true` (too much missed) starts again from its newest page.
+ */
+export async function catchUpRooms(
+  since: Record<string, number>,
+  sync: (rooms: Record<string, number>) => Promise<unknown>,
+  read: PageReader,
+): Promise<Map<string, CatchUp>> {
+  const roomids = Object.keys(since);
+  let plan: SyncPlan | null = null;
+  try {
+    plan = planSync(await sync(since), roomids);
+  } catch {
+    plan = null;
+  }
+  const out = new Map<string, CatchUp>();
+  await Promise.all(
+    roomids.map(async (id) => {
+      const step = plan?.get(id);
+      try {
+        if (step?.kind === 'merge' || step?.kind === 'skip') {
+          out.set(id, step);
+        } else if (step?.kind === 'reload') {
+          const page = await read(id);
+          out.set(id, { kind: 'reset', messages: page, hasOlder: page.length >= PAGE_SIZE });
+        } else {
+          out.set(id, await catchUpByHistory(read, id, since[id] ?? 0));
+        }
+      } catch (e) {
+        out.set(id, { kind: 'skip', error: e instanceof Error ? e.message : String(e) });
+      }
+    }),
+  );
+  return out;
+}
+
+/**
+ * Starts a timeline again from `newest` (a room's newest messages), keeping the user's unsent messages and
+ * any message newer than those (one that arrived live while they were being read).
+ */
+export function restart(entries: readonly Entry[], newest: readonly Message[], me: string): Entry[] {
+  const top = newest.reduce((max, m) => Math.max(max, idOf(m)), 0);
+  const kept = entries.filter((e) => e.status !== 'sent' || idOf(e.message) > top);
+  return merge(kept, newest, me).entries;
 }
