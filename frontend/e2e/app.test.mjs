@@ -176,9 +176,9 @@ after(async () => {
 });
 
 function it(name, fn) {
-  test(name, T, async () => {
+  test(name, T, async (t) => {
     try {
-      await fn();
+      await fn(t);
     } catch (e) {
       e.message = `${e.message}\n--- chatroom log (last 20 lines) ---\n${server?.tail(20)}`;
       throw e;
@@ -391,7 +391,7 @@ it('the language switch', async () => {
   assert.equal(await bob.page.locator('[data-testid=sign-out]').textContent(), '退出登录');
 });
 
-it('the server restarts mid-conversation: offline notice, recovery, each missed message once', async () => {
+it('the server restarts mid-conversation: offline notice, recovery, each missed message once', async (t) => {
   const { alice, bob } = people;
   await openRoom(alice, 'room1');
   await openRoom(bob, 'room1');
@@ -424,6 +424,10 @@ it('the server restarts mid-conversation: offline notice, recovery, each missed 
     assert.ok(mine.every((m) => m.status === 'sent'), JSON.stringify(mine.filter((m) => m.status !== 'sent')));
   }, 20_000, "alice's messages stored");
 
+  // How Bob catches up: the server's `sync` replay, or (a server without it) pages of history.
+  let historyReads = 0;
+  const countReads = (req) => req.url().includes('/api/message/v2/history') && historyReads++;
+  bob.page.on('request', countReads);
   await bob.page.unroute('**/socket.io/**');
   await bob.page.locator('[data-testid=connection]').waitFor({ state: 'detached', timeout: 30_000 });
   const expected = ['written offline', ...missed];
@@ -440,6 +444,8 @@ it('the server restarts mid-conversation: offline notice, recovery, each missed 
     assert.deepEqual(now.slice(0, before.length).map((m) => m.id), before.map((m) => m.id));
     assert.equal(now.length, before.length + expected.length);
   }, 20_000, "bob's recovered room1");
+  bob.page.off('request', countReads);
+  t.diagnostic(`bob caught up with ${historyReads} history request(s)${historyReads ? ' (sync unanswered)' : ' (sync)'}`);
   await shot(bob, 'recovered');
 });
 

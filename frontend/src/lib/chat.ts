@@ -15,7 +15,7 @@ import { reactive } from 'vue';
 
 import * as api from './api';
 import { ApiError, type Friend, type PublicUser, type User } from './api';
-import { t } from './i18n';
+import { serverText, t } from './i18n';
 import { escapeHtml, isPrivateRoom, newClientId, peerOf, plainText, privateRoom } from './text';
 import {
   PAGE_SIZE,
@@ -282,7 +282,7 @@ function connect(): void {
     if (n?.code === 'unauthenticated') {
       endSession(true);
     } else if (n?.event !== 'message' && n?.msg) {
-      toast(n.msg, 'error');
+      toast(serverText(n.msg), 'error');
     }
   });
 }
