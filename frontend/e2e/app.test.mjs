@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import { after, before, test } from 'node:test';
 import { chromium } from 'playwright-core';
 
@@ -37,11 +38,36 @@ const people = {};
 /** Console errors and page errors per person: a CSP violation or an exception fails the run. */
 const problems = [];
 
-/** A 2×2 PNG (red, green / blue, white). */
-const PNG = Buffer.from(
-  'iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAEklEQVR42mP4z8DAAMIM/4EAAB/uBfvxq7p3AAAAAElFTkSuQmCC',
-  'base64',
-);
+/** A small PNG picture: a `width`×`height` colour gradient. */
+function png(width, height) {
+  const chunk = (type, data) => {
+    const out = Buffer.alloc(12 + data.length);
+    out.writeUInt32BE(data.length, 0);
+    out.write(type, 4, 'latin1');
+    data.copy(out, 8);
+    out.writeUInt32BE(zlib.crc32(out.subarray(4, 8 + data.length)), 8 + data.length);
+    return out;
+  };
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(width, 0);
+  header.writeUInt32BE(height, 4);
+  header.set([8, 2, 0, 0, 0], 8); // 8-bit RGB
+  const rows = Buffer.alloc(height * (1 + width * 3));
+  for (let y = 0; y < height; y++) {
+    const row = y * (1 + width * 3);
+    for (let x = 0; x < width; x++) {
+      rows.set([47 + (x * 160) / width, 111 + (y * 100) / height, 222], row + 1 + x * 3);
+    }
+  }
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', header),
+    chunk('IDAT', zlib.deflateSync(rows)),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+const PICTURE = png(160, 100);
+const AVATAR = png(64, 64);
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -237,6 +263,9 @@ it('registration, sign-out (which revokes the token) and sign-in', async () => {
 it('two users chat in a room: both see the message and the sender sees it turn to sent', async () => {
   const { alice, bob } = people;
   await register(alice);
+  await bob.page.goto(server.url);
+  await bob.page.locator('form.card').waitFor();
+  await shot(bob, 'sign-in');
   await register(bob);
   // Bob's browser asks for Chinese.
   assert.equal(await bob.page.locator('.conversations h2').first().textContent(), '聊天室');
@@ -292,7 +321,7 @@ it('emoji from the picker, and a picture message', async () => {
 
   await room(alice, 'room1')
     .locator('[data-testid=picture-input]')
-    .setInputFiles({ name: 'dot.png', mimeType: 'image/png', buffer: PNG });
+    .setInputFiles({ name: 'gradient.png', mimeType: 'image/png', buffer: PICTURE });
   const picture = (p) =>
     room(p, 'room1').locator('[data-testid=message]', { has: p.page.locator('.bubble img[src^="/static/files/"]') });
   await eventually(async () => assert.equal(await picture(alice).count(), 1), 10_000, "alice's picture");
@@ -301,10 +330,10 @@ it('emoji from the picker, and a picture message', async () => {
   const src = await picture(bob).locator('.bubble img').getAttribute('src');
   const stored = await fetch(`${server.url}${src}`);
   assert.equal(stored.status, 200);
-  assert.deepEqual(Buffer.from(await stored.arrayBuffer()), PNG);
+  assert.deepEqual(Buffer.from(await stored.arrayBuffer()), PICTURE);
   // The picture really renders.
   await eventually(async () =>
-    assert.equal(await picture(bob).locator('.bubble img').evaluate((img) => img.complete && img.naturalWidth), 2),
+    assert.equal(await picture(bob).locator('.bubble img').evaluate((img) => img.complete && img.naturalWidth), 160),
   );
 });
 
@@ -335,6 +364,8 @@ it('search, profile, add a friend and chat privately', async () => {
   const { alice, bob } = people;
   await alice.page.evaluate(() => (location.hash = '#/search'));
   await alice.page.locator('[data-testid=search]').fill(bob.name.slice(0, 6));
+  await alice.page.locator('[data-testid=search-result]').first().waitFor();
+  await shot(alice, 'search');
   await alice.page.locator('[data-testid=search-result]', { hasText: bob.name }).click();
   await eventually(async () => assert.equal(await alice.page.locator('[data-testid=profile-name]').textContent(), bob.name));
   await shot(alice, 'profile');
@@ -362,6 +393,12 @@ it('search, profile, add a friend and chat privately', async () => {
   await alice.page.locator('.toast').waitFor({ state: 'detached' });
   await shot(alice, 'private-chat');
   await shot(bob, 'private-chat');
+  // Bob looks at Alice's profile: already friends.
+  await bob.page.evaluate((name) => (location.hash = `#/user/${encodeURIComponent(name)}`), alice.name);
+  await eventually(async () => assert.equal(await bob.page.locator('[data-testid=profile-name]').textContent(), alice.name));
+  await bob.page.locator('[data-testid=start-chat]').waitFor();
+  assert.equal(await bob.page.locator('[data-testid=add-friend]').count(), 0);
+  await shot(bob, 'profile');
   // Nobody else can read it.
   const peek = await people.carol.page.evaluate(
     (id) => fetch(`/api/message/v2/history?roomid=${id}`).then((r) => r.json()),
@@ -374,17 +411,20 @@ it('search, profile, add a friend and chat privately', async () => {
 it('changing the avatar', async () => {
   const { alice } = people;
   await alice.page.evaluate(() => (location.hash = '#/me'));
-  await alice.page.locator('[data-testid=avatar-input]').setInputFiles({ name: 'me.png', mimeType: 'image/png', buffer: PNG });
+  await alice.page.locator('[data-testid=avatar-input]').setInputFiles({ name: 'me.png', mimeType: 'image/png', buffer: AVATAR });
   await eventually(async () =>
     assert.match(await alice.page.locator('[data-testid=my-avatar]').getAttribute('src'), /^\/static\/files\//),
   );
   const me = await alice.page.evaluate(() => fetch('/api/user/me').then((r) => r.json()));
   assert.match(me.data.src, /^\/static\/files\//);
+  await alice.page.locator('.toast').waitFor({ state: 'detached' });
+  await shot(alice, 'me');
 });
 
 it('the language switch', async () => {
   const { bob } = people;
   await bob.page.evaluate(() => (location.hash = '#/me'));
+  await shot(bob, 'me');
   await bob.page.locator('.language button', { hasText: 'English' }).click();
   assert.equal(await bob.page.locator('[data-testid=sign-out]').textContent(), 'Sign out');
   await bob.page.locator('.language button', { hasText: '中文' }).click();
