@@ -207,6 +207,21 @@ describe('catchUpRooms', () => {
     }
   });
 
+  it('asks about many rooms in batches', async () => {
+    const asked: string[][] = [];
+    const since = Object.fromEntries(Array.from({ length: 120 }, (_, i) => [`${i + 200}-1`, 7]));
+    const steps = await catchUpRooms(
+      since,
+      async (rooms) => {
+        asked.push(Object.keys(rooms));
+        return { ok: true, rooms: Object.fromEntries(Object.keys(rooms).map((id) => [id, { messages: [] }])) };
+      },
+      fakeHistory(0).read,
+    );
+    expect(asked.map((b) => b.length)).toEqual([50, 50, 20]);
+    expect([...steps.values()].every((s) => s.kind === 'merge')).toBe(true);
+  });
+
   it('leaves alone a room the server will not let the user read', async () => {
     const steps = await catchUpRooms(
       { '9-8': 4 },

@@ -191,6 +191,9 @@ export function confirm(entries: readonly Entry[], clientId: string, id: string)
   );
 }
 
+/** Rooms asked about in one `sync`. */
+export const SYNC_BATCH = 50;
+
 /** What to do with one room after catching up. */
 export type CatchUp =
   | { kind: 'merge'; messages: Message[] }
@@ -218,16 +221,21 @@ export async function catchUpRooms(
   read: PageReader,
 ): Promise<Map<string, CatchUp>> {
   const roomids = Object.keys(since);
-  let plan: SyncPlan | null = null;
-  try {
-    plan = planSync(await sync(since), roomids);
-  } catch {
-    plan = null;
+  // The server answers at most 64 rooms per `sync`; a user with many friends asks in several.
+  const plan: SyncPlan = new Map();
+  for (let i = 0; i < roomids.length; i += SYNC_BATCH) {
+    const batch = roomids.slice(i, i + SYNC_BATCH);
+    try {
+      const answer = planSync(await sync(Object.fromEntries(batch.map((id) => [id, since[id] ?? 0]))), batch);
+      for (const [id, step] of answer ?? []) plan.set(id, step);
+    } catch {
+      /* unanswered: these rooms read their history */
+    }
   }
   const out = new Map<string, CatchUp>();
   await Promise.all(
     roomids.map(async (id) => {
-      const step = plan?.get(id);
+      const step = plan.get(id);
       try {
         if (step?.kind === 'merge' || step?.kind === 'skip') {
           out.set(id, step);
