@@ -177,7 +177,15 @@ export async function boot(): Promise<void> {
 async function start(me: User): Promise<void> {
   state.me = me;
   state.sessionEnded = false;
-  const [recent, friends] = await Promise.all([api.recentByRoom(me.id), api.friends()]);
+  let recent: Record<string, Message[]>;
+  let friends: Friend[];
+  try {
+    [recent, friends] = await Promise.all([api.recentByRoom(me.id), api.friends()]);
+  } catch (e) {
+    // Signed in but unable to load anything: back to the sign-in page, which shows the error.
+    state.me = null;
+    throw e;
+  }
   setFriends(friends);
   for (const [roomid, messages] of Object.entries(recent)) {
     const room = ensureRoom(roomid);
