@@ -66,9 +66,10 @@ pub fn build(state: AppState) -> Router {
         .merge(routes::api::router(settings.upload_max_bytes))
         .merge(routes::web::router())
         .nest_service("/static/files", uploads);
-    if let Some(dir) = &settings.static_dir {
-        app = app.fallback_service(ServeDir::new(dir));
-    }
+    app = match &settings.static_dir {
+        Some(dir) => app.fallback_service(ServeDir::new(dir)),
+        None => app.fallback(crate::api::web::own_asset),
+    };
     let state_layer = state.realtime.layer();
     app.layer(middleware::from_fn_with_state(state.clone(), check_origin))
         .with_state(state)

@@ -20,8 +20,41 @@ async fn own_page_and_probes() {
                 .unwrap()
                 .starts_with("text/html")
         );
-        assert!(page.text().await.unwrap().contains("<h1>chatroom</h1>"));
+        assert_eq!(page.headers()["cache-control"], "no-cache", "{path}");
+        assert!(
+            page.headers()["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("script-src 'self'")
+        );
+        assert!(page.text().await.unwrap().contains("<div id=\"app\">"));
     }
+    // The embedded client's hashed files are cached for good; other files are revalidated.
+    let html = app.get("/").send().await.unwrap().text().await.unwrap();
+    let script = html
+        .split('"')
+        .find(|s| s.starts_with("/assets/") && s.ends_with(".js"))
+        .expect("index.html names its script");
+    let js = app.get(script).send().await.unwrap();
+    assert_eq!(js.status(), 200);
+    assert_eq!(
+        js.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    assert_eq!(
+        js.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    let icon = app.get("/favicon.svg").send().await.unwrap();
+    assert_eq!(
+        (
+            icon.status().as_u16(),
+            icon.headers()["content-type"].to_str().unwrap(),
+            icon.headers()["cache-control"].to_str().unwrap()
+        ),
+        (200, "image/svg+xml", "no-cache")
+    );
+    assert_eq!(app.post("/favicon.svg").send().await.unwrap().status(), 404);
     assert_eq!(
         app.get("/healthz")
             .send()
@@ -117,6 +150,8 @@ async fn a_static_dir_replaces_the_web_client() {
             .as_ref(),
         [0u8, 0, 1, 0]
     );
+    // chatroom's own client is not served beside it.
+    assert_eq!(app.get("/favicon.svg").send().await.unwrap().status(), 404);
     // The API still wins over the bundle.
     let (status, reply) = app.get_v3("/api/user/vipuser", None).await;
     assert_eq!((status, reply["errno"].as_i64()), (200, Some(0)));
