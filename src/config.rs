@@ -112,6 +112,12 @@ pub struct Config {
     #[arg(long, env = "CHATROOM_MESSAGE_QUEUE", default_value_t = 4096)]
     pub message_queue: usize,
 
+    /// Most members a room's presence list names (the first ones by id). Every member of a room gets
+    /// the list, so its size is paid once per member; 1 000 names are about 40 KB.
+    #[arg(long, env = "CHATROOM_PRESENCE_MAX_MEMBERS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub presence_max_members: u32,
+
     /// A socket.io client script to serve at `/socket.io/socket.io.js`, for pages that load it from
     /// the server. Default: `socket.io.js` in the static directory, if there is one.
     #[arg(long, env = "CHATROOM_SOCKET_IO_JS")]
@@ -180,6 +186,7 @@ pub struct Settings {
     pub message_max_chars: usize,
     pub socket_events_per_second: u32,
     pub message_queue: usize,
+    pub presence_max_members: usize,
     pub socket_io_js: Option<PathBuf>,
 }
 
@@ -206,6 +213,7 @@ impl std::fmt::Debug for Settings {
             .field("message_max_chars", &self.message_max_chars)
             .field("socket_events_per_second", &self.socket_events_per_second)
             .field("message_queue", &self.message_queue)
+            .field("presence_max_members", &self.presence_max_members)
             .field("socket_io_js", &self.socket_io_js)
             .finish()
     }
@@ -287,6 +295,7 @@ impl Config {
             message_max_chars: self.message_max_chars as usize,
             socket_events_per_second: self.socket_events_per_second,
             message_queue: self.message_queue.max(1),
+            presence_max_members: self.presence_max_members as usize,
             socket_io_js,
         })
     }
@@ -315,6 +324,7 @@ impl Settings {
             message_max_chars: 200,
             socket_events_per_second: 1000,
             message_queue: 4096,
+            presence_max_members: 1000,
             socket_io_js: None,
         }
     }

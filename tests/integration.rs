@@ -1,5 +1,5 @@
 //! chatroom's one integration-test binary: every test starts the real server on 127.0.0.1:0 with a
-//! database of its own and talks to it over real HTTP (and, later, real sockets).
+//! database of its own and talks to it over real HTTP (`api`) and real sockets (`websocket`).
 //!
 //! Set `TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test` to run the same suite on PostgreSQL
 //! (each test then gets a fresh database); otherwise each test gets a fresh SQLite file.
@@ -8,3 +8,4 @@
 
 mod api;
 mod common;
+mod websocket;

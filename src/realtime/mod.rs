@@ -155,7 +155,7 @@ impl Realtime {
             committed_tx,
         );
         let pusher = Pusher::new(io.clone(), rooms.clone());
-        let presence = Arc::new(PresenceHub::default());
+        let presence = Arc::new(PresenceHub::new(settings.presence_max_members));
         let inner = Arc::new(Inner {
             io,
             layer,

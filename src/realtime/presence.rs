@@ -12,7 +12,9 @@
 //! paced to [`ROUND_BYTES_PER_SECOND`], and the next round waits at least as long as the last one took
 //! (and at least [`MIN_GAP`]). So a list is never more than about two rounds old: immediate in small
 //! rooms, about 100 ms under churn in rooms of a few hundred, a few seconds in a room of 1 000, and up
-//! to a couple of minutes in a room of 5 000, where one round is 5 000 lists of 5 000 names. The
+//! to about ten seconds in a room of 5 000, where one round is 5 000 lists. Lists name at most
+//! `--presence-max-members` members (1 000 by default, the first by id): every member of the room gets
+//! the list, and tungstenite keeps each socket's largest frame as its write buffer. The
 //! event is `room` when the latest change was an arrival and `roomout` when it was a departure; both
 //! clients treat them alike (replace the list).
 
@@ -45,10 +47,17 @@ pub struct Listing {
 }
 
 /// Node-local presence. Cheap to share behind an `Arc`; the lock is never held across an `.await`.
-#[derive(Default)]
 pub struct PresenceHub {
     state: Mutex<State>,
     wake: Notify,
+    /// Most members a list names.
+    max_members: usize,
+}
+
+impl Default for PresenceHub {
+    fn default() -> Self {
+        Self::new(usize::MAX)
+    }
 }
 
 #[derive(Default)]
@@ -90,6 +99,15 @@ impl RoomList {
 }
 
 impl PresenceHub {
+    /// A hub whose lists name at most `max_members` members (the first by id).
+    pub fn new(max_members: usize) -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            wake: Notify::new(),
+            max_members: max_members.max(1),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -156,7 +174,7 @@ impl PresenceHub {
             list.cached = None;
             self.wake.notify_one();
         }
-        listing(list, &state.online)
+        listing(list, &state.online, self.max_members)
     }
 
     /// A socket of `user` left `room`. Returns whether the user is no longer listed (the others then
@@ -199,7 +217,7 @@ impl PresenceHub {
         let mut state = self.lock();
         let state = &mut *state;
         match state.rooms.get_mut(room) {
-            Some(list) => listing(list, &state.online).members,
+            Some(list) => listing(list, &state.online, self.max_members).members,
             None => Arc::from(Vec::new()),
         }
     }
@@ -209,7 +227,7 @@ impl PresenceHub {
         let mut state = self.lock();
         let state = &mut *state;
         let list = state.rooms.get_mut(room)?;
-        Some(listing(list, &state.online))
+        Some(listing(list, &state.online, self.max_members))
     }
 
     /// Starts the rounds that are due at `now`; returns their rooms and when the next one falls due.
@@ -246,7 +264,7 @@ impl PresenceHub {
     }
 }
 
-fn listing(list: &mut RoomList, online: &HashMap<UserId, Online>) -> Listing {
+fn listing(list: &mut RoomList, online: &HashMap<UserId, Online>, max: usize) -> Listing {
     if let Some(cached) = &list.cached {
         return cached.clone();
     }
@@ -254,6 +272,7 @@ fn listing(list: &mut RoomList, online: &HashMap<UserId, Online>) -> Listing {
         .members
         .keys()
         .filter_map(|id| online.get(id).map(|o| o.author.clone()))
+        .take(max)
         .collect();
     let listing = Listing {
         version: list.version,
@@ -391,6 +410,18 @@ mod tests {
         // Nothing changed since: no round.
         let later = Instant::now() + Duration::from_secs(1);
         assert_eq!(p.due_rounds(later), (Vec::new(), None));
+    }
+
+    #[test]
+    fn long_lists_name_the_first_members_only() {
+        let p = PresenceHub::new(2);
+        for id in [5, 1, 3] {
+            p.connect(&author(id));
+            p.enter("room1", id);
+        }
+        let ids: Vec<_> = p.members("room1").iter().map(|a| a.id).collect();
+        assert_eq!(ids, [1, 3]);
+        assert!(p.is_present("room1", 5));
     }
 
     #[test]

@@ -6,6 +6,4 @@ mod legacy;
 mod messages;
 mod robot;
 mod server;
-mod socket;
-mod socket_legacy;
 mod users;

@@ -1,11 +1,8 @@
 //! Pages, static files, probes, CORS and origin checks, and the real binary's defaults.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::Duration;
-
 use serde_json::json;
 
+use crate::common::process::{Binary, start_binary, stop};
 use crate::common::{TestApp, read};
 
 #[tokio::test]
@@ -263,74 +260,6 @@ async fn sqlite_runs_in_wal_mode() {
         .unwrap()
         .unwrap();
     assert_eq!(row.try_get::<String>("", "journal_mode").unwrap(), "wal");
-}
-
-/// A running binary, the address it logged, and every log line it writes.
-struct Binary {
-    child: std::process::Child,
-    address: String,
-    logs: std::sync::mpsc::Receiver<String>,
-}
-
-/// Starts the built binary with `args` (debug logging, the chattiest level).
-fn start_binary(args: &[&str], data_dir: &std::path::Path) -> Binary {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chatroom"))
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--log-format",
-            "json",
-            "--bcrypt-cost",
-            "4",
-        ])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .env_remove("DATABASE_URL")
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let (sender, logs) = std::sync::mpsc::channel();
-    let address = loop {
-        let line = lines.next().expect("the server logs its address").unwrap();
-        let entry: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        sender.send(line).unwrap();
-        if entry["message"] == "chatroom listening" {
-            break entry["address"].as_str().unwrap().to_owned();
-        }
-    };
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            let _ = sender.send(line);
-        }
-    });
-    Binary {
-        child,
-        address,
-        logs,
-    }
-}
-
-fn stop(child: &mut std::process::Child, signal: &str) -> std::process::ExitStatus {
-    Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    for _ in 0..100 {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    child.kill().unwrap();
-    panic!("the server did not stop within 10 s of SIG{signal}");
 }
 
 #[tokio::test]

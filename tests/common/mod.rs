@@ -12,6 +12,7 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 
 pub mod images;
+pub mod process;
 pub mod socket;
 
 /// A running server.

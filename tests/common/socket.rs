@@ -190,6 +190,13 @@ impl TestApp {
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// A frame an [`Eio3`] client received, in arrival order.
+#[derive(Debug, Clone)]
+pub enum Received {
+    Event(String, Value),
+    Ack(u64, Value),
+}
+
 /// A raw Engine.IO 3 / socket.io protocol 4 client over WebSocket (what socket.io 1.x/2.x speak).
 pub struct Eio3 {
     sink: futures_util::stream::SplitSink<Ws, Message>,
@@ -197,15 +204,19 @@ pub struct Eio3 {
     acks: mpsc::UnboundedReceiver<(u64, Value)>,
     next_ack: u64,
     pub closed: oneshot::Receiver<()>,
+    /// Every event and acknowledgement, in the order they arrived.
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
 }
 
 impl Eio3 {
     /// Connects with `query` (e.g. `api_token=…`) and waits for the namespace CONNECT (`40`).
     pub async fn connect(app: &TestApp, query: &str) -> Self {
-        let url = format!(
-            "ws://{}/socket.io/?EIO=3&transport=websocket&{query}",
-            app.addr
-        );
+        Self::connect_to(&app.addr.to_string(), query).await
+    }
+
+    /// Connects to the server at `address` (`host:port`), as [`Eio3::connect`] does.
+    pub async fn connect_to(address: &str, query: &str) -> Self {
+        let url = format!("ws://{address}/socket.io/?EIO=3&transport=websocket&{query}");
         let (ws, _) = tokio_tungstenite::connect_async(url)
             .await
             .expect("ws connect");
@@ -214,6 +225,8 @@ impl Eio3 {
         let (ack_tx, acks) = mpsc::unbounded_channel();
         let (closed_tx, closed) = oneshot::channel();
         let (connected_tx, connected) = oneshot::channel();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let logged = log.clone();
         tokio::spawn(async move {
             let mut connected_tx = Some(connected_tx);
             while let Some(Ok(frame)) = stream.next().await {
@@ -232,6 +245,10 @@ impl Eio3 {
                         } else {
                             Value::Null
                         };
+                        logged
+                            .lock()
+                            .unwrap()
+                            .push(Received::Event(name.clone(), first.clone()));
                         let _ = tx.send((name, first));
                     }
                 } else if let Some(body) = text.strip_prefix("43") {
@@ -245,6 +262,10 @@ impl Eio3 {
                         } else {
                             args.remove(0)
                         };
+                        logged
+                            .lock()
+                            .unwrap()
+                            .push(Received::Ack(id, first.clone()));
                         let _ = ack_tx.send((id, first));
                     }
                 } else if let Some(body) = text.strip_prefix("44") {
@@ -266,7 +287,14 @@ impl Eio3 {
             acks,
             next_ack: 0,
             closed,
+            log,
         }
+    }
+
+    /// Closes the WebSocket (a tab closing).
+    pub async fn close(mut self) {
+        let _ = self.sink.send(Message::Close(None)).await;
+        let _ = self.sink.close().await;
     }
 
     /// Sends a raw Engine.IO frame.
@@ -286,6 +314,19 @@ impl Eio3 {
         self.send_raw(format!("42{id}{}", json!([event, data])))
             .await;
         id
+    }
+
+    /// Waits until `n` acknowledgements have arrived in all (panics after `wait`); returns them.
+    pub async fn acks(&mut self, n: usize, wait: Duration) -> Vec<(u64, Value)> {
+        let mut acks = Vec::with_capacity(n);
+        let deadline = tokio::time::Instant::now() + wait;
+        while acks.len() < n {
+            match tokio::time::timeout_at(deadline, self.acks.recv()).await {
+                Ok(Some(ack)) => acks.push(ack),
+                _ => panic!("{} of {n} acknowledgements within {wait:?}", acks.len()),
+            }
+        }
+        acks
     }
 
     /// Every acknowledgement that arrives until the server closes the connection.
