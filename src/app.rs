@@ -4,7 +4,6 @@
 //! middleware stack); a socket layer is mounted in the same place. [`serve`] runs a router on a bound
 //! listener until a shutdown future completes. [`run`] is what `main` calls.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
@@ -13,7 +12,6 @@ use axum::http::header::{self, HeaderName, HeaderValue};
 use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::serve::ListenerExt;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::services::ServeDir;
@@ -143,27 +141,19 @@ fn client_script(settings: &Settings) -> Option<bytes::Bytes> {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then finishes in-flight requests.
+/// Serves `router` on `listener` until `shutdown` completes, then finishes in-flight requests. The
+/// accept loop ([`crate::listener`]) caps connections, in all and per client address, closes
+/// connections that are slow to send their headers, and tells handlers the client address.
 ///
 /// # Errors
 /// If accepting connections fails.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
+    options: crate::listener::ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // Small frames (chat messages, acknowledgements) go out at once rather than waiting for more.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    crate::listener::serve(listener, router, options, shutdown).await
 }
 
 /// Runs the server: binds, serves, and on `shutdown` stops taking new work and drains.
@@ -179,10 +169,17 @@ pub async fn run(
     let state = state(settings).await?;
     let listener = tokio::net::TcpListener::bind(listen).await?;
     tracing::info!(address = %listener.local_addr()?, %database, "chatroom listening");
+    tracing::info!(
+        max_connections = state.settings.max_connections,
+        per_ip = state.settings.max_connections_per_ip,
+        open_file_limit = crate::listener::open_file_limit(),
+        "connection caps"
+    );
     spawn_maintenance(state.clone());
     let draining = state.clone();
+    let options = crate::listener::ServeOptions::new(&state);
     let router = build(state);
-    serve(listener, router, async move {
+    serve(listener, router, options, async move {
         shutdown.await;
         drain(&draining).await;
     })

@@ -94,9 +94,50 @@ pub struct Config {
     #[arg(long, env = "CHATROOM_SIGNUP_PER_HOUR", default_value_t = 30)]
     pub signup_per_hour: u32,
 
-    /// Failed sign-ins allowed per client IP and name per 15 minutes.
+    /// Sign-in attempts allowed per account per 15 minutes before it is throttled. An account is the
+    /// user a name or e-mail address resolves to (any capitalisation of the address); a successful
+    /// sign-in clears its count. Unknown names are counted the same way.
     #[arg(long, env = "CHATROOM_SIGNIN_FAILURES", default_value_t = 10)]
     pub signin_failures: u32,
+
+    /// Sign-in attempts allowed per client IP per 15 minutes, whatever account they name.
+    #[arg(long, env = "CHATROOM_SIGNIN_PER_IP", default_value_t = 50)]
+    pub signin_per_ip: u32,
+
+    /// Uploads (pictures and avatars) one user may store per hour.
+    #[arg(long, env = "CHATROOM_UPLOADS_PER_HOUR", default_value_t = 100)]
+    pub uploads_per_hour: u32,
+
+    /// Bytes of uploads one user may keep on disk in total.
+    #[arg(long, env = "CHATROOM_UPLOAD_QUOTA_BYTES", default_value_t = 500 * 1024 * 1024)]
+    pub upload_quota_bytes: u64,
+
+    /// Seconds a connection may take to send a request's headers (and an idle keep-alive connection
+    /// may wait for its next request) before it is closed.
+    #[arg(long, env = "CHATROOM_HEADER_TIMEOUT", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub header_timeout: u64,
+
+    /// Open connections at most; further ones are refused at once. Default: what the process's
+    /// open-file limit leaves room for, keeping a reserve for the database, uploads and logs.
+    #[arg(long, env = "CHATROOM_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// Open connections at most from one client address (trusted proxies are not limited).
+    #[arg(long, env = "CHATROOM_MAX_CONNECTIONS_PER_IP", default_value_t = 256,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections_per_ip: u64,
+
+    /// Proxies whose `X-Forwarded-For` / `X-Real-IP` headers name the client (comma-separated
+    /// addresses or CIDR ranges, e.g. `127.0.0.1,10.0.0.0/8`). From anyone else these headers are
+    /// ignored and the peer address is the client's.
+    #[arg(long, env = "CHATROOM_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+
+    /// A bearer token that may read `/metrics` from anywhere. Without it, only direct (unproxied)
+    /// requests from the loopback interface may.
+    #[arg(long, env = "CHATROOM_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
 
     /// Longest chat message, in characters.
     #[arg(long, env = "CHATROOM_MESSAGE_MAX_CHARS", default_value_t = 200,
@@ -162,6 +203,8 @@ pub enum ConfigError {
         "at least one group room is required, and room names must be 1–32 letters, digits or _"
     )]
     Rooms,
+    #[error("invalid trusted proxy {0}: expected an IP address or a CIDR range")]
+    TrustedProxy(String),
 }
 
 /// Everything the server needs at run time, with defaults resolved.
@@ -182,6 +225,14 @@ pub struct Settings {
     pub robot_url: Option<String>,
     pub signup_per_hour: u32,
     pub signin_failures: u32,
+    pub signin_per_ip: u32,
+    pub uploads_per_hour: u32,
+    pub upload_quota_bytes: u64,
+    pub header_timeout: Duration,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub trusted_proxies: TrustedProxies,
+    pub metrics_token: Option<String>,
     pub cookie_secure: bool,
     pub message_max_chars: usize,
     pub socket_events_per_second: u32,
@@ -209,6 +260,17 @@ impl std::fmt::Debug for Settings {
             .field("robot_url", &self.robot_url.as_deref().map(redact_url))
             .field("signup_per_hour", &self.signup_per_hour)
             .field("signin_failures", &self.signin_failures)
+            .field("signin_per_ip", &self.signin_per_ip)
+            .field("uploads_per_hour", &self.uploads_per_hour)
+            .field("upload_quota_bytes", &self.upload_quota_bytes)
+            .field("header_timeout", &self.header_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("max_connections_per_ip", &self.max_connections_per_ip)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "<redacted>"),
+            )
             .field("cookie_secure", &self.cookie_secure)
             .field("message_max_chars", &self.message_max_chars)
             .field("socket_events_per_second", &self.socket_events_per_second)
@@ -269,6 +331,12 @@ impl Config {
         if rooms.is_empty() || !rooms.iter().all(|r| valid_room_name(r)) {
             return Err(ConfigError::Rooms);
         }
+        let trusted_proxies = TrustedProxies::parse(&trimmed(self.trusted_proxies.clone()))
+            .map_err(ConfigError::TrustedProxy)?;
+        let max_connections = self
+            .max_connections
+            .unwrap_or_else(|| default_max_connections(crate::listener::open_file_limit()))
+            .max(1);
         let socket_io_js = self.socket_io_js.or_else(|| {
             self.static_dir
                 .as_ref()
@@ -291,6 +359,15 @@ impl Config {
             robot_url: self.robot_url.filter(|u| !u.trim().is_empty()),
             signup_per_hour: self.signup_per_hour,
             signin_failures: self.signin_failures,
+            signin_per_ip: self.signin_per_ip,
+            uploads_per_hour: self.uploads_per_hour,
+            upload_quota_bytes: self.upload_quota_bytes,
+            header_timeout: Duration::from_secs(self.header_timeout),
+            max_connections,
+            max_connections_per_ip: usize::try_from(self.max_connections_per_ip)
+                .unwrap_or(usize::MAX),
+            trusted_proxies,
+            metrics_token: self.metrics_token.filter(|t| !t.trim().is_empty()),
             cookie_secure: self.cookie_secure,
             message_max_chars: self.message_max_chars as usize,
             socket_events_per_second: self.socket_events_per_second,
@@ -320,6 +397,14 @@ impl Settings {
             robot_url: None,
             signup_per_hour: 10_000,
             signin_failures: 10,
+            signin_per_ip: 1000,
+            uploads_per_hour: 1000,
+            upload_quota_bytes: 1 << 30,
+            header_timeout: Duration::from_secs(10),
+            max_connections: 4096,
+            max_connections_per_ip: 4096,
+            trusted_proxies: TrustedProxies::default(),
+            metrics_token: None,
             cookie_secure: false,
             message_max_chars: 200,
             socket_events_per_second: 1000,
@@ -329,6 +414,17 @@ impl Settings {
         }
     }
 }
+
+/// The default connection cap for an open-file limit of `fd_limit`: room for every connection, with a
+/// reserve for the database pool, upload files, the log and the listener, so that the server refuses
+/// connections itself before `accept` starts failing.
+pub fn default_max_connections(fd_limit: u64) -> usize {
+    let reserve = (fd_limit / 10).clamp(64, 1024);
+    let room = fd_limit.saturating_sub(reserve).max(16);
+    usize::try_from(room.min(1_000_000)).unwrap_or(1_000_000)
+}
+
+pub use crate::proxy::TrustedProxies;
 
 /// Group room names appear in URLs and private room ids use `-`, so keep them to a safe alphabet.
 fn valid_room_name(room: &str) -> bool {
@@ -442,6 +538,28 @@ mod tests {
             config(&["--data-dir", data, "--rooms", ","]).resolve(),
             Err(ConfigError::Rooms)
         ));
+    }
+
+    #[test]
+    fn connection_caps_leave_a_file_descriptor_reserve() {
+        assert_eq!(default_max_connections(1024), 922);
+        assert_eq!(default_max_connections(20_000), 18_976);
+        assert_eq!(default_max_connections(1 << 20), (1 << 20) - 1024);
+        assert_eq!(default_max_connections(10), 16);
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().to_str().unwrap();
+        let settings = config(&["--data-dir", data]).resolve().unwrap();
+        assert!(settings.max_connections >= 16);
+        assert_eq!(settings.header_timeout, Duration::from_secs(10));
+        assert!(matches!(
+            config(&["--data-dir", data, "--trusted-proxies", "10.0.0.0/99"]).resolve(),
+            Err(ConfigError::TrustedProxy(_))
+        ));
+        let secret = "metrics-token-of-some-length";
+        let settings = config(&["--data-dir", data, "--metrics-token", secret])
+            .resolve()
+            .unwrap();
+        assert!(!format!("{settings:?}").contains(secret));
     }
 
     #[test]

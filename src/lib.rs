@@ -14,6 +14,8 @@
 //! * [`app`]      – builds the router and middleware stack, serves it, shuts down gracefully.
 //! * [`config`]   – flags and environment variables; [`state`] – what handlers share.
 //! * [`error`]    – the one error type; [`db`] – connection and migrations.
+//! * [`listener`] – the accept loop: connection caps, header timeout, client addresses;
+//!   [`proxy`] – trusted proxies; [`metrics`] – counters and gauges for `/metrics`.
 
 pub mod api;
 pub mod app;
@@ -21,6 +23,9 @@ pub mod auth;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod listener;
+pub mod metrics;
+pub mod proxy;
 pub mod realtime;
 #[path = "../routes/mod.rs"]
 pub mod routes;

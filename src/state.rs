@@ -10,6 +10,7 @@ use tokio::sync::Semaphore;
 use crate::auth::password::PasswordHasher;
 use crate::auth::token::TokenService;
 use crate::config::Settings;
+use crate::metrics::Metrics;
 use crate::realtime::Realtime;
 use crate::services::limiter::RateLimiter;
 use crate::services::robot::Robot;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub limits: Limits,
     /// Sockets, presence, the Pusher and the message writer.
     pub realtime: Realtime,
+    /// Counters and gauges served at `/metrics`.
+    pub metrics: Arc<Metrics>,
     draining: Arc<AtomicBool>,
 }
 
@@ -72,6 +75,7 @@ impl AppState {
             upload_permits: Arc::new(Semaphore::new(CONCURRENT_UPLOADS)),
             robot: Robot::new(settings.robot_url.clone())?,
             limits,
+            metrics: Arc::new(Metrics::new()),
             settings: Arc::new(settings),
             draining: Arc::default(),
         })

@@ -162,7 +162,8 @@ pub async fn authenticate(
     sessions::resolve(&state.db, &state.tokens, token).await
 }
 
-/// The address of the peer the request came from (the proxy's, behind one).
+/// The client's address: the peer's, or behind a trusted proxy the one it forwards (see
+/// [`crate::proxy`]).
 pub struct ClientIp(pub IpAddr);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
@@ -171,8 +172,15 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let ip = parts
             .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(IpAddr::from([127, 0, 0, 1]), |ConnectInfo(addr)| addr.ip());
+            .get::<crate::proxy::ClientAddr>()
+            .map(|addr| addr.0)
+            .or_else(|| {
+                parts
+                    .extensions
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map(|ConnectInfo(addr)| addr.ip())
+            })
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
         Ok(Self(ip))
     }
 }

@@ -51,9 +51,15 @@ impl TestApp {
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let router = chatroom::app::build(state.clone());
-        tokio::spawn(chatroom::app::serve(listener, router, async move {
-            let _ = stopped.await;
-        }));
+        let options = chatroom::listener::ServeOptions::new(&state);
+        tokio::spawn(chatroom::app::serve(
+            listener,
+            router,
+            options,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         let http = Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()

@@ -1,0 +1,326 @@
+//! Accepting connections: the accept loop behind [`crate::app::serve`].
+//!
+//! A server is only as available as its scarcest resource, which for a chat server holding tens of
+//! thousands of sockets is file descriptors. So:
+//!
+//! * **a global cap** on open connections, below the process's open-file limit: past it, new
+//!   connections get a short `503` and are closed, so `accept` never starts failing for lack of
+//!   descriptors and the ones already open keep working;
+//! * **a per-client-address cap**, so one client cannot take the whole budget (trusted proxies are
+//!   exempt: every client behind them shares their address; they must limit connections themselves);
+//! * **a header-read timeout**: a connection that does not finish its request headers in time (a
+//!   slowloris, a slow WebSocket upgrade request) or sits idle between keep-alive requests is closed,
+//!   so stuck connections give their slot back within seconds;
+//! * `TCP_NODELAY` on every connection (chat packets are small and latency-bound);
+//! * each request carries its peer ([`axum::extract::ConnectInfo`]), its client address
+//!   ([`ClientAddr`], from `X-Forwarded-For` only via a trusted proxy) and [`PeerAddr`];
+//! * graceful shutdown: when the shutdown future completes, the listener closes, idle connections
+//!   close, and requests in flight finish (bounded by [`SHUTDOWN_GRACE`]).
+//!
+//! HTTP/1.1 only: browsers speak HTTP/2 only over TLS, which a terminating proxy handles.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt as _;
+
+use crate::metrics::{Metrics, Refusal};
+use crate::proxy::{ClientAddr, PeerAddr, TrustedProxies, canonical};
+use crate::state::AppState;
+
+/// How long shutdown waits for requests in flight once the listener is closed.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(35);
+
+/// How the accept loop limits connections.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Time allowed for a request's headers, and for an idle keep-alive connection.
+    pub header_timeout: Duration,
+    /// Open connections at most.
+    pub max_connections: usize,
+    /// Open connections at most per client address.
+    pub max_connections_per_ip: usize,
+    /// Peers whose forwarding headers are believed, and which are not capped per address.
+    pub trusted_proxies: TrustedProxies,
+    /// Where connection counts and refusals are recorded.
+    pub metrics: Arc<Metrics>,
+}
+
+impl ServeOptions {
+    /// The options configured for `state`.
+    pub fn new(state: &AppState) -> Self {
+        let settings = &state.settings;
+        Self {
+            header_timeout: settings.header_timeout,
+            max_connections: settings.max_connections,
+            max_connections_per_ip: settings.max_connections_per_ip,
+            trusted_proxies: settings.trusted_proxies.clone(),
+            metrics: state.metrics.clone(),
+        }
+    }
+}
+
+/// Open connections per client address.
+#[derive(Debug, Default)]
+struct PerIp {
+    limit: usize,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One counted connection of an address; uncounts it when dropped.
+struct IpSlot {
+    ip: IpAddr,
+    table: Arc<PerIp>,
+}
+
+impl PerIp {
+    fn acquire(table: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
+        let mut open = table
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = open.entry(ip).or_insert(0);
+        if *n >= table.limit {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot {
+            ip,
+            table: table.clone(),
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .table
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Keeps the open-connections gauge right however a connection ends.
+struct OpenConnection(Arc<Metrics>);
+
+impl OpenConnection {
+    fn new(metrics: Arc<Metrics>) -> Self {
+        metrics.http.open_connections.inc();
+        metrics.http.accepted_connections.inc();
+        Self(metrics)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.http.open_connections.dec();
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` completes; see the module docs.
+///
+/// # Errors
+/// None at present: failures to accept are logged and retried, so the signature leaves room only.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let slots = Arc::new(Semaphore::new(options.max_connections));
+    let per_ip = Arc::new(PerIp {
+        limit: options.max_connections_per_ip,
+        open: Mutex::default(),
+    });
+    let tracker = TaskTracker::new();
+    let (stop, stopped) = watch::channel(false);
+    let mut last_accept_warning: Option<Instant> = None;
+    let shutdown = std::pin::pin!(shutdown);
+    let mut shutdown = shutdown;
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) if is_connection_error(&e) => continue,
+            Err(e) => {
+                // Out of descriptors or memory: the caps should prevent it, but do not spin.
+                if last_accept_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    last_accept_warning = Some(Instant::now());
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let ip = canonical(peer.ip());
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            options.metrics.refused(Refusal::ConnectionCap);
+            refuse(stream, "503 Service Unavailable");
+            continue;
+        };
+        let ip_slot = if options.trusted_proxies.contains(ip) {
+            None
+        } else if let Some(ip_slot) = PerIp::acquire(&per_ip, ip) {
+            Some(ip_slot)
+        } else {
+            options.metrics.refused(Refusal::ConnectionIpCap);
+            refuse(stream, "429 Too Many Requests");
+            continue;
+        };
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        let connection = Connection {
+            router: router.clone(),
+            options: options.clone(),
+            peer,
+            _slot: slot,
+            _ip_slot: ip_slot,
+            _open: OpenConnection::new(options.metrics.clone()),
+        };
+        tracker.spawn(connection.run(stream, stopped.clone()));
+    }
+    drop(listener);
+    let _ = stop.send(true);
+    tracker.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = tracker.len(),
+            "connections still open after the shutdown grace period"
+        );
+    }
+    Ok(())
+}
+
+/// Errors of one incoming connection (it was reset before we took it), not of the listener.
+fn is_connection_error(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+    )
+}
+
+/// Answers a connection over a cap with `status` and closes it, without spending a task on it.
+fn refuse(stream: TcpStream, status: &str) {
+    let response = format!(
+        "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\nretry-after: 1\r\n\r\n"
+    );
+    // A fresh socket's send buffer is empty, so this writes the whole response or nothing.
+    let _ = stream.try_write(response.as_bytes());
+}
+
+/// One accepted connection and what it holds until it closes.
+struct Connection {
+    router: Router,
+    options: ServeOptions,
+    peer: SocketAddr,
+    _slot: OwnedSemaphorePermit,
+    _ip_slot: Option<IpSlot>,
+    _open: OpenConnection,
+}
+
+impl Connection {
+    async fn run(self, stream: TcpStream, mut stopped: watch::Receiver<bool>) {
+        // The slots are held until the connection ends, however it ends.
+        let Self {
+            router,
+            options,
+            peer,
+            _slot,
+            _ip_slot,
+            _open,
+        } = self;
+        let metrics = options.metrics.clone();
+        let trusted = options.trusted_proxies.clone();
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            let client = trusted.client_ip(peer.ip(), req.headers());
+            let peer_addr = PeerAddr::new(peer.ip(), req.headers());
+            let extensions = req.extensions_mut();
+            extensions.insert(ConnectInfo(peer));
+            extensions.insert(ClientAddr(client));
+            extensions.insert(peer_addr);
+            let router = router.clone();
+            let metrics = metrics.clone();
+            async move {
+                let response = router.oneshot(req).await;
+                if let Ok(response) = &response {
+                    metrics.http.answered(response.status().as_u16());
+                }
+                response
+            }
+        });
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(options.header_timeout)
+            .keep_alive(true);
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        let mut conn = std::pin::pin!(conn);
+        let result = tokio::select! {
+            result = conn.as_mut() => result,
+            () = async { let _ = stopped.wait_for(|stop| *stop).await; } => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        };
+        if let Err(e) = result {
+            if e.is_timeout() {
+                options.metrics.refused(Refusal::HeaderTimeout);
+                tracing::debug!(peer = %peer.ip(), "closed a connection that sent no request in time");
+            } else {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        }
+    }
+}
+
+/// The process's open-file limit (the soft one), from `/proc/self/limits`; 1024 where that cannot be
+/// read.
+pub fn open_file_limit() -> u64 {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|limits| {
+            let line = limits
+                .lines()
+                .find(|l| l.starts_with("Max open files"))?
+                .to_owned();
+            let soft = line
+                .trim_start_matches("Max open files")
+                .split_whitespace()
+                .next()?
+                .to_owned();
+            Some(if soft == "unlimited" {
+                u64::MAX
+            } else {
+                soft.parse().ok()?
+            })
+        })
+        .unwrap_or(1024)
+}
