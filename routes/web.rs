@@ -3,10 +3,10 @@
 use axum::Router;
 use axum::routing::get;
 
-use crate::api::{health, web};
+use crate::api::{health, metrics, web};
 use crate::state::AppState;
 
-/// The index page under the paths clients load it from, the default avatar, and the probes.
+/// The index page under the paths clients load it from, the default avatar, the probes and metrics.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(web::index))
@@ -15,4 +15,5 @@ pub fn router() -> Router<AppState> {
         .route("/avatar/default.svg", get(web::default_avatar))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::metrics))
 }

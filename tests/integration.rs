@@ -8,4 +8,5 @@
 
 mod api;
 mod common;
+mod hardening;
 mod websocket;

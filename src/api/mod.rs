@@ -12,6 +12,7 @@ pub mod friends;
 pub mod health;
 pub mod legacy;
 pub mod messages;
+pub mod metrics;
 pub mod robot;
 pub mod session;
 pub mod users;

@@ -1,0 +1,165 @@
+//! Defect 1 (D6, D7): connection caps and the header-read timeout.
+
+use std::time::{Duration, Instant};
+
+use chatroom::metrics::Refusal;
+use tokio::io::AsyncWriteExt;
+
+use super::{connect_from, raw_request, read_until_closed};
+use crate::common::TestApp;
+use crate::common::socket::Auth;
+
+/// Headers that never end: the slowloris request of the issue.
+const STUCK: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n";
+const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+
+/// Waits (generously) until the server counts `n` open connections.
+async fn until_open(app: &TestApp, n: i64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while app.state.metrics.http.open_connections.get() < n {
+        assert!(Instant::now() < deadline, "the server never had {n} open");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_slowloris_flood_from_one_address_cannot_starve_others() {
+    let app = TestApp::spawn_with(|s| {
+        s.header_timeout = Duration::from_secs(2);
+        s.max_connections_per_ip = 40;
+    })
+    .await;
+    // The attacker, at 127.0.0.2: as many stuck requests as it may open...
+    let mut stuck = Vec::new();
+    for _ in 0..40 {
+        let mut c = connect_from([127, 0, 0, 2], app.addr).await;
+        c.write_all(STUCK).await.unwrap();
+        stuck.push(c);
+    }
+    until_open(&app, 40).await;
+    // ...and every one past its cap is refused at once, in plain HTTP.
+    for _ in 0..10 {
+        let mut extra = connect_from([127, 0, 0, 2], app.addr).await;
+        let reply = read_until_closed(&mut extra, Duration::from_secs(10))
+            .await
+            .expect("refused and closed at once");
+        assert!(
+            String::from_utf8_lossy(&reply).starts_with("HTTP/1.1 429"),
+            "{reply:?}"
+        );
+    }
+    assert!(app.state.metrics.refusals(Refusal::ConnectionIpCap) >= 10);
+
+    // Everyone else is served meanwhile: probes, the API and a socket.io client.
+    let (status, body) =
+        raw_request(&mut connect_from([127, 0, 0, 1], app.addr).await, HEALTHZ).await;
+    assert_eq!(status, 200, "{body}");
+    let health = tokio::time::timeout(Duration::from_secs(10), app.get("/healthz").send())
+        .await
+        .expect("healthz answers during the flood")
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let user = app.signup("bystander").await;
+    let sock = app.sio(Auth::Payload(&user.token)).await;
+    let ack = sock
+        .ack("room", serde_json::json!({"roomid": "room1"}))
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    sock.disconnect().await;
+
+    // The stuck connections are closed once their headers are overdue, and give their slots back.
+    let started = Instant::now();
+    for c in &mut stuck {
+        assert!(
+            read_until_closed(c, Duration::from_secs(30))
+                .await
+                .is_some(),
+            "a stuck connection was not closed"
+        );
+    }
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(app.state.metrics.refusals(Refusal::HeaderTimeout) >= 40);
+    let (status, _) = raw_request(&mut connect_from([127, 0, 0, 2], app.addr).await, HEALTHZ).await;
+    assert_eq!(status, 200, "the address may connect again");
+}
+
+#[tokio::test]
+async fn the_global_cap_refuses_new_connections_and_recovers() {
+    let app = TestApp::spawn_with(|s| {
+        s.header_timeout = Duration::from_secs(2);
+        s.max_connections = 12;
+    })
+    .await;
+    let mut held = Vec::new();
+    for i in 0..12u8 {
+        let mut c = connect_from([127, 0, 1, i + 1], app.addr).await;
+        c.write_all(STUCK).await.unwrap();
+        held.push(c);
+    }
+    until_open(&app, 12).await;
+    let mut over = connect_from([127, 0, 2, 1], app.addr).await;
+    let reply = read_until_closed(&mut over, Duration::from_secs(10))
+        .await
+        .expect("refused and closed at once");
+    assert!(
+        String::from_utf8_lossy(&reply).starts_with("HTTP/1.1 503"),
+        "{reply:?}"
+    );
+    assert_eq!(app.state.metrics.refusals(Refusal::ConnectionCap), 1);
+    for c in &mut held {
+        assert!(
+            read_until_closed(c, Duration::from_secs(30))
+                .await
+                .is_some()
+        );
+    }
+    let (status, _) = raw_request(&mut connect_from([127, 0, 2, 1], app.addr).await, HEALTHZ).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn silent_idle_and_trickling_connections_are_closed() {
+    let app = TestApp::spawn_with(|s| s.header_timeout = Duration::from_secs(2)).await;
+    // Sends nothing at all.
+    let mut silent = connect_from([127, 0, 0, 1], app.addr).await;
+    // A WebSocket upgrade request that trickles in a byte at a time and never ends.
+    let mut upgrade = connect_from([127, 0, 0, 1], app.addr).await;
+    let request = b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n";
+    let trickle = async {
+        for byte in request {
+            if upgrade.write_all(&[*byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let started = Instant::now();
+    tokio::join!(trickle, async {
+        assert!(
+            read_until_closed(&mut silent, Duration::from_secs(30))
+                .await
+                .is_some(),
+            "a silent connection stays open"
+        );
+    });
+    // The trickle stopped when the server hung up, long before its 130 bytes were through.
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        read_until_closed(&mut upgrade, Duration::from_secs(30))
+            .await
+            .is_some()
+    );
+    // A keep-alive connection idle after its request is closed too.
+    let mut idle = connect_from([127, 0, 0, 1], app.addr).await;
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let reply = read_until_closed(&mut idle, Duration::from_secs(30))
+        .await
+        .expect("closed after idling");
+    assert!(String::from_utf8_lossy(&reply).starts_with("HTTP/1.1 200"));
+}
