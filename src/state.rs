@@ -12,7 +12,7 @@ use crate::auth::token::TokenService;
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::realtime::Realtime;
-use crate::services::limiter::RateLimiter;
+use crate::services::limiter::{RateLimiter, SignInLimits};
 use crate::services::robot::Robot;
 use crate::services::rooms::Rooms;
 use crate::services::uploads::UploadStore;
@@ -44,8 +44,8 @@ pub struct AppState {
 pub struct Limits {
     /// Sign-ups per client IP.
     pub signup: RateLimiter,
-    /// Failed sign-ins per client IP and name.
-    pub signin: RateLimiter,
+    /// Sign-in attempts per account and per client IP.
+    pub signin: SignInLimits,
     /// Robot questions per user.
     pub robot: RateLimiter,
 }
@@ -60,7 +60,11 @@ impl AppState {
         let uploads = UploadStore::new(&settings.upload_dir, settings.upload_max_bytes)?;
         let limits = Limits {
             signup: RateLimiter::new(settings.signup_per_hour, Duration::from_secs(3600)),
-            signin: RateLimiter::new(settings.signin_failures, Duration::from_secs(15 * 60)),
+            signin: SignInLimits::new(
+                settings.signin_failures,
+                settings.signin_per_ip,
+                Duration::from_secs(15 * 60),
+            ),
             robot: RateLimiter::new(30, Duration::from_secs(60)),
         };
         let rooms = Arc::new(Rooms::new(settings.rooms.clone()));

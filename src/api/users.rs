@@ -67,31 +67,26 @@ pub async fn signin(
     signed_in(&state, &user, "登录成功", &socket)
 }
 
-/// Checks a sign-in, counting failures per client IP and name so that guessing is throttled.
+/// Checks a sign-in under the sign-in limits (per account and per client address).
 ///
 /// # Errors
-/// [`AppError::RateLimited`] after too many failures; the sign-in's own refusal otherwise.
+/// [`AppError::RateLimited`] past a limit; the sign-in's own refusal otherwise.
 pub async fn check_sign_in(
     state: &AppState,
     ip: std::net::IpAddr,
     name: &str,
     password: &str,
 ) -> Result<entity::user::Model, AppError> {
-    let key = format!("{ip}|{}", name.trim());
-    if !state.limits.signin.allows(&key) {
-        return Err(AppError::RateLimited);
-    }
-    match users::sign_in(&state.db, &state.hasher, name, password).await {
-        Ok(user) => {
-            state.limits.signin.reset(&key);
-            Ok(user)
-        }
-        Err(e @ AppError::Invalid(_)) => {
-            state.limits.signin.hit(&key);
-            Err(e)
-        }
-        Err(e) => Err(e),
-    }
+    users::sign_in_limited(
+        &state.db,
+        &state.hasher,
+        &state.limits.signin,
+        &state.metrics,
+        ip,
+        name,
+        password,
+    )
+    .await
 }
 
 fn signed_in(
