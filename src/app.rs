@@ -11,7 +11,7 @@ use axum::extract::{Request, State};
 use axum::http::header::{self, HeaderName, HeaderValue};
 use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::services::ServeDir;
@@ -59,13 +59,20 @@ pub fn build(state: AppState) -> Router {
             header::CACHE_CONTROL,
             HeaderValue::from_static("public, max-age=31536000, immutable"),
         ))
+        .layer(middleware::from_fn(servable_path))
+        .map_response(|r: Response<_>| r.map(axum::body::Body::new))
         .service(ServeDir::new(state.uploads.dir()));
     let mut app = Router::new()
         .merge(routes::api::router(settings.upload_max_bytes))
         .merge(routes::web::router())
         .nest_service("/static/files", uploads);
     app = match &settings.static_dir {
-        Some(dir) => app.fallback_service(ServeDir::new(dir)),
+        Some(dir) => app.fallback_service(
+            ServiceBuilder::new()
+                .layer(middleware::from_fn(servable_path))
+                .map_response(|r: Response<_>| r.map(axum::body::Body::new))
+                .service(ServeDir::new(dir)),
+        ),
         None => app.fallback(crate::api::web::own_asset),
     };
     let state_layer = state.realtime.layer();
@@ -127,6 +134,28 @@ async fn check_origin(State(state): State<AppState>, req: Request, next: Next) -
     }
     tracing::warn!(path = %req.uri().path(), "refused a cross-site request");
     origin::refusal()
+}
+
+/// Longest file name a file system takes (bytes); longer ones fail with `ENAMETOOLONG`.
+const MAX_FILE_NAME: usize = 255;
+/// Longest path looked up under a served directory (bytes).
+const MAX_FILE_PATH: usize = 1024;
+
+/// Answers `404` at once for paths no served directory can hold: a segment longer than a file name
+/// can be, or a path longer than any chatroom serves. Looking them up would fail with an error the
+/// file server reports as a `500` (and logs as an error), for what is only a client asking for
+/// something that does not exist.
+async fn servable_path(req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    let decoded_len = |s: &str| percent_encoding::percent_decode_str(s).count();
+    let odd = decoded_len(path) > MAX_FILE_PATH
+        || path
+            .split('/')
+            .any(|segment| decoded_len(segment) > MAX_FILE_NAME || segment.contains("%00"));
+    if odd {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    next.run(req).await
 }
 
 /// The socket.io client script to serve at `/socket.io/socket.io.js`, if one is configured.

@@ -2,7 +2,8 @@
 //!
 //! A token names its user (`sub`) and carries a random id (`jti`) so that one token can be revoked
 //! (logout) without touching the user's other devices. The algorithm is pinned: a token whose header
-//! names another algorithm, or none, is rejected.
+//! names another algorithm, or none, is rejected. `exp`, `sub` and `aud` are required; `exp` and, when
+//! present, `nbf` are enforced with a leeway of 5 seconds.
 
 use std::time::Duration;
 
@@ -72,7 +73,11 @@ impl TokenService {
     /// A service signing with `secret` and issuing tokens valid for `ttl`.
     pub fn new(secret: &[u8], ttl: Duration) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
+        // Clocks of several nodes may differ by a few seconds; past that, a token is refused.
         validation.leeway = 5;
+        // A token that says it is not valid yet is refused (chatroom never issues one; someone holding
+        // the secret might, and issuers elsewhere use `nbf` to schedule access).
+        validation.validate_nbf = true;
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "sub", "aud"]);
         Self {
@@ -158,6 +163,29 @@ mod tests {
         );
         assert_eq!(tokens.verify("false"), Err(TokenError::Invalid));
         assert_eq!(tokens.verify(""), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn tokens_not_yet_valid_or_without_expiry_are_refused() {
+        let tokens = service(60);
+        let now = Utc::now().timestamp();
+        let sign = |claims: serde_json::Value| {
+            encode(&Header::new(Algorithm::HS256), &claims, &tokens.encoding).unwrap()
+        };
+        let future = sign(serde_json::json!({
+            "sub": "1", "jti": "x", "iat": now, "exp": now + 600, "aud": AUDIENCE, "nbf": now + 60,
+        }));
+        assert_eq!(tokens.verify(&future), Err(TokenError::Invalid));
+        // Within the leeway, and in the past, `nbf` is fine.
+        for nbf in [now + 3, now - 60] {
+            let ok = sign(serde_json::json!({
+                "sub": "1", "jti": "x", "iat": now, "exp": now + 600, "aud": AUDIENCE, "nbf": nbf,
+            }));
+            assert!(tokens.verify(&ok).is_ok());
+        }
+        let eternal =
+            sign(serde_json::json!({"sub": "1", "jti": "x", "iat": now, "aud": AUDIENCE}));
+        assert_eq!(tokens.verify(&eternal), Err(TokenError::Invalid));
     }
 
     #[test]
