@@ -11,9 +11,15 @@ use crate::state::AppState;
 /// Largest JSON or form body the API reads.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
+/// The largest body an upload route reads for files of up to `upload_limit` bytes: the file plus
+/// room for the form around it.
+pub fn upload_body_limit(upload_limit: usize) -> usize {
+    upload_limit + 64 * 1024
+}
+
 /// Every `/api` route. Upload routes accept bodies up to `upload_limit` bytes (plus form overhead).
 pub fn router(upload_limit: usize) -> Router<AppState> {
-    let uploads = DefaultBodyLimit::max(upload_limit + 64 * 1024);
+    let uploads = DefaultBodyLimit::max(upload_body_limit(upload_limit));
     Router::new()
         // v3 client (hua1995116/webchat), webchat-contract.md §1.3
         .route("/api/user/signup", post(users::signup))

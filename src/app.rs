@@ -76,31 +76,35 @@ pub fn build(state: AppState) -> Router {
         None => app.fallback(crate::api::web::own_asset),
     };
     let state_layer = state.realtime.layer();
-    app.layer(middleware::from_fn_with_state(state.clone(), check_origin))
-        .with_state(state)
-        .layer(
-            ServiceBuilder::new()
-                .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                    // The path only: query strings can carry tokens (`?api_token=`).
-                    tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
-                }))
-                .layer(SetResponseHeaderLayer::if_not_present(
-                    header::X_CONTENT_TYPE_OPTIONS,
-                    HeaderValue::from_static("nosniff"),
-                ))
-                .layer(SetResponseHeaderLayer::if_not_present(
-                    header::REFERRER_POLICY,
-                    HeaderValue::from_static("same-origin"),
-                ))
-                .layer(cors(&settings.cors_origins))
-                // Sockets are outside the request timeout: a long-poll waits up to a ping interval.
-                .layer(socket_compat)
-                .layer(state_layer)
-                .layer(TimeoutLayer::with_status_code(
-                    StatusCode::REQUEST_TIMEOUT,
-                    REQUEST_TIMEOUT,
-                )),
-        )
+    app.layer(middleware::from_fn_with_state(
+        state.clone(),
+        crate::api::limits::announced_length,
+    ))
+    .layer(middleware::from_fn_with_state(state.clone(), check_origin))
+    .with_state(state)
+    .layer(
+        ServiceBuilder::new()
+            .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                // The path only: query strings can carry tokens (`?api_token=`).
+                tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
+            }))
+            .layer(SetResponseHeaderLayer::if_not_present(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ))
+            .layer(SetResponseHeaderLayer::if_not_present(
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("same-origin"),
+            ))
+            .layer(cors(&settings.cors_origins))
+            // Sockets are outside the request timeout: a long-poll waits up to a ping interval.
+            .layer(socket_compat)
+            .layer(state_layer)
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                REQUEST_TIMEOUT,
+            )),
+    )
 }
 
 /// CORS for the configured origins only: each is echoed back with credentials allowed (the clients'

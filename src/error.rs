@@ -30,6 +30,9 @@ pub enum AppError {
     /// Too many attempts in a short time.
     #[error("操作过于频繁，请稍后再试")]
     RateLimited,
+    /// A per-user allowance is used up: uploads this hour, or (`storage`) disk space.
+    #[error("{message}")]
+    OverQuota { message: String, storage: bool },
     /// The server is shutting down or overloaded; try again.
     #[error("服务器繁忙，请稍后再试")]
     Unavailable,

@@ -15,7 +15,7 @@ use crate::realtime::Realtime;
 use crate::services::limiter::{RateLimiter, SignInLimits};
 use crate::services::robot::Robot;
 use crate::services::rooms::Rooms;
-use crate::services::uploads::UploadStore;
+use crate::services::uploads::{UploadQuota, UploadStore};
 
 /// Uploads being checked at once; each holds at most one file in memory.
 const CONCURRENT_UPLOADS: usize = 8;
@@ -57,7 +57,12 @@ impl AppState {
     /// If the upload directory cannot be created or the robot's HTTP client cannot be built.
     /// Must run inside a Tokio runtime (it starts the message writer).
     pub fn new(settings: Settings, db: DatabaseConnection) -> anyhow::Result<Self> {
-        let uploads = UploadStore::new(&settings.upload_dir, settings.upload_max_bytes)?;
+        let quota = UploadQuota {
+            per_hour: settings.uploads_per_hour,
+            bytes: settings.upload_quota_bytes,
+        };
+        let uploads =
+            UploadStore::with_quota(&settings.upload_dir, settings.upload_max_bytes, quota)?;
         let limits = Limits {
             signup: RateLimiter::new(settings.signup_per_hour, Duration::from_secs(3600)),
             signin: SignInLimits::new(

@@ -2,7 +2,7 @@
 //!
 //! | envelope | refusal | auth failure | our failure |
 //! |---|---|---|---|
-//! | [`V3`] | 200 `{errno:1, data:msg, msg}` | 401 `{msg}` (the contract's status) | 500 `{errno:1, data:"服务器异常"}` |
+//! | [`V3`] | 200 `{errno:1, data:msg, msg}`; 413 for bodies over the limit, 429/507 past an upload quota | 401 `{msg}` (the contract's status) | 500 `{errno:1, data:"服务器异常"}` |
 //! | [`Legacy`] | 200 `{errno:1, message}` | same | same (the client ignores any other status) |
 //! | [`LegacyHistory`] | 200 `{data:{errno:1, message}}` | same | same |
 //! | [`RobotReply`] | 200 `{data:"{\"code\":100000,\"text\":msg}"}` | same | same |
@@ -41,6 +41,9 @@ impl Envelope for V3 {
             }
             AppError::Db(_) | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             AppError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::OverQuota { storage: false, .. } => StatusCode::TOO_MANY_REQUESTS,
+            AppError::OverQuota { storage: true, .. } => StatusCode::INSUFFICIENT_STORAGE,
             _ => StatusCode::OK,
         };
         (

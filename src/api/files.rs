@@ -16,7 +16,9 @@ use super::envelope::{ApiResult, Envelope, Legacy, V3};
 use super::extract::{BearerToken, authenticate};
 use crate::auth::request::usable;
 use crate::error::AppError;
+use crate::metrics::Refusal;
 use crate::services::messages::{Kind, NewMessage};
+use crate::services::uploads::{StoredFile, UploadTicket};
 use crate::services::users::{self, Author};
 use crate::state::AppState;
 
@@ -44,8 +46,8 @@ async fn v3_image(
     token: Option<String>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<Json<Value>, V3> {
-    let (_, form) = receive(state, token, multipart).await?;
-    let stored = state.uploads.store(&form.file.unwrap_or_default()).await?;
+    let (_, form, ticket) = receive(state, token, multipart).await?;
+    let stored = store(state, ticket, &form.file.unwrap_or_default()).await?;
     Ok(Json(
         json!({ "errno": 0, "data": stored.url, "msg": "保存成功!" }),
     ))
@@ -56,7 +58,7 @@ async fn legacy_image(
     token: Option<String>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<Json<Value>, Legacy> {
-    let (user, form) = receive(state, token, multipart).await?;
+    let (user, form, ticket) = receive(state, token, multipart).await?;
     let room = form
         .roomid
         .as_deref()
@@ -64,7 +66,7 @@ async fn legacy_image(
     let room = room
         .filter(|r| r.admits(user.id))
         .ok_or_else(|| AppError::invalid("无效的房间"))?;
-    let stored = state.uploads.store(&form.file.unwrap_or_default()).await?;
+    let stored = store(state, ticket, &form.file.unwrap_or_default()).await?;
     let new = NewMessage {
         sender: user.id,
         room,
@@ -107,8 +109,8 @@ async fn set_avatar<E: Envelope>(
     token: Option<String>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<Json<Value>, E> {
-    let (user, form) = receive(state, token, multipart).await?;
-    let stored = state.uploads.store(&form.file.unwrap_or_default()).await?;
+    let (user, form, ticket) = receive(state, token, multipart).await?;
+    let stored = store(state, ticket, &form.file.unwrap_or_default()).await?;
     users::set_avatar(&state.db, user.id, &stored.url).await?;
     Ok(Json(
         json!({ "errno": 0, "data": { "url": stored.url }, "msg": "保存成功", "message": "保存成功" }),
@@ -123,16 +125,51 @@ struct UploadForm {
     roomid: Option<String>,
 }
 
+/// Stores an upload under its ticket's quota.
+async fn store(
+    state: &AppState,
+    ticket: UploadTicket,
+    bytes: &[u8],
+) -> Result<StoredFile, AppError> {
+    state
+        .uploads
+        .store_for(ticket, bytes)
+        .await
+        .map_err(|e| counted(state, e))
+}
+
+/// Counts a quota refusal in the metrics.
+fn counted(state: &AppState, err: AppError) -> AppError {
+    if let AppError::OverQuota { storage, .. } = &err {
+        state.metrics.refused(if *storage {
+            Refusal::UploadStorage
+        } else {
+            Refusal::UploadRate
+        });
+    }
+    err
+}
+
 /// Authenticates and reads an upload form, holding one of the upload permits so that only a bounded
-/// number of files sit in memory at once. A token in the headers, query or cookie is checked before the
-/// body is read; the Laravel-era client's `api_token` form field after.
+/// number of files sit in memory at once. A token in the headers, query or cookie is checked, and the
+/// user's hourly upload allowance taken, before the body is read; the Laravel-era client's
+/// `api_token` form field is checked after.
 async fn receive(
     state: &AppState,
     token: Option<String>,
     multipart: Result<Multipart, MultipartRejection>,
-) -> Result<(entity::user::Model, UploadForm), AppError> {
+) -> Result<(entity::user::Model, UploadForm, UploadTicket), AppError> {
     let early = match token.as_deref() {
         Some(t) => Some(authenticate(state, Some(t)).await?.0),
+        None => None,
+    };
+    let early_ticket = match &early {
+        Some(user) => Some(
+            state
+                .uploads
+                .ticket(user.id)
+                .map_err(|e| counted(state, e))?,
+        ),
         None => None,
     };
     let mut multipart =
@@ -184,7 +221,14 @@ async fn receive(
     if form.file.as_ref().is_none_or(Vec::is_empty) {
         return Err(AppError::invalid("请选择要上传的图片"));
     }
-    Ok((user, form))
+    let ticket = match early_ticket {
+        Some(ticket) => ticket,
+        None => state
+            .uploads
+            .ticket(user.id)
+            .map_err(|e| counted(state, e))?,
+    };
+    Ok((user, form, ticket))
 }
 
 fn multipart_error(state: &AppState, err: &MultipartError) -> AppError {

@@ -11,6 +11,7 @@ pub mod files;
 pub mod friends;
 pub mod health;
 pub mod legacy;
+pub mod limits;
 pub mod messages;
 pub mod metrics;
 pub mod robot;

@@ -63,6 +63,7 @@ impl From<&AppError> for Refusal {
             AppError::Conflict(_) => "conflict",
             AppError::TooLarge(_) => "too_large",
             AppError::RateLimited => "rate_limited",
+            AppError::OverQuota { .. } => "over_quota",
             AppError::Unavailable => "unavailable",
             AppError::Db(_) | AppError::Internal(_) => "internal",
         };

@@ -4,10 +4,21 @@
 //! MIME type), only PNG, JPEG, WebP and GIF are kept, the declared pixel size is bounded (a tiny file
 //! can claim a huge canvas), and each file is stored under a fresh random name. It is written to a
 //! temporary file first and renamed into place, so a failed upload leaves nothing behind.
+//!
+//! Each user has a quota ([`UploadQuota`]): uploads per hour, and bytes kept on disk in all. A file's
+//! name ends with its owner's id (`<ms>-<random>-<user id>.<ext>`), so usage is recounted from the
+//! directory at start and survives restarts; files stored before quotas existed belong to nobody.
+//! An upload takes a [`UploadTicket`] before its body is read, so parallel uploads are counted as
+//! they start, not after they have all been stored.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use crate::auth::UserId;
 use crate::error::AppError;
+use crate::services::limiter::RateLimiter;
 
 /// Where uploads are served from, relative to the site root.
 pub const PUBLIC_PREFIX: &str = "/static/files/";
@@ -64,11 +75,66 @@ pub struct StoredFile {
     pub height: usize,
 }
 
+/// How much one user may upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadQuota {
+    /// Uploads stored per hour.
+    pub per_hour: u32,
+    /// Bytes of stored uploads in all.
+    pub bytes: u64,
+}
+
+impl UploadQuota {
+    /// No limit beyond the size of each file.
+    pub const UNLIMITED: Self = Self {
+        per_hour: u32::MAX,
+        bytes: u64::MAX,
+    };
+}
+
 /// Stores accepted images in one directory.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct UploadStore {
     dir: PathBuf,
     max_bytes: usize,
+    quota: UploadQuota,
+    hourly: RateLimiter,
+    /// Bytes on disk per owner.
+    usage: Arc<Mutex<HashMap<UserId, u64>>>,
+}
+
+impl std::fmt::Debug for UploadStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UploadStore")
+            .field("dir", &self.dir)
+            .field("max_bytes", &self.max_bytes)
+            .field("quota", &self.quota)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One upload's place in its owner's hourly allowance, taken before the upload is read. Storing a
+/// file with it uses it up; dropping it unused gives the place back.
+#[must_use = "store a file with the ticket, or drop it to give the place back"]
+pub struct UploadTicket {
+    owner: UserId,
+    hourly: RateLimiter,
+    used: bool,
+}
+
+impl UploadTicket {
+    /// The user the upload is for.
+    pub fn owner(&self) -> UserId {
+        self.owner
+    }
+}
+
+impl Drop for UploadTicket {
+    fn drop(&mut self) {
+        if !self.used {
+            self.hourly.release(&self.owner.to_string());
+        }
+    }
 }
 
 impl UploadStore {
@@ -77,9 +143,115 @@ impl UploadStore {
     /// # Errors
     /// If the directory cannot be created.
     pub fn new(dir: impl Into<PathBuf>, max_bytes: usize) -> std::io::Result<Self> {
+        Self::with_quota(dir, max_bytes, UploadQuota::UNLIMITED)
+    }
+
+    /// A store with a per-user `quota`. The directory's files are counted to their owners.
+    ///
+    /// # Errors
+    /// If the directory cannot be created or listed.
+    pub fn with_quota(
+        dir: impl Into<PathBuf>,
+        max_bytes: usize,
+        quota: UploadQuota,
+    ) -> std::io::Result<Self> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir)?;
-        Ok(Self { dir, max_bytes })
+        let mut usage: HashMap<UserId, u64> = HashMap::new();
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            if let Some(owner) = name.to_str().and_then(owner_of) {
+                *usage.entry(owner).or_default() += entry.metadata()?.len();
+            }
+        }
+        Ok(Self {
+            dir,
+            max_bytes,
+            quota,
+            hourly: RateLimiter::new(quota.per_hour, Duration::from_secs(3600)),
+            usage: Arc::new(Mutex::new(usage)),
+        })
+    }
+
+    /// Takes a place in `owner`'s hourly allowance for one upload.
+    ///
+    /// # Errors
+    /// [`AppError::OverQuota`] (not `storage`) when the hour's uploads are used up.
+    pub fn ticket(&self, owner: UserId) -> Result<UploadTicket, AppError> {
+        if !self.hourly.try_acquire(&owner.to_string()) {
+            return Err(AppError::OverQuota {
+                message: format!("每小时最多上传 {} 张图片，请稍后再试", self.quota.per_hour),
+                storage: false,
+            });
+        }
+        Ok(UploadTicket {
+            owner,
+            hourly: self.hourly.clone(),
+            used: false,
+        })
+    }
+
+    /// Bytes `owner`'s uploads take on disk.
+    pub fn usage(&self, owner: UserId) -> u64 {
+        self.usage
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&owner)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Checks and stores an image for the ticket's owner, within their disk quota.
+    ///
+    /// # Errors
+    /// As [`UploadStore::store`], and [`AppError::OverQuota`] (`storage`) when the file would take the
+    /// owner past their quota.
+    pub async fn store_for(
+        &self,
+        mut ticket: UploadTicket,
+        bytes: &[u8],
+    ) -> Result<StoredFile, AppError> {
+        let owner = ticket.owner;
+        let len = bytes.len() as u64;
+        {
+            let mut usage = self
+                .usage
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let used = usage.entry(owner).or_default();
+            if used.saturating_add(len) > self.quota.bytes {
+                return Err(AppError::OverQuota {
+                    message: format!(
+                        "图片空间已用完（{}），无法再上传",
+                        human_size(usize::try_from(self.quota.bytes).unwrap_or(usize::MAX))
+                    ),
+                    storage: true,
+                });
+            }
+            // Reserved now, so that parallel uploads cannot all fit in the same room.
+            *used += len;
+        }
+        match self.write(bytes, Some(owner)).await {
+            Ok(stored) => {
+                ticket.used = true;
+                Ok(stored)
+            }
+            Err(e) => {
+                self.uncount(owner, len);
+                Err(e)
+            }
+        }
+    }
+
+    fn uncount(&self, owner: UserId, len: u64) {
+        let mut usage = self
+            .usage
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(used) = usage.get_mut(&owner) {
+            *used = used.saturating_sub(len);
+        }
     }
 
     /// The directory files are stored in.
@@ -103,6 +275,10 @@ impl UploadStore {
     /// [`AppError::TooLarge`] over the size limit, [`AppError::Invalid`] for anything that is not an
     /// accepted image or whose pixel size is out of bounds, [`AppError::Internal`] if writing fails.
     pub async fn store(&self, bytes: &[u8]) -> Result<StoredFile, AppError> {
+        self.write(bytes, None).await
+    }
+
+    async fn write(&self, bytes: &[u8], owner: Option<UserId>) -> Result<StoredFile, AppError> {
         if bytes.len() > self.max_bytes {
             return Err(self.too_large());
         }
@@ -121,8 +297,9 @@ impl UploadStore {
         {
             return Err(AppError::invalid("图片尺寸过大"));
         }
+        let owner = owner.map(|o| format!("-{o}")).unwrap_or_default();
         let name = format!(
-            "{}-{}.{}",
+            "{}-{}{owner}.{}",
             chrono::Utc::now().timestamp_millis(),
             hex::encode(rand::random::<[u8; 8]>()),
             kind.extension()
@@ -148,8 +325,17 @@ impl UploadStore {
 
     /// Removes a stored file whose message could not be saved, so nothing is left half-written.
     pub async fn discard(&self, file: &StoredFile) {
-        if let Err(e) = tokio::fs::remove_file(self.dir.join(&file.name)).await {
-            tracing::warn!(error = %e, file = %file.name, "could not remove an orphaned upload");
+        let path = self.dir.join(&file.name);
+        let len = tokio::fs::metadata(&path).await.map(|m| m.len());
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => {
+                if let (Some(owner), Ok(len)) = (owner_of(&file.name), len) {
+                    self.uncount(owner, len);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, file = %file.name, "could not remove an orphaned upload");
+            }
         }
     }
 
@@ -165,6 +351,17 @@ impl UploadStore {
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
         }) && !path.contains("..")
     }
+}
+
+/// The owner a stored file's name records (`<ms>-<random>-<owner>.<ext>`), if it records one.
+pub fn owner_of(name: &str) -> Option<UserId> {
+    let stem = name.split('.').next()?;
+    let mut parts = stem.split('-');
+    let (_ms, _random, owner) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    crate::services::rooms::parse_user_id(owner)
 }
 
 fn human_size(bytes: usize) -> String {
@@ -201,6 +398,59 @@ mod tests {
         assert!(!UploadStore::owns_url("/static/files/../x.png"));
         assert!(!UploadStore::owns_url("/static/files/"));
         assert!(!UploadStore::owns_url("http://evil/static/files/a.png"));
+    }
+
+    #[test]
+    fn file_names_record_their_owner() {
+        assert_eq!(owner_of("1700000000000-0123456789abcdef-42.png"), Some(42));
+        assert_eq!(owner_of("1700000000000-0123456789abcdef.png"), None);
+        assert_eq!(owner_of(".upload-1-2-3.png.tmp"), None);
+        assert_eq!(owner_of("1-2-03.png"), None);
+        assert_eq!(owner_of("1-2-3-4.png"), None);
+    }
+
+    #[tokio::test]
+    async fn quotas_count_per_owner_and_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let quota = UploadQuota {
+            per_hour: 3,
+            bytes: 100,
+        };
+        let store = UploadStore::with_quota(dir.path(), 1000, quota).unwrap();
+        let png = |len: usize| {
+            let mut bytes =
+                b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0".to_vec();
+            bytes.resize(len, 0);
+            bytes
+        };
+        let first = store
+            .store_for(store.ticket(7).unwrap(), &png(60))
+            .await
+            .unwrap();
+        assert_eq!(owner_of(&first.name), Some(7));
+        assert_eq!(store.usage(7), 60);
+        let over = store.store_for(store.ticket(7).unwrap(), &png(41)).await;
+        assert!(matches!(
+            over,
+            Err(AppError::OverQuota { storage: true, .. })
+        ));
+        assert_eq!(store.usage(7), 60, "a refused file takes no room");
+        store
+            .store_for(store.ticket(7).unwrap(), &png(40))
+            .await
+            .unwrap();
+        // Two stored and the refused one given back: one more place this hour, then none.
+        let ticket = store.ticket(7).unwrap();
+        assert!(matches!(
+            store.ticket(7),
+            Err(AppError::OverQuota { storage: false, .. })
+        ));
+        drop(ticket);
+        assert!(store.ticket(8).is_ok(), "others have their own allowance");
+        let restarted = UploadStore::with_quota(dir.path(), 1000, quota).unwrap();
+        assert_eq!(restarted.usage(7), 100);
+        restarted.discard(&first).await;
+        assert_eq!(restarted.usage(7), 40);
     }
 
     #[test]

@@ -200,9 +200,9 @@ async fn oversized_uploads_are_refused_and_leave_nothing() {
     .await;
     assert_eq!(
         (status, reply["errno"].as_i64(), reply["data"].as_str()),
-        (200, Some(1), Some("图片不能超过 64KB"))
+        (413, Some(1), Some("图片不能超过 64KB"))
     );
-    // Far over: the body limit stops reading early.
+    // Far over: refused by its announced length, before it is read.
     let mut huge = images::png();
     huge.resize(8 * 1024 * 1024, 0);
     let (status, reply) = upload_v3(
@@ -214,7 +214,7 @@ async fn oversized_uploads_are_refused_and_leave_nothing() {
     .await;
     assert_eq!(
         (status, reply["data"].as_str()),
-        (200, Some("图片不能超过 64KB"))
+        (413, Some("图片不能超过 64KB"))
     );
     let mut at_limit = images::png();
     at_limit.resize(64 * 1024, 0);

@@ -156,7 +156,7 @@ async fn huge_bodies_are_refused_without_harm() {
         .await;
     assert_eq!(
         (status, reply["errno"].as_i64(), reply["data"].as_str()),
-        (200, Some(1), Some("请求内容过大"))
+        (413, Some(1), Some("请求内容过大"))
     );
     assert_eq!(app.count("users").await, 0);
     // Still serving.
