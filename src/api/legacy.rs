@@ -13,6 +13,7 @@ use super::envelope::{ApiResult, Legacy, LegacyHistory};
 use super::extract::{AuthUser, Body, ClientIp, EngineSession, MaybeUser, Query};
 use super::session;
 use crate::error::AppError;
+use crate::services::history::{self, LegacyWindow};
 use crate::services::messages::{self, PAGE_SIZE};
 use crate::services::rooms::Room;
 use crate::services::users;
@@ -111,24 +112,9 @@ pub async fn history(
     if matches!(room, Room::Private { .. }) && !viewer.as_ref().is_some_and(|v| room.admits(v.id)) {
         return Err(AppError::Forbidden("你暂无权限".into()).into());
     }
-    let current: u64 = query
-        .current
-        .trim()
-        .parse()
-        .ok()
-        .filter(|c| *c >= 1)
-        .ok_or_else(|| AppError::invalid("无效的页码"))?;
+    let current = history::parse_page(&query.current)?;
     let count = messages::count(&state.db, &room.id()).await?;
-    let total = query
-        .total
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .filter(|t| *t > 0 && *t <= count)
-        .unwrap_or(count);
-    let offset = (current - 1)
-        .saturating_mul(PAGE_SIZE)
-        .saturating_add(count - total);
+    let LegacyWindow { offset, total } = history::legacy_window(current, &query.total, count);
     let page = messages::page_from_newest(&state.db, &room, offset, PAGE_SIZE).await?;
     let data: Vec<LegacyMessage> = page
         .iter()

@@ -9,9 +9,9 @@ use super::envelope::{ApiResult, V3};
 use super::extract::{MaybeUser, Query};
 
 use crate::error::AppError;
-use crate::services::friends;
 use crate::services::messages::{self, PAGE_SIZE};
 use crate::services::rooms::{Room, parse_user_id, private_room};
+use crate::services::{friends, history};
 use crate::state::AppState;
 use crate::wire::{HotUser, PublicUser, V3Message};
 
@@ -83,18 +83,7 @@ pub async fn history(
     if !viewer.as_ref().is_some_and(|v| room.admits(v.id)) && matches!(room, Room::Private { .. }) {
         return Err(AppError::Forbidden("你暂无权限".into()).into());
     }
-    let before = match query
-        .msgid
-        .as_deref()
-        .map(str::trim)
-        .filter(|m| !m.is_empty())
-    {
-        Some(id) => Some(
-            id.parse::<i64>()
-                .map_err(|_| AppError::invalid("参数 msgid 无效"))?,
-        ),
-        None => None,
-    };
+    let before = history::parse_cursor(query.msgid.as_deref())?;
     let page = messages::recent(&state.db, &room, before, PAGE_SIZE).await?;
     let page: Vec<V3Message> = page.iter().map(V3Message::from).collect();
     Ok(Json(json!({ "errno": 0, "data": { "data": page } })))

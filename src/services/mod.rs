@@ -2,6 +2,7 @@
 //! connection and plain values, and return [`crate::error::AppError`].
 
 pub mod friends;
+pub mod history;
 pub mod limiter;
 pub mod messages;
 pub mod robot;

@@ -63,6 +63,31 @@ pub fn sniff(bytes: &[u8]) -> Option<ImageKind> {
     }
 }
 
+/// Decides whether `bytes` are an image chatroom keeps: its kind, and its declared pixel size within
+/// [`MAX_SIDE`] and [`MAX_PIXELS`]. Reads headers only; nothing is decoded.
+///
+/// # Errors
+/// [`AppError::Invalid`] for an empty file, an unaccepted format, an unreadable size or one out of
+/// bounds.
+pub fn inspect(bytes: &[u8]) -> Result<(ImageKind, imagesize::ImageSize), AppError> {
+    if bytes.is_empty() {
+        return Err(AppError::invalid("请选择要上传的图片"));
+    }
+    let kind =
+        sniff(bytes).ok_or_else(|| AppError::invalid("只支持 PNG、JPEG、WebP 和 GIF 图片"))?;
+    let size =
+        imagesize::blob_size(bytes).map_err(|_| AppError::invalid("图片已损坏，无法识别尺寸"))?;
+    if size.width == 0
+        || size.height == 0
+        || size.width > MAX_SIDE
+        || size.height > MAX_SIDE
+        || size.width.saturating_mul(size.height) > MAX_PIXELS
+    {
+        return Err(AppError::invalid("图片尺寸过大"));
+    }
+    Ok((kind, size))
+}
+
 /// A stored upload.
 #[derive(Debug, Clone)]
 pub struct StoredFile {
@@ -282,21 +307,7 @@ impl UploadStore {
         if bytes.len() > self.max_bytes {
             return Err(self.too_large());
         }
-        if bytes.is_empty() {
-            return Err(AppError::invalid("请选择要上传的图片"));
-        }
-        let kind =
-            sniff(bytes).ok_or_else(|| AppError::invalid("只支持 PNG、JPEG、WebP 和 GIF 图片"))?;
-        let size = imagesize::blob_size(bytes)
-            .map_err(|_| AppError::invalid("图片已损坏，无法识别尺寸"))?;
-        if size.width == 0
-            || size.height == 0
-            || size.width > MAX_SIDE
-            || size.height > MAX_SIDE
-            || size.width.saturating_mul(size.height) > MAX_PIXELS
-        {
-            return Err(AppError::invalid("图片尺寸过大"));
-        }
+        let (kind, size) = inspect(bytes)?;
         let owner = owner.map(|o| format!("-{o}")).unwrap_or_default();
         let name = format!(
             "{}-{}{owner}.{}",

@@ -250,15 +250,16 @@ async fn rewrite_request(
 
 /// The Engine.IO query fields this layer cares about.
 #[derive(Debug, Default)]
-struct EioQuery {
-    eio: Option<u8>,
-    polling: bool,
-    sid: Option<String>,
-    b64: bool,
+pub struct EioQuery {
+    pub eio: Option<u8>,
+    pub polling: bool,
+    pub sid: Option<String>,
+    pub b64: bool,
 }
 
 impl EioQuery {
-    fn parse(query: &str) -> Self {
+    /// Reads the fields from a query string; anything else is ignored.
+    pub fn parse(query: &str) -> Self {
         let mut q = Self::default();
         for (key, value) in request::query_pairs(query) {
             match key.as_ref() {
@@ -272,13 +273,14 @@ impl EioQuery {
         q
     }
 
-    fn eio3_polling(&self) -> bool {
+    /// Whether this is Engine.IO 3 long-polling, the transport this layer re-frames.
+    pub fn eio3_polling(&self) -> bool {
         self.eio == Some(3) && self.polling
     }
 }
 
 /// The session id in an open packet (`0{"sid":"…",…}`), in either payload framing.
-fn find_sid(body: &[u8]) -> Option<String> {
+pub fn find_sid(body: &[u8]) -> Option<String> {
     const KEY: &[u8] = b"\"sid\":\"";
     let start = body.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
     let len = body[start..].iter().position(|&b| b == b'"')?;
@@ -290,7 +292,7 @@ fn find_sid(body: &[u8]) -> Option<String> {
 
 /// The packets of an EIO3 string payload (`<UTF-16 length>:<packet>…`), or `None` if the body is not
 /// a well-formed one.
-fn split_text_payload(body: &[u8]) -> Option<Vec<&str>> {
+pub fn split_text_payload(body: &[u8]) -> Option<Vec<&str>> {
     let mut rest = std::str::from_utf8(body).ok()?;
     let mut packets = Vec::new();
     while !rest.is_empty() {
@@ -315,7 +317,7 @@ fn split_text_payload(body: &[u8]) -> Option<Vec<&str>> {
 }
 
 /// Re-frames an EIO3 string payload into the binary payload framing with UTF-8 byte lengths.
-fn text_to_binary(body: &[u8]) -> Option<Vec<u8>> {
+pub fn text_to_binary(body: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(body.len() + 8);
     for packet in split_text_payload(body)? {
         out.push(0);
@@ -330,7 +332,7 @@ fn text_to_binary(body: &[u8]) -> Option<Vec<u8>> {
 /// non-ASCII character becomes a JSON `\uXXXX` escape (packets are JSON, where such characters only
 /// occur inside strings). socket.io-client 1.x counts lengths in UTF-8 bytes of doubly encoded text
 /// and 2.x in UTF-16 units; for ASCII the two agree, and both decode the escapes to the same text.
-fn text_to_ascii(body: &[u8]) -> Option<Vec<u8>> {
+pub fn text_to_ascii(body: &[u8]) -> Option<Vec<u8>> {
     let packets = split_text_payload(body)?;
     if packets.iter().all(|p| p.is_ascii()) {
         return None;
@@ -360,7 +362,7 @@ fn text_to_ascii(body: &[u8]) -> Option<Vec<u8>> {
 /// UTF-8 once its characters are taken as bytes. Returns the same packets in the 2.x framing (UTF-16
 /// lengths, UTF-8 encoded once). `None` means the body is already in the 2.x form (or pure ASCII,
 /// where the two agree).
-fn v1_request_to_v2(body: &[u8]) -> Option<Vec<u8>> {
+pub fn v1_request_to_v2(body: &[u8]) -> Option<Vec<u8>> {
     let text = std::str::from_utf8(body).ok()?;
     if text.is_ascii() || text.chars().any(|c| u32::from(c) > 0xFF) {
         return None;
@@ -372,12 +374,14 @@ fn v1_request_to_v2(body: &[u8]) -> Option<Vec<u8>> {
     while !rest.is_empty() {
         let colon = rest.iter().position(|&b| b == b':')?;
         let len: usize = std::str::from_utf8(&rest[..colon]).ok()?.parse().ok()?;
-        let packet = rest.get(colon + 1..colon + 1 + len)?;
+        // Checked: a length near usize::MAX must not overflow (found by fuzzing).
+        let end = (colon + 1).checked_add(len)?;
+        let packet = rest.get(colon + 1..end)?;
         let packet = std::str::from_utf8(packet).ok()?;
         out.push_str(&packet.encode_utf16().count().to_string());
         out.push(':');
         out.push_str(packet);
-        rest = &rest[colon + 1 + len..];
+        rest = &rest[end..];
     }
     Some(out.into_bytes())
 }

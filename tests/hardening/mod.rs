@@ -5,6 +5,7 @@
 mod access;
 mod bodies;
 mod connections;
+mod fuzz_seeds;
 mod metrics;
 mod signin;
 mod uploads;

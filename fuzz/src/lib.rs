@@ -1,0 +1,165 @@
+//! The checks behind chatroom's fuzz targets: each takes arbitrary bytes, feeds them to one of the
+//! decoders chatroom owns, and panics if the decoder panics or breaks one of its invariants.
+//!
+//! This file is also compiled into the integration tests (`tests/hardening/fuzz_seeds.rs`), which
+//! replay every seed under `fuzz/corpus/` on every test run, so findings kept as seeds stay fixed
+//! without the fuzz toolchain. It may therefore use only crates chatroom itself depends on.
+
+use chatroom::services::rooms::Rooms;
+use chatroom::socket::compat;
+
+/// The Engine.IO 3 polling re-framer and the query and handshake parsing in front of socketioxide.
+pub fn eio3_polling(data: &[u8]) {
+    let query = compat::EioQuery::parse(&String::from_utf8_lossy(data));
+    if let Some(sid) = &query.sid {
+        assert!(!sid.is_empty());
+    }
+    if let Some(sid) = compat::find_sid(data) {
+        assert!(
+            sid.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            "{sid:?}"
+        );
+    }
+    if let Some(v2) = compat::v1_request_to_v2(data) {
+        // What comes out is a well-formed 2.x payload with as many packets.
+        let packets = compat::split_text_payload(&v2).expect("a 2.x payload");
+        assert!(!packets.is_empty());
+    }
+    if let Some(packets) = compat::split_text_payload(data) {
+        match compat::text_to_binary(data) {
+            Some(binary) => assert_eq!(decode_binary(&binary), packets),
+            None => panic!("a well-formed payload was not re-framed"),
+        }
+        if let Some(ascii) = compat::text_to_ascii(data) {
+            assert!(ascii.is_ascii());
+            let escaped = compat::split_text_payload(&ascii).expect("ASCII output re-splits");
+            assert_eq!(escaped.len(), packets.len());
+        }
+    } else {
+        assert_eq!(compat::text_to_binary(data), None);
+        assert_eq!(compat::text_to_ascii(data), None);
+    }
+}
+
+/// Packets of the EIO 3 binary payload framing (`0x00`, decimal digits as bytes, `0xFF`, packet).
+pub fn decode_binary(mut bytes: &[u8]) -> Vec<&str> {
+    let mut packets = Vec::new();
+    while let Some((&kind, rest)) = bytes.split_first() {
+        assert_eq!(kind, 0, "string packets only");
+        let end = rest.iter().position(|&b| b == 0xFF).expect("length ends");
+        let len = rest[..end]
+            .iter()
+            .fold(0usize, |n, d| n * 10 + usize::from(*d));
+        let packet = &rest[end + 1..end + 1 + len];
+        packets.push(std::str::from_utf8(packet).expect("UTF-8 packet"));
+        bytes = &rest[end + 1 + len..];
+    }
+    packets
+}
+
+/// Token discovery in requests (headers, query, cookie) and the token check behind it.
+pub fn token_extraction(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let mut fields = text.splitn(4, '\n');
+    let (auth, query, cookie, raw) = (
+        fields.next().unwrap_or_default(),
+        fields.next().unwrap_or_default(),
+        fields.next().unwrap_or_default(),
+        fields.next().unwrap_or_default(),
+    );
+    let mut request = http::Request::builder();
+    if let Ok(uri) = format!("/api/user?{query}").parse::<http::Uri>() {
+        request = request.uri(uri);
+    }
+    for (name, value) in [("authorization", auth), ("cookie", cookie)] {
+        if let Ok(value) = http::HeaderValue::from_str(value) {
+            request = request.header(name, value);
+        }
+    }
+    let Ok(request) = request.body(()) else {
+        return;
+    };
+    let (parts, ()) = request.into_parts();
+    let tokens = chatroom::auth::token::TokenService::new(
+        b"fuzz-secret-fuzz-secret-fuzz-secret!",
+        std::time::Duration::from_secs(60),
+    );
+    let found = chatroom::auth::request::token_from_parts(&parts);
+    for token in found
+        .iter()
+        .chain(&chatroom::auth::request::header_token(&parts))
+        .chain(&chatroom::auth::request::query_token(&parts))
+        .chain(&chatroom::auth::request::cookie_token(&parts))
+        .map(String::as_str)
+        .chain([raw])
+    {
+        if token != raw {
+            assert!(chatroom::auth::request::usable(token), "{token:?}");
+        }
+        // Nothing a fuzzer writes is signed with the secret.
+        assert!(tokens.verify(token).is_err(), "accepted {token:?}");
+    }
+}
+
+/// Upload sniffing: the format by magic bytes and the declared pixel size, without decoding.
+pub fn upload_sniff(data: &[u8]) {
+    use chatroom::services::uploads::{self, MAX_PIXELS, MAX_SIDE, UploadStore};
+    let sniffed = uploads::sniff(data);
+    match uploads::inspect(data) {
+        Ok((kind, size)) => {
+            assert_eq!(Some(kind), sniffed);
+            assert!(size.width > 0 && size.height > 0);
+            assert!(size.width <= MAX_SIDE && size.height <= MAX_SIDE);
+            assert!(size.width * size.height <= MAX_PIXELS);
+        }
+        Err(e) => assert!(!e.is_internal()),
+    }
+    let text = String::from_utf8_lossy(data);
+    if UploadStore::owns_url(&text) {
+        assert!(
+            !text
+                .split(['?', '#'])
+                .next()
+                .unwrap_or_default()
+                .contains("..")
+        );
+    }
+    if let Some(owner) = uploads::owner_of(&text) {
+        assert!(owner > 0);
+    }
+}
+
+/// History queries of both clients: room ids, cursors, pages and page windows.
+pub fn history_query(data: &[u8]) {
+    use chatroom::services::history;
+    let text = String::from_utf8_lossy(data);
+    let Ok(pairs) = serde_urlencoded::from_str::<Vec<(String, String)>>(&text) else {
+        return;
+    };
+    let field = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let rooms = Rooms::new(vec!["room1".into(), "room2".into()]);
+    for parse in [Rooms::parse, Rooms::parse_legacy] {
+        if let Some(room) = parse(&rooms, field("roomid").unwrap_or_default().trim()) {
+            // A room's id reads back as the same room.
+            assert_eq!(rooms.parse(&room.id()), Some(room));
+        }
+    }
+    let _ = history::parse_cursor(field("msgid"));
+    if let Ok(current) = history::parse_page(field("current").unwrap_or_default()) {
+        assert!(current >= 1);
+        let count = field("count")
+            .and_then(|c| c.parse::<u64>().ok())
+            .unwrap_or(data.len() as u64);
+        let window = history::legacy_window(current, field("total").unwrap_or_default(), count);
+        assert!(window.total <= count);
+        if current == 1 {
+            assert_eq!(window.offset, count - window.total);
+        }
+    }
+}
