@@ -2,7 +2,7 @@
 //! so past findings stay fixed on every test run, with or without the fuzz toolchain.
 
 #[path = "../../fuzz/src/lib.rs"]
-mod checks;
+pub mod checks;
 
 type Check = fn(&[u8]);
 

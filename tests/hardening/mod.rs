@@ -7,6 +7,7 @@ mod bodies;
 mod connections;
 mod fuzz_seeds;
 mod metrics;
+mod properties;
 mod signin;
 mod uploads;
 

@@ -1,0 +1,104 @@
+//! Property tests (F2) of the Engine.IO 3 polling re-framer in `src/socket/compat.rs`: payloads of
+//! socket.io packets with arbitrary text keep their packets through every rewriting.
+
+use chatroom::socket::compat;
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+use super::fuzz_seeds::checks::decode_binary;
+
+/// Socket.IO event packets (`42[…]`) carrying arbitrary text, as clients send them.
+fn packets() -> impl Strategy<Value = Vec<String>> {
+    prop::collection::vec(
+        ("[a-z]{1,8}", "\\PC{0,24}").prop_map(|(event, text)| {
+            format!("42{}", json!([event, {"msg": text, "roomid": "room1"}]))
+        }),
+        1..5,
+    )
+}
+
+/// The 2.x payload framing: lengths in UTF-16 units.
+fn v2(packets: &[String]) -> String {
+    packets
+        .iter()
+        .map(|p| format!("{}:{p}", p.encode_utf16().count()))
+        .collect()
+}
+
+/// What socket.io-client 1.x in a browser sends: byte lengths, each UTF-8 byte sent as a character.
+fn v1(packets: &[String]) -> Vec<u8> {
+    let mut body = String::new();
+    for p in packets {
+        body.push_str(&format!("{}:", p.len()));
+        body.extend(p.bytes().map(char::from));
+    }
+    body.into_bytes()
+}
+
+fn json_of(packet: &str) -> Value {
+    serde_json::from_str(packet.trim_start_matches(|c: char| c.is_ascii_digit())).unwrap()
+}
+
+/// Cases per property: 2000 in the test suite, more with `PROPTEST_CASES` (the long run uses 20000).
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(2000)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
+
+    #[test]
+    fn payloads_split_back_into_their_packets(packets in packets()) {
+        let body = v2(&packets);
+        let split = compat::split_text_payload(body.as_bytes()).unwrap();
+        prop_assert_eq!(split, packets.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_1x_body_is_read_as_the_same_packets(packets in packets()) {
+        let fixed = compat::v1_request_to_v2(&v1(&packets));
+        if packets.iter().all(|p| p.is_ascii()) {
+            // Pure ASCII: both framings are the same bytes, and the body is left alone.
+            prop_assert_eq!(fixed, None);
+        } else {
+            prop_assert_eq!(fixed, Some(v2(&packets).into_bytes()));
+        }
+    }
+
+    // A 2.x payload with any character above U+00FF (Chinese, emoji: what the clients' users type)
+    // cannot be a 1.x body and passes unchanged. Payloads whose characters all lie in U+0080–U+00FF
+    // and happen to spell valid UTF-8 when read as bytes (`Ã©`) are read as 1.x: the known limit of
+    // telling the two framings apart (docs/reliability.md).
+    #[test]
+    fn a_2x_payload_with_wide_characters_survives(packets in packets(), wide in "[\\u{100}-\\u{10FFFF}&&\\PC]") {
+        let mut packets = packets;
+        packets[0] = format!("42{}", json!(["message", {"msg": wide}]));
+        prop_assert_eq!(compat::v1_request_to_v2(v2(&packets).as_bytes()), None);
+    }
+
+    #[test]
+    fn binary_reframing_keeps_every_packet(packets in packets()) {
+        let body = v2(&packets);
+        let framed = compat::text_to_binary(body.as_bytes()).unwrap();
+        prop_assert_eq!(decode_binary(&framed), packets.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn ascii_mode_is_ascii_and_decodes_to_the_same_packets(packets in packets()) {
+        let body = v2(&packets);
+        match compat::text_to_ascii(body.as_bytes()) {
+            None => prop_assert!(packets.iter().all(|p| p.is_ascii())),
+            Some(ascii) => {
+                prop_assert!(ascii.is_ascii());
+                let escaped = compat::split_text_payload(&ascii).unwrap();
+                prop_assert_eq!(escaped.len(), packets.len());
+                for (escaped, original) in escaped.iter().zip(&packets) {
+                    prop_assert_eq!(json_of(escaped), json_of(original));
+                }
+            }
+        }
+    }
+}
