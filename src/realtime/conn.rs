@@ -205,6 +205,14 @@ impl Conn {
             .map_or(0, |(_, v)| *v)
     }
 
+    /// Records that this socket's newest list of `room` may be `version` again (it was sent that one
+    /// after a newer one), so the next round sends it the newest.
+    pub fn forget_presence_after(&self, room: &str, version: u64) {
+        if let Some((_, seen)) = self.lock().rooms.iter_mut().find(|(r, _)| r == room) {
+            *seen = (*seen).min(version);
+        }
+    }
+
     /// Records that this socket was sent version `version` of `room`'s list.
     pub fn saw_presence(&self, room: &str, version: u64) {
         if let Some((_, seen)) = self.lock().rooms.iter_mut().find(|(r, _)| r == room) {

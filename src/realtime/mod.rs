@@ -230,7 +230,7 @@ impl Realtime {
 
     /// laravel-swoole's `isUserIdOnline`: whether `user` has a bound socket on this node.
     pub fn is_user_id_online(&self, user: UserId) -> bool {
-        self.inner.presence.is_online(user)
+        self.inner.is_user_id_online(user)
     }
 
     /// Hands `new`, sent by `author` (from the socket `origin`, if any), to the writer. Returns at once;
@@ -374,6 +374,10 @@ async fn announce_all(inner: Arc<Inner>, mut committed: mpsc::Receiver<Vec<Commi
 }
 
 impl Inner {
+    fn is_user_id_online(&self, user: UserId) -> bool {
+        self.presence.is_online(user)
+    }
+
     /// Delivers a newly stored message: to its room (group) or to both users' sockets (private), to
     /// the sender's socket as well when the room does not reach it, and into the unread counters.
     async fn announce(&self, message: &StoredMessage, origin: Option<Origin>) {
@@ -388,7 +392,7 @@ impl Inner {
             Room::Private { high, low } => {
                 let online: Vec<UserId> = [*high, *low]
                     .into_iter()
-                    .filter(|u| self.presence.is_online(*u))
+                    .filter(|u| self.is_user_id_online(*u))
                     .collect();
                 if !online.is_empty() {
                     self.pusher

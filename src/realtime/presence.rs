@@ -25,9 +25,11 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use socketioxide::socket::Sid;
+
 use super::conn::Conn;
 use super::events::Outbound;
-use super::pusher::Pusher;
+use super::pusher::{Pusher, Target};
 use crate::auth::UserId;
 use crate::services::users::Author;
 
@@ -309,6 +311,10 @@ pub async fn run_rounds(hub: Arc<PresenceHub>, pusher: Pusher) {
 /// Sends the room's newest list to each of its sockets on this node that has not seen it, in paced
 /// chunks. Each chunk carries the newest list at its time, so no socket is ever sent a list older than
 /// one it already has.
+///
+/// A room that fits in one chunk gets one broadcast, encoded once for all: to the whole room, or, when
+/// one socket has this list already (the newcomer whose arrival started the round), to the others
+/// (laravel-swoole's `toOthers`).
 async fn round(hub: Arc<PresenceHub>, pusher: Pusher, room: String) {
     let started = Instant::now();
     let sockets = pusher.room_sockets(&room);
@@ -325,6 +331,37 @@ async fn round(hub: Arc<PresenceHub>, pusher: Pusher, room: String) {
         let encoded = pusher.encode(&event);
         let size = encoded.largest_frame().max(1);
         let per_chunk = (CHUNK_BYTES / size).max(1);
+        if remaining.len() == sockets.len() && sockets.len() <= per_chunk {
+            let conns: Vec<(Sid, Arc<Conn>)> = sockets
+                .iter()
+                .filter_map(|s| Some((s.id, s.extensions.get::<Arc<Conn>>()?)))
+                .collect();
+            let have: Vec<Sid> = conns
+                .iter()
+                .filter(|(_, c)| c.presence_seen(&room) >= listing.version)
+                .map(|(sid, _)| *sid)
+                .collect();
+            if have.len() <= 1 {
+                for (_, conn) in &conns {
+                    conn.saw_presence(&room, listing.version);
+                }
+                let target = match have.as_slice() {
+                    [newcomer] => Target::RoomExcept(room.clone(), *newcomer),
+                    _ => Target::Room(room.clone()),
+                };
+                pusher.send(&target, &encoded).await;
+                if hub.current(&room).map(|l| l.version) != Some(listing.version) {
+                    // Someone entered meanwhile and may have just been sent this older list after
+                    // their own newer one: the next round sends them the newest again.
+                    for socket in pusher.room_sockets(&room) {
+                        if let Some(conn) = socket.extensions.get::<Arc<Conn>>() {
+                            conn.forget_presence_after(&room, listing.version);
+                        }
+                    }
+                }
+                break;
+            }
+        }
         let take = per_chunk.min(remaining.len());
         let (chunk, rest) = remaining.split_at(take);
         remaining = rest;

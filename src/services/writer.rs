@@ -3,7 +3,8 @@
 //! [`MessageWriter::submit`] never waits. A message takes one of `capacity` slots, or is refused at once
 //! when they are all taken; it carries a *ticket* of the caller's (whatever the caller needs to answer
 //! the sender later). One task drains the queue: each batch is everything waiting when the previous
-//! commit finished (up to [`WriterConfig::batch`]), stored in one transaction with multi-row inserts.
+//! commit finished (up to [`WriterConfig::batch`]), stored in one transaction: multi-row
+//! `INSERT … VALUES` on SQLite, one `INSERT … SELECT` from a JSON parameter on PostgreSQL.
 //! Under light load a batch is one message and nothing waits for company; under heavy load batches
 //! grow by themselves, because messages pile up while a commit runs.
 //!
@@ -21,12 +22,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use chrono::Utc;
 use entity::message;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    TransactionTrait,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend,
+    EntityTrait, QueryFilter, Statement, TransactionTrait,
 };
+use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -282,20 +285,11 @@ async fn store<T: Send + Sync>(
         return Ok(Vec::new());
     }
     let txn = db.begin().await?;
-    let mut inserted: Vec<message::Model> = Vec::with_capacity(indexes.len());
-    for chunk in indexes.chunks(ROWS_PER_STATEMENT) {
-        let rows = chunk.iter().map(|i| batch[*i].new.to_row());
-        let mut returned = message::Entity::insert_many(rows)
-            .on_conflict(
-                OnConflict::columns([message::Column::SenderId, message::Column::ClientId])
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .exec_with_returning(&txn)
-            .await?;
-        inserted.append(&mut returned);
-    }
     let jobs: Vec<&Job<T>> = indexes.iter().map(|i| &batch[*i]).collect();
+    let inserted = match txn.get_database_backend() {
+        DbBackend::Postgres => insert_as_json(&txn, &jobs).await?,
+        _ => insert_as_values(&txn, &jobs).await?,
+    };
     let (mut results, skipped) = match_rows(&jobs, inserted);
     if !skipped.is_empty() {
         let keys: Vec<Key> = skipped.iter().filter_map(|i| key(&jobs[*i].new)).collect();
@@ -314,6 +308,76 @@ async fn store<T: Send + Sync>(
         .into_iter()
         .map(|r| r.unwrap_or(Err(AppError::Unavailable)))
         .collect())
+}
+
+/// The multi-row `INSERT … VALUES` both databases take: SQLite runs it fast.
+async fn insert_as_values<T>(
+    txn: &DatabaseTransaction,
+    jobs: &[&Job<T>],
+) -> Result<Vec<message::Model>, AppError> {
+    let mut inserted: Vec<message::Model> = Vec::with_capacity(jobs.len());
+    for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
+        let rows = chunk.iter().map(|job| job.new.to_row());
+        let mut returned = message::Entity::insert_many(rows)
+            .on_conflict(
+                OnConflict::columns([message::Column::SenderId, message::Column::ClientId])
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_with_returning(txn)
+            .await?;
+        inserted.append(&mut returned);
+    }
+    Ok(inserted)
+}
+
+/// One row of [`insert_as_json`]'s parameter.
+#[derive(Serialize)]
+struct JsonRow<'a> {
+    sender_id: i64,
+    room_id: String,
+    room_type: &'static str,
+    kind: &'static str,
+    body: &'a str,
+    image: &'a str,
+    client_id: Option<&'a str>,
+    created_at: chrono::DateTime<Utc>,
+}
+
+/// PostgreSQL plans a `VALUES` list of thousands of parameters slowly (about 100 µs a row); the
+/// same batch as one JSON parameter expanded by `json_to_recordset` costs a few µs a row.
+const INSERT_JSON: &str = "INSERT INTO messages \
+    (sender_id, room_id, room_type, kind, body, image, client_id, created_at) \
+    SELECT sender_id, room_id, room_type, kind, body, image, client_id, created_at \
+    FROM json_to_recordset($1::json) AS t(sender_id bigint, room_id text, room_type text, \
+    kind text, body text, image text, client_id text, created_at timestamptz) \
+    ON CONFLICT (sender_id, client_id) DO NOTHING \
+    RETURNING id, sender_id, room_id, room_type, kind, body, image, client_id, created_at";
+
+async fn insert_as_json<T>(
+    txn: &DatabaseTransaction,
+    jobs: &[&Job<T>],
+) -> Result<Vec<message::Model>, AppError> {
+    let now = Utc::now();
+    let rows: Vec<JsonRow<'_>> = jobs
+        .iter()
+        .map(|job| JsonRow {
+            sender_id: job.new.sender,
+            room_id: job.new.room.id(),
+            room_type: job.new.room.kind(),
+            kind: job.new.kind.as_str(),
+            body: &job.new.body,
+            image: &job.new.image,
+            client_id: job.new.client_id.as_deref(),
+            created_at: now,
+        })
+        .collect();
+    let json = serde_json::to_string(&rows).map_err(|e| AppError::Internal(e.into()))?;
+    let statement = Statement::from_sql_and_values(DbBackend::Postgres, INSERT_JSON, [json.into()]);
+    Ok(message::Entity::find()
+        .from_raw_sql(statement)
+        .all(txn)
+        .await?)
 }
 
 /// Pairs inserted rows with their jobs. A multi-row INSERT assigns increasing ids in the order of its

@@ -381,3 +381,42 @@ async fn sigterm_while_sockets_leave_is_a_clean_exit() {
         lines.join("\n")
     );
 }
+
+#[tokio::test]
+async fn an_arrival_is_told_to_the_others_and_the_newcomer_hears_its_list_once() {
+    let app = TestApp::spawn().await;
+    let watcher = app.signup("watcher").await;
+    let newcomer = app.signup("newcomer").await;
+    let mut w = in_room(&app, &watcher, "room1").await;
+    let mut n = Eio3::connect(&app, &format!("token={}", newcomer.token)).await;
+    n.emit("room", json!({"roomid": "room1"})).await;
+    let own = n.inbox.next("room").await;
+    assert_eq!(own["onlineUsers"].as_object().unwrap().len(), 2, "{own}");
+    let told = w.inbox.next("room").await;
+    assert_eq!(told, own, "the others hear the same list");
+    n.inbox.nothing("room").await;
+    w.inbox.nothing("room").await;
+}
+
+#[tokio::test]
+async fn a_user_is_online_while_a_socket_is_bound_to_them() {
+    let app = TestApp::spawn().await;
+    let alice = app.signup("alice").await;
+    let id: i64 = alice.id.parse().unwrap();
+    let realtime = &app.state.realtime;
+    assert!(!realtime.is_user_id_online(id));
+    let a = Eio3::connect(&app, &format!("token={}", alice.token)).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !realtime.is_user_id_online(id) {
+        assert!(tokio::time::Instant::now() < deadline, "bound at connect");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.close().await;
+    while realtime.is_user_id_online(id) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "offline once the socket left"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
