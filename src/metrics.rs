@@ -356,6 +356,16 @@ pub enum Refusal {
     ConnectionIpCap,
     /// A connection did not send its request headers in time.
     HeaderTimeout,
+    /// A user sent messages faster than their rate (over all their sockets and uploads).
+    MessageRate,
+    /// A socket sent events faster than its rate.
+    EventRate,
+    /// A socket's inbox was full (it sends faster than it is served).
+    SocketInboxFull,
+    /// The message writer's queue was full.
+    MessageQueueFull,
+    /// A message arrived while the server was shutting down.
+    ShuttingDown,
 }
 
 impl Refusal {
@@ -370,6 +380,11 @@ impl Refusal {
             Self::ConnectionCap => "connection_cap",
             Self::ConnectionIpCap => "connection_ip_cap",
             Self::HeaderTimeout => "header_timeout",
+            Self::MessageRate => "message_rate",
+            Self::EventRate => "event_rate",
+            Self::SocketInboxFull => "socket_inbox_full",
+            Self::MessageQueueFull => "message_queue_full",
+            Self::ShuttingDown => "shutting_down",
         }
     }
 }
@@ -451,10 +466,20 @@ impl Metrics {
             Refusal::ConnectionCap,
             Refusal::ConnectionIpCap,
             Refusal::HeaderTimeout,
+            Refusal::MessageRate,
+            Refusal::EventRate,
+            Refusal::SocketInboxFull,
+            Refusal::MessageQueueFull,
+            Refusal::ShuttingDown,
         ] {
             refusals(&registry, reason.as_str());
         }
         Self { registry, http }
+    }
+
+    /// The counter of refusals for `reason`, to keep and update on a hot path.
+    pub fn refusal_counter(&self, reason: Refusal) -> Arc<Counter> {
+        refusals(&self.registry, reason.as_str())
     }
 
     /// Counts a refusal for `reason`.

@@ -73,7 +73,8 @@ impl AppState {
             robot: RateLimiter::new(30, Duration::from_secs(60)),
         };
         let rooms = Arc::new(Rooms::new(settings.rooms.clone()));
-        let realtime = Realtime::new(&settings, db.clone(), rooms.clone());
+        let metrics = Arc::new(Metrics::new());
+        let realtime = Realtime::new(&settings, db.clone(), rooms.clone(), &metrics);
         Ok(Self {
             db,
             realtime,
@@ -84,7 +85,7 @@ impl AppState {
             upload_permits: Arc::new(Semaphore::new(CONCURRENT_UPLOADS)),
             robot: Robot::new(settings.robot_url.clone())?,
             limits,
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             settings: Arc::new(settings),
             draining: Arc::default(),
         })

@@ -13,8 +13,8 @@
 //!   is known about one socket.
 //!
 //! Every message gets an answer: stored, or refused because of its content, the sender's rate
-//! (`rate_limited`), a full queue or a shutdown (`unavailable`). Refusals are counted and logged in a
-//! summary every [`REFUSAL_LOG_EVERY`].
+//! (`rate_limited`), a full queue or a shutdown (`unavailable`). Refusals are counted in `/metrics`
+//! (`chatroom_refusals_total{reason}`) and summed up in the log every [`REFUSAL_LOG_EVERY`].
 
 pub mod conn;
 pub mod events;
@@ -24,14 +24,14 @@ pub mod unread;
 
 use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use sea_orm::DatabaseConnection;
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::socket::Sid;
-use socketioxide::{ParserConfig, SocketIo};
+use socketioxide::{ParserConfig, ProtocolVersion, SocketIo};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -45,11 +45,12 @@ use self::unread::UnreadHub;
 use crate::auth::UserId;
 use crate::config::Settings;
 use crate::error::AppError;
+use crate::metrics::{Counter, Gauge, Histogram, LATENCY_BUCKETS, Metrics, Refusal, SIZE_BUCKETS};
 use crate::services::messages::{NewMessage, StoredMessage};
 use crate::services::rooms::{Room, Rooms};
 use crate::services::unread as read_marks;
 use crate::services::users::Author;
-use crate::services::writer::{Committed, MessageWriter, Saved, WriterConfig};
+use crate::services::writer::{Batch, Committed, MessageWriter, Saved, WriterConfig};
 
 /// How long shutdown waits for stored messages to be delivered before closing sockets.
 const ECHO_GRACE: Duration = Duration::from_secs(5);
@@ -76,26 +77,107 @@ struct Ticket {
     reply: oneshot::Sender<Result<Saved, AppError>>,
 }
 
-/// Why messages were refused, counted for the log.
-#[derive(Debug, Default)]
-pub struct Refusals {
-    pub rate_limited: AtomicU64,
-    pub queue_full: AtomicU64,
-    pub inbox_full: AtomicU64,
-    pub shutting_down: AtomicU64,
+/// The realtime series of `/metrics`, and the refusal counts summed up in the log.
+pub struct RealtimeMetrics {
+    /// Sockets connected now, by Engine.IO protocol version (`3`: socket.io 1.x/2.x; `4`: 3.x/4.x).
+    pub sockets: [Arc<Gauge>; 2],
+    /// Client events received (before any refusal).
+    pub events_in: Arc<Counter>,
+    /// Messages stored.
+    pub stored: Arc<Counter>,
+    /// Messages between submission and delivery.
+    pub queue_depth: Arc<Gauge>,
+    /// Messages per commit.
+    pub batch_size: Arc<Histogram>,
+    /// Time to commit one batch.
+    pub commit_seconds: Arc<Histogram>,
+    /// Refusals of messages and events, by reason (`chatroom_refusals_total`).
+    pub message_rate: Arc<Counter>,
+    pub event_rate: Arc<Counter>,
+    pub inbox_full: Arc<Counter>,
+    pub queue_full: Arc<Counter>,
+    pub shutting_down: Arc<Counter>,
+    logged: Mutex<[u64; 5]>,
 }
 
-impl Refusals {
-    fn take(&self) -> [(&'static str, u64); 4] {
-        [
-            ("rate_limited", self.rate_limited.swap(0, Ordering::Relaxed)),
-            ("queue_full", self.queue_full.swap(0, Ordering::Relaxed)),
-            ("inbox_full", self.inbox_full.swap(0, Ordering::Relaxed)),
-            (
-                "shutting_down",
-                self.shutting_down.swap(0, Ordering::Relaxed),
+impl RealtimeMetrics {
+    fn new(metrics: &Metrics) -> Self {
+        let r = &metrics.registry;
+        let sockets = |eio: &str| {
+            r.gauge(
+                "chatroom_socket_connections",
+                "Sockets connected now, by Engine.IO protocol version.",
+                &[("eio", eio)],
+            )
+        };
+        Self {
+            sockets: [sockets("3"), sockets("4")],
+            events_in: r.counter(
+                "chatroom_socket_events_total",
+                "Events received from sockets.",
+                &[],
             ),
-        ]
+            stored: r.counter(
+                "chatroom_messages_stored_total",
+                "Chat messages stored (resends of stored messages not counted).",
+                &[],
+            ),
+            queue_depth: r.gauge(
+                "chatroom_message_queue_depth",
+                "Messages between submission and delivery.",
+                &[],
+            ),
+            batch_size: r.histogram(
+                "chatroom_writer_batch_messages",
+                "Messages per commit of the message writer.",
+                &[],
+                SIZE_BUCKETS,
+            ),
+            commit_seconds: r.histogram(
+                "chatroom_writer_commit_seconds",
+                "Time to commit one batch of messages.",
+                &[],
+                LATENCY_BUCKETS,
+            ),
+            message_rate: metrics.refusal_counter(Refusal::MessageRate),
+            event_rate: metrics.refusal_counter(Refusal::EventRate),
+            inbox_full: metrics.refusal_counter(Refusal::SocketInboxFull),
+            queue_full: metrics.refusal_counter(Refusal::MessageQueueFull),
+            shutting_down: metrics.refusal_counter(Refusal::ShuttingDown),
+            logged: Mutex::new([0; 5]),
+        }
+    }
+
+    /// The socket gauge for a protocol version.
+    pub fn sockets_of(&self, protocol: ProtocolVersion) -> &Gauge {
+        match protocol {
+            ProtocolVersion::V4 => &self.sockets[0],
+            ProtocolVersion::V5 => &self.sockets[1],
+        }
+    }
+
+    /// Logs the refusals since the last call, if there were any.
+    fn log_refusals(&self) {
+        let now = [
+            self.message_rate.get(),
+            self.event_rate.get(),
+            self.inbox_full.get(),
+            self.queue_full.get(),
+            self.shutting_down.get(),
+        ];
+        let mut logged = self.logged.lock().unwrap_or_else(PoisonError::into_inner);
+        let delta: Vec<u64> = now.iter().zip(logged.iter()).map(|(n, l)| n - l).collect();
+        *logged = now;
+        if delta.iter().any(|n| *n > 0) {
+            tracing::warn!(
+                message_rate = delta[0],
+                event_rate = delta[1],
+                socket_inbox_full = delta[2],
+                message_queue_full = delta[3],
+                shutting_down = delta[4],
+                "refused messages and events"
+            );
+        }
     }
 }
 
@@ -118,14 +200,20 @@ struct Inner {
     announcer: Mutex<Option<JoinHandle<()>>>,
     accepting: AtomicBool,
     messages_per_second: u32,
+    queue_capacity: usize,
     senders: Mutex<HashMap<UserId, Bucket>>,
-    refusals: Refusals,
+    metrics: RealtimeMetrics,
 }
 
 impl Realtime {
     /// Builds the socket.io server and starts the writer, the announcer, presence rounds and unread
     /// ticks. Event handlers are added by the socket adapter (`socket::mount`).
-    pub fn new(settings: &Settings, db: DatabaseConnection, rooms: Arc<Rooms>) -> Self {
+    pub fn new(
+        settings: &Settings,
+        db: DatabaseConnection,
+        rooms: Arc<Rooms>,
+        metrics: &Metrics,
+    ) -> Self {
         // The Laravel-era client sends pictures as base64 data URLs over the socket (which chatroom
         // ignores: the upload already stored them), so a packet must fit an upload in base64.
         let max_packet = (settings.upload_max_bytes / 3 * 4 + 64 * 1024).max(1 << 20);
@@ -169,8 +257,9 @@ impl Realtime {
             announcer: Mutex::new(None),
             accepting: AtomicBool::new(true),
             messages_per_second: settings.socket_events_per_second,
+            queue_capacity: settings.message_queue,
             senders: Mutex::new(HashMap::new()),
-            refusals: Refusals::default(),
+            metrics: RealtimeMetrics::new(metrics),
         });
         let announcer = tokio::spawn(announce_all(inner.clone(), committed_rx));
         *inner
@@ -218,9 +307,9 @@ impl Realtime {
         &self.inner.rooms
     }
 
-    /// Refusal counters (summed up in the log).
-    pub fn refusals(&self) -> &Refusals {
-        &self.inner.refusals
+    /// The realtime series of `/metrics` (refusals are also summed up in the log).
+    pub fn metrics(&self) -> &RealtimeMetrics {
+        &self.inner.metrics
     }
 
     /// Whether new messages are taken (false while shutting down).
@@ -245,22 +334,20 @@ impl Realtime {
         author: Author,
         origin: Option<Origin>,
     ) -> Result<Receipt, AppError> {
-        let refusals = &self.inner.refusals;
+        let metrics = &self.inner.metrics;
         if !self.is_accepting() {
-            refusals.shutting_down.fetch_add(1, Ordering::Relaxed);
+            metrics.shutting_down.inc();
             return Err(AppError::Unavailable);
         }
         if !self.allow_message(author.id) {
-            refusals.rate_limited.fetch_add(1, Ordering::Relaxed);
+            metrics.message_rate.inc();
             return Err(AppError::RateLimited);
         }
         let (reply, receipt) = oneshot::channel();
         self.inner
             .writer
             .submit(new, author, Ticket { origin, reply })
-            .inspect_err(|_| {
-                refusals.queue_full.fetch_add(1, Ordering::Relaxed);
-            })?;
+            .inspect_err(|_| metrics.queue_full.inc())?;
         Ok(receipt)
     }
 
@@ -344,17 +431,26 @@ impl Realtime {
             tracing::warn!("some stored messages were not delivered before shutdown");
         }
         flush_marks(&self.inner).await;
-        log_refusals(&self.inner.refusals);
+        self.inner.metrics.log_refusals();
         self.inner.io.close().await;
     }
 }
 
 /// Delivers stored messages in commit order, then resolves their receipts.
-async fn announce_all(inner: Arc<Inner>, mut committed: mpsc::Receiver<Vec<Committed<Ticket>>>) {
-    while let Some(batch) = committed.recv().await {
-        for Committed { ticket, result, .. } in batch {
+async fn announce_all(inner: Arc<Inner>, mut batches: mpsc::Receiver<Batch<Ticket>>) {
+    while let Some(Batch { committed, took }) = batches.recv().await {
+        let metrics = &inner.metrics;
+        metrics.batch_size.observe(committed.len() as f64);
+        metrics.commit_seconds.observe(took.as_secs_f64());
+        metrics
+            .queue_depth
+            .set(inner.writer.in_flight(inner.queue_capacity) as i64);
+        for Committed { ticket, result, .. } in committed {
             match &result {
-                Ok(Saved::New(m)) => inner.announce(m, ticket.origin).await,
+                Ok(Saved::New(m)) => {
+                    metrics.stored.inc();
+                    inner.announce(m, ticket.origin).await;
+                }
                 Ok(Saved::Existing(m)) => {
                     // Stored before: only the sender hears of it again, to mark it sent.
                     if let Some(origin) = ticket.origin {
@@ -442,7 +538,7 @@ async fn tick_unread(inner: std::sync::Weak<Inner>) {
         flush_marks(&inner).await;
         if last_summary.elapsed() >= REFUSAL_LOG_EVERY {
             last_summary = Instant::now();
-            log_refusals(&inner.refusals);
+            inner.metrics.log_refusals();
             let now = Instant::now();
             inner
                 .senders
@@ -452,20 +548,6 @@ async fn tick_unread(inner: std::sync::Weak<Inner>) {
         }
         drop(inner);
         tokio::time::sleep(unread::TICK).await;
-    }
-}
-
-fn log_refusals(refusals: &Refusals) {
-    let counts = refusals.take();
-    if counts.iter().any(|(_, n)| *n > 0) {
-        let [rate, queue, inbox, shutdown] = counts.map(|(_, n)| n);
-        tracing::warn!(
-            rate_limited = rate,
-            queue_full = queue,
-            inbox_full = inbox,
-            shutting_down = shutdown,
-            "refused messages"
-        );
     }
 }
 

@@ -82,6 +82,12 @@ impl Saved {
     }
 }
 
+/// One committed batch: every message's outcome in commit order, and how long the commit took.
+pub struct Batch<T> {
+    pub committed: Vec<Committed<T>>,
+    pub took: Duration,
+}
+
 /// A message's outcome, handed to the consumer in commit order with the submitter's ticket.
 pub struct Committed<T> {
     pub ticket: T,
@@ -104,11 +110,11 @@ pub struct MessageWriter<T> {
 }
 
 impl<T: Send + Sync + 'static> MessageWriter<T> {
-    /// Starts the writer task on the current runtime. Results go to `out`, one `Vec` per batch.
+    /// Starts the writer task on the current runtime. Results go to `out`, one [`Batch`] per commit.
     pub fn spawn(
         db: DatabaseConnection,
         config: WriterConfig,
-        out: mpsc::Sender<Vec<Committed<T>>>,
+        out: mpsc::Sender<Batch<T>>,
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(run(db, rx, config, out));
@@ -167,7 +173,7 @@ async fn run<T: Send + Sync>(
     db: DatabaseConnection,
     mut rx: mpsc::UnboundedReceiver<Job<T>>,
     config: WriterConfig,
-    out: mpsc::Sender<Vec<Committed<T>>>,
+    out: mpsc::Sender<Batch<T>>,
 ) {
     let max = config.batch.max(1);
     while let Some(first) = rx.recv().await {
@@ -186,8 +192,10 @@ async fn run<T: Send + Sync>(
                 }
             }
         }
-        let results = commit(&db, batch).await;
-        if out.send(results).await.is_err() {
+        let started = Instant::now();
+        let committed = commit(&db, batch).await;
+        let took = started.elapsed();
+        if out.send(Batch { committed, took }).await.is_err() {
             tracing::warn!("the consumer of stored messages is gone");
         }
     }
@@ -202,7 +210,6 @@ fn key(new: &NewMessage) -> Option<Key> {
 
 /// Stores a batch; returns every job's outcome, in the batch's order.
 async fn commit<T: Send + Sync>(db: &DatabaseConnection, batch: Vec<Job<T>>) -> Vec<Committed<T>> {
-    let started = Instant::now();
     let size = batch.len();
     // Repeats within the batch ride on the first copy's outcome.
     let mut first_of: HashMap<Key, usize> = HashMap::new();
@@ -246,11 +253,7 @@ async fn commit<T: Send + Sync>(db: &DatabaseConnection, batch: Vec<Job<T>>) -> 
             outcomes[i] = Some(outcome);
         }
     }
-    tracing::debug!(
-        size,
-        elapsed_us = started.elapsed().as_micros() as u64,
-        "committed messages"
-    );
+    tracing::debug!(size, "committed messages");
     batch
         .into_iter()
         .zip(outcomes)
@@ -531,7 +534,7 @@ mod tests {
         }
     }
 
-    type Out = mpsc::Receiver<Vec<Committed<usize>>>;
+    type Out = mpsc::Receiver<Batch<usize>>;
 
     fn writer(db: &DatabaseConnection, config: WriterConfig) -> (MessageWriter<usize>, Out) {
         let (tx, rx) = mpsc::channel(16);
@@ -541,7 +544,7 @@ mod tests {
     async fn outcomes(rx: &mut Out, n: usize) -> Vec<(usize, Result<Saved, AppError>)> {
         let mut all = Vec::new();
         while all.len() < n {
-            for c in rx.recv().await.unwrap() {
+            for c in rx.recv().await.unwrap().committed {
                 all.push((c.ticket, c.result));
             }
         }

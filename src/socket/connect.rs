@@ -8,7 +8,6 @@
 //! the rest in the socket's inbox.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use serde_json::Value;
 use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
@@ -131,6 +130,8 @@ fn prepare(
         drainer,
     ));
     socket.extensions.insert(conn.clone());
+    let realtime = state.realtime.clone();
+    realtime.metrics().sockets_of(socket.protocol()).inc();
     let events = conn.clone();
     socket.on_fallback(
         move |socket: SocketRef,
@@ -153,6 +154,7 @@ fn prepare(
         },
     );
     socket.on_disconnect(move |socket: SocketRef, reason: DisconnectReason| {
+        realtime.metrics().sockets_of(socket.protocol()).dec();
         let _ = conn.post(Inbound::Disconnect(format!("{reason:?}")), &socket);
         async {}
     });
@@ -176,6 +178,7 @@ fn receive(
     ack: AckSender,
 ) -> Option<Notice> {
     let realtime = &runner.state.realtime;
+    realtime.metrics().events_in.inc();
     if !runner.router.event_exists(&event) {
         // The name is client-chosen: log a bounded prefix, never the payload.
         let name: String = event.chars().take(40).collect();
@@ -184,10 +187,7 @@ fn receive(
         return None;
     }
     if !conn.allow_event() {
-        realtime
-            .refusals()
-            .rate_limited
-            .fetch_add(1, Ordering::Relaxed);
+        realtime.metrics().event_rate.inc();
         let error = AppError::RateLimited;
         let _ = ack.send(&ack_refused(&Refusal::from(&error)));
         if conn.flood_notice_due() {
@@ -204,10 +204,7 @@ fn receive(
         },
         socket,
     ) {
-        realtime
-            .refusals()
-            .inbox_full
-            .fetch_add(1, Ordering::Relaxed);
+        realtime.metrics().inbox_full.inc();
         let _ = ack.send(&ack_refused(&Refusal::from(&AppError::Unavailable)));
     }
     None

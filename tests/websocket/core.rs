@@ -420,3 +420,54 @@ async fn a_user_is_online_while_a_socket_is_bound_to_them() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The value of a series in `/metrics` text (0 when absent).
+fn series(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn metrics_count_sockets_messages_and_refusals() {
+    let app = TestApp::spawn_with(|s| s.socket_events_per_second = 2).await;
+    let alice = app.signup("alice").await;
+    let mut old = in_room(&app, &alice, "room1").await;
+    let modern = app
+        .sio(crate::common::socket::Auth::Payload(&alice.token))
+        .await;
+    assert_eq!(
+        old.ack("message", text("room1", "counted", "m1")).await["ok"],
+        true
+    );
+    // Over the user's rate (bursts of four): refused and counted.
+    for i in 0..6 {
+        old.emit_acked("message", text("room1", "flood", &format!("x{i}")))
+            .await;
+    }
+    old.acks(6, WAIT).await;
+    let metrics = app
+        .get("/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        series(&metrics, "chatroom_socket_connections{eio=\"3\"}"),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        series(&metrics, "chatroom_socket_connections{eio=\"4\"}"),
+        1.0
+    );
+    let stored = series(&metrics, "chatroom_messages_stored_total");
+    assert_eq!(stored, app.count("messages").await as f64);
+    let refused = series(&metrics, "chatroom_refusals_total{reason=\"message_rate\"}")
+        + series(&metrics, "chatroom_refusals_total{reason=\"event_rate\"}");
+    assert!(refused >= 1.0, "{metrics}");
+    assert!(series(&metrics, "chatroom_writer_batch_messages_count") >= 1.0);
+    modern.disconnect().await;
+}
