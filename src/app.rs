@@ -35,6 +35,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// If the database is unreachable, a migration fails, or the upload directory cannot be created.
 pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
     let db = crate::db::connect(&settings.database_url, settings.db_pool).await?;
+    crate::db::checkpoints(&db, &settings.database_url);
     let state = AppState::new(settings, db)?;
     crate::socket::mount(&state, routes::websocket::routes());
     Ok(state)

@@ -263,6 +263,46 @@ async fn sqlite_runs_in_wal_mode() {
 }
 
 #[tokio::test]
+async fn sqlite_checkpoints_happen_outside_commits() {
+    let app = TestApp::spawn().await;
+    if app.db().get_database_backend() != sea_orm::DbBackend::Sqlite {
+        return;
+    }
+    use sea_orm::ConnectionTrait;
+    let row = app
+        .db()
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Sqlite,
+            "PRAGMA wal_autocheckpoint",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        row.try_get_by_index::<i32>(0).unwrap(),
+        0,
+        "commits never checkpoint"
+    );
+    // Rows committed to the WAL reach the database file within a couple of seconds anyway.
+    let file = app.dir.path().join("chatroom.db");
+    let before = std::fs::metadata(&file).unwrap().len();
+    let user = app.signup("writer").await;
+    for i in 0..300 {
+        app.seed_message(
+            &user,
+            "room1",
+            &format!("a message long enough to fill pages {i}"),
+        )
+        .await;
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::metadata(&file).unwrap().len() <= before {
+        assert!(tokio::time::Instant::now() < deadline, "no checkpoint ran");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
 async fn the_binary_runs_on_sqlite_by_default_and_keeps_tokens_across_restarts() {
     let data = tempfile::tempdir().unwrap();
     let Binary {
