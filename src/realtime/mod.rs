@@ -527,10 +527,11 @@ async fn tick_unread(inner: std::sync::Weak<Inner>) {
         if inner.pusher.is_closed() {
             return;
         }
-        let presence = inner.presence.clone();
+        // Who is in each changed room, read once: the tick then looks up no lock per user.
+        let present = inner.presence.member_ids(&inner.unread.dirty_rooms());
         let told = inner
             .unread
-            .tick(|room, user| presence.is_present(room, user));
+            .tick(|room, user| present.get(room).is_some_and(|ids| ids.contains(&user)));
         for (user, counts) in told {
             let event = Outbound::Unread(counts);
             inner.pusher.push(&Target::Users(vec![user]), &event).await;

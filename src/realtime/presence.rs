@@ -206,6 +206,25 @@ impl PresenceHub {
         true
     }
 
+    /// The ids of the users listed in each of `rooms` (every member, however long the list).
+    pub fn member_ids(
+        &self,
+        rooms: &[String],
+    ) -> HashMap<String, std::collections::HashSet<UserId>> {
+        let state = self.lock();
+        rooms
+            .iter()
+            .map(|room| {
+                let ids = state
+                    .rooms
+                    .get(room)
+                    .map(|l| l.members.keys().copied().collect())
+                    .unwrap_or_default();
+                (room.clone(), ids)
+            })
+            .collect()
+    }
+
     /// Whether one of `user`'s sockets is in `room`.
     pub fn is_present(&self, room: &str, user: UserId) -> bool {
         self.lock()

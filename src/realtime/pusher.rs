@@ -9,6 +9,7 @@
 //! After the server has closed (shutdown), pushes are dropped quietly.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::value::RawValue;
 use socketioxide::SocketIo;
@@ -49,12 +50,34 @@ pub fn user_channel(user: UserId, dialect: Dialect) -> String {
 pub struct Pusher {
     io: SocketIo,
     rooms: Arc<Rooms>,
+    /// Sockets of this node per dialect: a dialect nobody speaks is not encoded or addressed. (With
+    /// an adapter that shares rooms between nodes, other nodes' sockets count too: address both.)
+    dialects: Arc<[AtomicUsize; 2]>,
 }
 
 impl Pusher {
     /// A pusher over `io`, numbering group rooms as `rooms` does for the Laravel-era client.
     pub fn new(io: SocketIo, rooms: Arc<Rooms>) -> Self {
-        Self { io, rooms }
+        Self {
+            io,
+            rooms,
+            dialects: Arc::default(),
+        }
+    }
+
+    /// A socket of `dialect` connected.
+    pub fn dialect_joined(&self, dialect: Dialect) {
+        self.dialects[dialect as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A socket of `dialect` disconnected.
+    pub fn dialect_left(&self, dialect: Dialect) {
+        self.dialects[dialect as usize].fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Whether any socket of this node speaks `dialect`.
+    fn spoken(&self, dialect: Dialect) -> bool {
+        self.dialects[dialect as usize].load(Ordering::Relaxed) > 0
     }
 
     /// laravel-swoole's `toUserId`: the target holding every socket of these users.
@@ -118,6 +141,9 @@ impl Pusher {
             return;
         };
         for dialect in Dialect::ALL {
+            if !self.spoken(dialect) && !matches!(target, Target::Socket(_)) {
+                continue;
+            }
             let operators = match target {
                 Target::Socket(sid) => {
                     if let Some(socket) = ns.get_socket(*sid) {

@@ -201,6 +201,11 @@ impl UnreadHub {
         self.wake.notify_one();
     }
 
+    /// The rooms that got messages since the last tick.
+    pub fn dirty_rooms(&self) -> Vec<String> {
+        self.lock().dirty.keys().cloned().collect()
+    }
+
     /// Waits until a message arrives (then a tick is due).
     pub async fn wait_for_messages(&self) {
         self.wake.notified().await;

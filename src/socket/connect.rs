@@ -132,6 +132,7 @@ fn prepare(
     socket.extensions.insert(conn.clone());
     let realtime = state.realtime.clone();
     realtime.metrics().sockets_of(socket.protocol()).inc();
+    realtime.pusher().dialect_joined(dialect);
     let events = conn.clone();
     socket.on_fallback(
         move |socket: SocketRef,
@@ -155,6 +156,7 @@ fn prepare(
     );
     socket.on_disconnect(move |socket: SocketRef, reason: DisconnectReason| {
         realtime.metrics().sockets_of(socket.protocol()).dec();
+        realtime.pusher().dialect_left(conn.dialect);
         let _ = conn.post(Inbound::Disconnect(format!("{reason:?}")), &socket);
         async {}
     });
