@@ -468,10 +468,31 @@ pub fn run(a: &SuiteArgs) -> anyhow::Result<()> {
     );
     let mut seeded: Option<PathBuf> = None;
     let mut n = 0usize;
+    let mut broken = Vec::new();
     for sc in &list {
         if sc.db == Db::Postgres && a.postgres.is_empty() {
             eprintln!("{} {}: skipped (no PostgreSQL given)", sc.id, sc.variant);
             continue;
+        }
+        if sc.id == "S6" && !a.quick {
+            // The bcrypt ceiling, measured on the generator's core (the same kind as the server's).
+            if a.quiet_wait > 0 {
+                wait_quiet(a.quiet_wait, a.quiet_busy);
+            }
+            let out = Command::new("taskset")
+                .arg("-c")
+                .arg(&a.gen_cpu)
+                .arg(&exe)
+                .args(["bcrypt", "--cost", "10", "--rounds", "20"])
+                .output()?;
+            let bcrypt: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+            let line = json!({
+                "v": 1, "suite": suite_id, "commit": a.commit, "mode": "full", "date": sys::unix_now(),
+                "machine": machine, "scenario": "S6", "variant": "bcrypt ceiling", "target": "machine",
+                "attempt": 1, "run": { "bcrypt": bcrypt }, "verdict": { "dirty": false },
+            });
+            append(&a.out, &line)?;
+            eprintln!("-- S6 bcrypt ceiling: {bcrypt}");
         }
         if sc.db == Db::SqliteSeeded && seeded.is_none() {
             seeded = Some(seed_sqlite(a, &work, sc.rooms)?);
@@ -511,6 +532,13 @@ pub fn run(a: &SuiteArgs) -> anyhow::Result<()> {
                 });
                 append(&a.out, &line)?;
                 eprintln!("   {}", brief(&line));
+                let ready = line["run"]["gen"]["connect"]["ready"].as_u64().unwrap_or(0);
+                if line["run"].get("error").is_some()
+                    || line["run"]["gen"].get("aborted").is_some()
+                    || ready == 0
+                {
+                    broken.push(format!("{} {} / {}", sc.id, sc.variant, side.name()));
+                }
                 let dirty = verdict
                     .get("dirty")
                     .and_then(Value::as_bool)
@@ -522,6 +550,13 @@ pub fn run(a: &SuiteArgs) -> anyhow::Result<()> {
         }
     }
     let _ = std::fs::remove_dir_all(&work);
+    if a.quick && !broken.is_empty() {
+        // The smoke run has no thresholds, but a run that could not be measured at all is a failure.
+        bail!("runs that failed: {}", broken.join(", "));
+    }
+    if !broken.is_empty() {
+        eprintln!("runs that failed or were stopped: {}", broken.join(", "));
+    }
     Ok(())
 }
 
