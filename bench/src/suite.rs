@@ -33,6 +33,9 @@ pub struct SuiteArgs {
     /// Only these scenarios (S1..S8), comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
+    /// Only these servers (peer, chatroom), comma-separated; both when empty.
+    #[arg(long, value_delimiter = ',')]
+    pub targets: Vec<String>,
     /// chatroom runs per scenario; the peer runs before, between and after them (A-B-A).
     #[arg(long, default_value_t = 1)]
     pub reps: usize,
@@ -497,7 +500,13 @@ pub fn run(a: &SuiteArgs) -> anyhow::Result<()> {
         if sc.db == Db::SqliteSeeded && seeded.is_none() {
             seeded = Some(seed_sqlite(a, &work, sc.rooms)?);
         }
-        let order = order(&sc.sides, if a.quick { 1 } else { a.reps.max(1) }, a.quick);
+        let sides: Vec<Side> = sc
+            .sides
+            .iter()
+            .copied()
+            .filter(|s| a.targets.is_empty() || a.targets.iter().any(|t| t == s.name()))
+            .collect();
+        let order = order(&sides, if a.quick { 1 } else { a.reps.max(1) }, a.quick);
         for side in order {
             let attempts = if a.quick { 1 } else { a.attempts.max(1) };
             for attempt in 1..=attempts {
