@@ -27,10 +27,10 @@ pub struct ReportArgs {
     /// Where the charts go (linked from the report by a path relative to it).
     #[arg(long, default_value = "docs/bench")]
     pub charts: PathBuf,
-    /// Hand-written findings included verbatim (the profile).
-    #[arg(long, default_value = "bench/report/profile.md")]
+    /// Hand-written sections included verbatim (`*.md`, in name order): validation, profile.
+    #[arg(long, default_value = "bench/report")]
     pub notes: PathBuf,
-    /// Also use quick (smoke) results.
+    /// Print nothing when all went well.
     #[arg(long)]
     pub quiet: bool,
 }
@@ -296,7 +296,7 @@ fn render(records: &[Value], a: &ReportArgs) -> anyhow::Result<String> {
         "chatroom measured by its own generator, side by side with a plain Node socket.io 4.8 server doing the \
          least a chat room needs (the *peer*), on the same 2-core machine, in the same runs. This file is \
          written by `scripts/bench` (`chatroom-bench report`) from the raw results in `bench/results/`; do not \
-         edit it by hand, edit `bench/report/profile.md` or the generator instead.\n\n",
+         edit it by hand: edit `bench/report/*.md` (included as they are) or the generator instead.\n\n",
     );
     let _ = writeln!(
         o,
@@ -332,8 +332,14 @@ fn render(records: &[Value], a: &ReportArgs) -> anyhow::Result<String> {
     for c in commits.iter().rev() {
         commit_section(c, &mut o);
     }
-    if let Ok(notes) = std::fs::read_to_string(&a.notes) {
-        o.push_str(notes.trim_end());
+    let mut notes: Vec<PathBuf> = std::fs::read_dir(&a.notes)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    notes.retain(|p| p.extension().is_some_and(|e| e == "md"));
+    notes.sort();
+    for p in notes {
+        let text = std::fs::read_to_string(&p)?;
+        o.push_str(text.trim_end());
         o.push_str("\n\n");
     }
     o.push_str(METHOD);
