@@ -327,27 +327,6 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
     );
     s2.timeout_s = 400;
     out.push(s2);
-    let mut s3 = base(
-        "S3",
-        "one room of 5000".into(),
-        1,
-        args(&[
-            "--clients",
-            "5000",
-            "--senders",
-            "10",
-            "--rate",
-            "10",
-            "--warmup",
-            "3",
-            "--duration",
-            "10",
-            "--conn-timeout",
-            "90",
-        ]),
-    );
-    s3.timeout_s = 300;
-    out.push(s3);
     for (variant, extra) in [
         ("50 rooms of 20", vec![]),
         ("50 rooms of 20, login", vec!["--login"]),
@@ -471,6 +450,29 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
         ]),
     );
     out.push(s8);
+    // Last: chatroom may not finish joining a room of 5,000 (issue 7), and the run is stopped when its
+    // memory passes --rss-limit-mb.
+    let mut s3 = base(
+        "S3",
+        "one room of 5000".into(),
+        1,
+        args(&[
+            "--clients",
+            "5000",
+            "--senders",
+            "10",
+            "--rate",
+            "10",
+            "--warmup",
+            "3",
+            "--duration",
+            "10",
+            "--conn-timeout",
+            "90",
+        ]),
+    );
+    s3.timeout_s = 300;
+    out.push(s3);
     out
 }
 
