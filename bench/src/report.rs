@@ -496,6 +496,18 @@ fn steps_table(c: &Commit<'_>, scenario: &str, title: &str, o: &mut String) {
     }
     o.push('\n');
     if scenario == "S8" {
+        let ceiling = c
+            .rates("S5", "sqlite")
+            .into_iter()
+            .filter_map(|r| c.step_median("S5", "sqlite", "chatroom", r, "ack_ok_per_s"))
+            .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
+        if let Some(ceiling) = ceiling {
+            let _ = writeln!(
+                o,
+                "chatroom's sustainable rate in this shape (S5, fresh SQLite) was {} msg/s committed.\n",
+                num(Some(ceiling))
+            );
+        }
         for v in &variants {
             let totals = |p: &str| c.run_median(scenario, v, "chatroom", p);
             let refusals: Vec<String> = c
