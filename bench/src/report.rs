@@ -103,18 +103,48 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     })
 }
 
-fn num(v: Option<f64>) -> String {
-    match v {
-        None => "—".to_owned(),
-        Some(x) if x.abs() >= 100.0 => format!("{x:.0}"),
-        Some(x) if x.abs() >= 10.0 => format!("{x:.1}"),
-        Some(x) => format!("{x:.2}"),
+/// A median, and whether it came from shielded measurements (no clean one was there).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Fig {
+    v: Option<f64>,
+    shielded: bool,
+}
+
+impl From<Option<f64>> for Fig {
+    fn from(v: Option<f64>) -> Self {
+        Self { v, shielded: false }
     }
 }
 
-fn ratio(cr: Option<f64>, peer: Option<f64>) -> String {
-    match (cr, peer) {
-        (Some(c), Some(p)) if p > 0.0 => format!("×{}", num(Some(c / p))),
+/// Marks a figure taken from shielded measurements.
+const SHIELDED: &str = " †";
+
+fn num(f: impl Into<Fig>) -> String {
+    let f = f.into();
+    let text = match f.v {
+        None => return "—".to_owned(),
+        Some(x) if x.abs() >= 100.0 => format!("{x:.0}"),
+        Some(x) if x.abs() >= 10.0 => format!("{x:.1}"),
+        Some(x) => format!("{x:.2}"),
+    };
+    if f.shielded {
+        format!("{text}{SHIELDED}")
+    } else {
+        text
+    }
+}
+
+fn ratio(cr: impl Into<Fig>, peer: impl Into<Fig>) -> String {
+    let (cr, peer) = (cr.into(), peer.into());
+    match (cr.v, peer.v) {
+        (Some(c), Some(p)) if p > 0.0 => {
+            let r = num(Some(c / p));
+            if cr.shielded || peer.shielded {
+                format!("×{r}{SHIELDED}")
+            } else {
+                format!("×{r}")
+            }
+        }
         _ => "—".to_owned(),
     }
 }
@@ -144,17 +174,29 @@ impl<'a> Commit<'a> {
         })
     }
 
-    /// A run-level figure: median over runs whose whole run was clean.
-    fn run_median(&self, scenario: &str, variant: &str, target: &str, path: &str) -> Option<f64> {
-        median(
-            self.runs(scenario, variant, target)
-                .filter(|r| run_clean(r))
-                .filter_map(|r| get(r, path).as_f64())
-                .collect(),
-        )
+    /// A run-level figure: median over clean runs, or else over shielded ones.
+    fn run_median(&self, scenario: &str, variant: &str, target: &str, path: &str) -> Fig {
+        let pick = |shielded: bool| {
+            median(
+                self.runs(scenario, variant, target)
+                    .filter(|r| run_usable(r) && run_shielded(r) == shielded)
+                    .filter_map(|r| get(r, path).as_f64())
+                    .collect(),
+            )
+        };
+        match pick(false) {
+            Some(v) => Fig {
+                v: Some(v),
+                shielded: false,
+            },
+            None => Fig {
+                v: pick(true),
+                shielded: true,
+            },
+        }
     }
 
-    /// A step figure: median over clean steps at `rate`.
+    /// A step figure: median over clean steps at `rate`, or else over shielded ones.
     fn step_median(
         &self,
         scenario: &str,
@@ -162,15 +204,27 @@ impl<'a> Commit<'a> {
         target: &str,
         rate: f64,
         path: &str,
-    ) -> Option<f64> {
-        median(
-            self.runs(scenario, variant, target)
-                .filter(|r| r["run"].get("error").is_none())
-                .flat_map(|r| r["run"]["gen"]["steps"].as_array().into_iter().flatten())
-                .filter(|s| s["rate"].as_f64() == Some(rate) && step_clean(s))
-                .filter_map(|s| get(s, path).as_f64())
-                .collect(),
-        )
+    ) -> Fig {
+        let pick = |shielded: bool| {
+            median(
+                self.runs(scenario, variant, target)
+                    .filter(|r| r["run"].get("error").is_none())
+                    .flat_map(|r| r["run"]["gen"]["steps"].as_array().into_iter().flatten())
+                    .filter(|s| s["rate"].as_f64() == Some(rate) && step_usable(s, shielded))
+                    .filter_map(|s| get(s, path).as_f64())
+                    .collect(),
+            )
+        };
+        match pick(false) {
+            Some(v) => Fig {
+                v: Some(v),
+                shielded: false,
+            },
+            None => Fig {
+                v: pick(true),
+                shielded: true,
+            },
+        }
     }
 
     fn variants(&self, scenario: &str) -> Vec<String> {
@@ -206,14 +260,29 @@ impl<'a> Commit<'a> {
     }
 }
 
-fn run_clean(r: &Value) -> bool {
+/// A run measured without disturbance (clean) or shielded from it, that ran to its end.
+fn run_usable(r: &Value) -> bool {
     r["verdict"]["dirty"] == false
         && r["run"].get("error").is_none()
         && r["run"]["gen"].get("aborted").is_none()
 }
 
+/// Whether a usable run was only shielded, not clean.
+fn run_shielded(r: &Value) -> bool {
+    r["verdict"]["shielded"] == true
+}
+
+fn step_usable(s: &Value, shielded: bool) -> bool {
+    let ok = if shielded {
+        s["shielded"] == true
+    } else {
+        s["clean"] == true
+    };
+    ok && s["gen_bound"] != true
+}
+
 fn step_clean(s: &Value) -> bool {
-    s["clean"] == true && s["gen_bound"] != true
+    step_usable(s, false) || step_usable(s, true)
 }
 
 fn commits(records: &[Value]) -> Vec<Commit<'_>> {
@@ -273,12 +342,17 @@ const METHOD: &str = r"## Method
   end of the drain is **unanswered**. Presence (`room`, `roomout`) and `count` frames are counted in bytes.
   Server flags: `--bcrypt-cost 4 --signup-per-hour 1000000 --socket-events-per-second 100000 --rooms
   room0,…`, a fresh data directory per run (a fresh PostgreSQL database for PostgreSQL runs, dropped after).
-- **Pinning and the CPU ledger.** The server runs on CPU 0, the generator on CPU 1 (`taskset`). A sampler reads
+- **Pinning and the CPU ledger.** The server runs on CPU 0, the generator on CPU 1 (`taskset`), both at
+  niceness −15 so that other processes on the machine mostly get the CPU time they leave idle. A sampler reads
   `/proc` every 250 ms: the machine's busy time, the server's, the generator's, the suite's own and that of the
-  PostgreSQL backends serving the run's database. The rest is *foreign*: other processes. A measurement
-  window with more than 0.05 foreign cores is dirty; a run with a dirty window is repeated, after waiting for
-  the machine to be quiet (at most 8 % of both CPUs busy over 2 s). A window where the generator used more
-  than 0.9 of its core or sent more than 20 ms late (p99) measured the generator: it is left out.
+  PostgreSQL backends serving the run's database, and the scheduler's run delay of every thread of the server
+  and the generator (`/proc/<pid>/task/*/schedstat`: time spent runnable but waiting for a CPU). The rest of
+  the busy time is *foreign*: other processes. A measurement window is **clean** when foreign processes took at
+  most 0.05 cores; it is **shielded** (figures marked †) when they took more but the server and the generator
+  each waited for a CPU at most 2 % of the window; otherwise it is dirty, and the run is repeated after
+  waiting for the machine to be quiet (at most 8 % of both CPUs busy over 2 s). Clean windows are used when
+  there are any, shielded ones otherwise, dirty ones never. A window where the generator used more than 0.9
+  of its core or sent more than 20 ms late (p99) measured the generator: it is left out.
 - **A-B-A.** Within a scenario, runs alternate peer, chatroom, peer (more rounds with `--reps`), so that both are
   measured under the same conditions. Figures are medians of the clean measurements; ratios are chatroom ÷ the
   peer of the same suite. Absolute times on a shared 2-core virtual machine move from hour to hour; ratios
@@ -307,6 +381,13 @@ fn render(records: &[Value], a: &ReportArgs) -> anyhow::Result<String> {
         o.push_str("No results yet.\n");
         return Ok(o);
     }
+    let _ = writeln!(
+        o,
+        "Figures are medians of clean measurements; those marked{SHIELDED} come from *shielded* ones (other \
+         processes were busy, but the measured processes were not kept waiting for a CPU): see Method. \
+         Ratios are chatroom ÷ peer, so above 1 means chatroom needs more (time, memory) or, for rates, \
+         achieves more.\n"
+    );
     o.push_str("Measured:\n\n");
     for c in &commits {
         let clean = c
@@ -385,8 +466,8 @@ fn knee(c: &Commit<'_>, variant: &str, target: &str) -> String {
     let rates = c.rates("S2", variant);
     let mut last_ok = None;
     for r in &rates {
-        let p99 = c.step_median("S2", variant, target, *r, "latency_ms.p99");
-        let pct = c.step_median("S2", variant, target, *r, "delivered_pct");
+        let p99 = c.step_median("S2", variant, target, *r, "latency_ms.p99").v;
+        let pct = c.step_median("S2", variant, target, *r, "delivered_pct").v;
         match (p99, pct) {
             (Some(p), Some(d)) if p > 50.0 || d < 99.0 => {
                 return match last_ok {
@@ -499,7 +580,10 @@ fn steps_table(c: &Commit<'_>, scenario: &str, title: &str, o: &mut String) {
         let ceiling = c
             .rates("S5", "sqlite")
             .into_iter()
-            .filter_map(|r| c.step_median("S5", "sqlite", "chatroom", r, "ack_ok_per_s"))
+            .filter_map(|r| {
+                c.step_median("S5", "sqlite", "chatroom", r, "ack_ok_per_s")
+                    .v
+            })
             .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
         if let Some(ceiling) = ceiling {
             let _ = writeln!(
@@ -512,7 +596,7 @@ fn steps_table(c: &Commit<'_>, scenario: &str, title: &str, o: &mut String) {
             let totals = |p: &str| c.run_median(scenario, v, "chatroom", p);
             let refusals: Vec<String> = c
                 .runs(scenario, v, "chatroom")
-                .filter(|r| run_clean(r) || r["run"]["gen"]["steps"].is_array())
+                .filter(|r| run_usable(r) || r["run"]["gen"]["steps"].is_array())
                 .filter_map(|r| r["run"]["gen"]["totals"]["ack_err"].as_object())
                 .flat_map(|m| m.iter().map(|(k, n)| format!("{k}: {n}")))
                 .collect();
@@ -700,7 +784,7 @@ fn s7(c: &Commit<'_>, o: &mut String) {
 type RunKey = (String, String, String);
 
 /// A headline figure of one commit for one target.
-type Figure = dyn Fn(&Commit<'_>, &str) -> Option<f64>;
+type Figure = dyn Fn(&Commit<'_>, &str) -> Fig;
 
 /// Scenario/target pairs without a clean figure, and why.
 fn gaps(c: &Commit<'_>, o: &mut String) {
@@ -714,7 +798,7 @@ fn gaps(c: &Commit<'_>, o: &mut String) {
         let e = seen.entry(key).or_default();
         e.0 += 1;
         let steps = r["run"]["gen"]["steps"].as_array();
-        let usable = run_clean(r) || steps.is_some_and(|s| s.iter().any(step_clean));
+        let usable = run_usable(r) || steps.is_some_and(|s| s.iter().any(step_clean));
         if usable {
             e.1 += 1;
         }
@@ -801,6 +885,7 @@ fn charts(commits: &[Commit<'_>], dir: &Path, rel: &str, o: &mut String) -> anyh
                 .into_iter()
                 .filter_map(|r| {
                     c.step_median("S2", "one room of 1000", target, r, q)
+                        .v
                         .map(|y| (r, y))
                 })
                 .collect()
@@ -848,7 +933,7 @@ fn charts(commits: &[Commit<'_>], dir: &Path, rel: &str, o: &mut String) -> anyh
                 .iter()
                 .filter_map(|v| {
                     let n: f64 = v.split_whitespace().next()?.parse().ok()?;
-                    c.run_median("S1", v, target, p).map(|y| (n, y))
+                    c.run_median("S1", v, target, p).v.map(|y| (n, y))
                 })
                 .collect()
         };
@@ -936,8 +1021,28 @@ mod tests {
         assert_eq!(cs.len(), 1);
         assert_eq!(
             cs[0].step_median("S2", "v", "peer", 50.0, "latency_ms.p99"),
-            Some(20.0)
+            Fig {
+                v: Some(20.0),
+                shielded: false
+            }
         );
         assert_eq!(cs[0].rates("S2", "v"), vec![50.0]);
+        // Without a clean step, a shielded one is used, and marked.
+        let shielded = json!({ "rate": 50.0, "latency_ms": { "p99": 40.0 }, "clean": false,
+                               "shielded": true, "gen_bound": false });
+        let records = vec![
+            rec(vec![shielded], false),
+            rec(vec![step(900.0, false)], true),
+        ];
+        let cs = commits(&records);
+        let f = cs[0].step_median("S2", "v", "peer", 50.0, "latency_ms.p99");
+        assert_eq!(
+            f,
+            Fig {
+                v: Some(40.0),
+                shielded: true
+            }
+        );
+        assert_eq!(num(f), "40.0 †");
     }
 }

@@ -76,6 +76,14 @@ pub struct SuiteArgs {
     pub gen_cpu: String,
     #[arg(long, default_value_t = 38917)]
     pub port: u16,
+    /// Niceness of the server and the generator (negative: ahead of other processes; needs root,
+    /// ignored otherwise).
+    #[arg(long, default_value_t = -15, allow_hyphen_values = true)]
+    pub nice: i32,
+    /// A measurement window where other processes took CPU still counts as *shielded* when the
+    /// server and the generator each waited for a CPU at most this share of it.
+    #[arg(long, default_value_t = 0.02)]
+    pub wait_max: f64,
     /// A server above this resident size is stopped (a run must not take the machine down).
     #[arg(long, default_value_t = 6144)]
     pub rss_limit_mb: u64,
@@ -557,7 +565,7 @@ pub fn run(a: &SuiteArgs) -> anyhow::Result<()> {
                     Ok(r) => r,
                     Err(e) => json!({ "error": format!("{e:#}") }),
                 };
-                let verdict = judge(&mut record, a.foreign_max);
+                let verdict = judge(&mut record, a.foreign_max, a.wait_max);
                 let line = json!({
                     "v": 1, "suite": suite_id, "commit": a.commit, "mode": if a.quick { "quick" } else { "full" },
                     "date": sys::unix_now(), "machine": machine, "scenario": sc.id, "variant": sc.variant,
@@ -677,6 +685,9 @@ struct Sample {
     own: f64,
     db: f64,
     rss_kb: f64,
+    /// Run-queue waits of the server and the generator, in seconds (monotonic per process).
+    srv_wait: f64,
+    gen_wait: f64,
 }
 
 /// Reads `/proc` every 250 ms until stopped.
@@ -698,6 +709,7 @@ impl Sampler {
                 let mut db_seen: std::collections::HashMap<u32, u64> = Default::default();
                 let mut db_total = 0u64;
                 let mut gen_last = 0u64;
+                let mut gen_wait_last = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     if let Some(db) = &pg_db {
                         for pid in pg_backends(db) {
@@ -712,6 +724,7 @@ impl Sampler {
                         && let Some(t) = sys::proc_ticks(gp)
                     {
                         gen_last = t;
+                        gen_wait_last = sys::proc_wait_ns(gp).unwrap_or(gen_wait_last);
                     }
                     let s = Sample {
                         t: sys::unix_now(),
@@ -721,6 +734,8 @@ impl Sampler {
                         own: sys::own_ticks() as f64,
                         db: db_total as f64,
                         rss_kb: sys::proc_rss_kb(srv_pid).unwrap_or(0) as f64,
+                        srv_wait: sys::proc_wait_ns(srv_pid).unwrap_or(0) as f64 / 1e9,
+                        gen_wait: gen_wait_last as f64 / 1e9,
                     };
                     samples
                         .lock()
@@ -801,10 +816,17 @@ fn ledger(samples: &[Sample], from: f64, to: f64) -> Value {
         return Value::Null;
     };
     let r3 = |x: f64| (x * 1000.0).round() / 1000.0;
+    let share = |f: fn(&Sample) -> f64| -> f64 {
+        match (at(samples, to, f), at(samples, from, f)) {
+            (Some(b), Some(a)) => ((b - a) / (to - from).max(1e-6)).max(0.0),
+            _ => 1.0,
+        }
+    };
     json!({
         "seconds": r3(to - from), "server_cores": r3(srv), "gen_cores": r3(gen_), "db_cores": r3(db),
         "suite_cores": r3(own), "foreign_cores": r3(busy - srv - gen_ - own - db),
         "server_cpu_s": r3(srv * (to - from)),
+        "server_wait": r3(share(|s| s.srv_wait)), "gen_wait": r3(share(|s| s.gen_wait)),
     })
 }
 
@@ -837,6 +859,9 @@ fn start_server(
         .open(&log)?;
     let mut cmd = Command::new("taskset");
     cmd.arg("-c").arg(&a.server_cpu);
+    if a.nice != 0 {
+        cmd.args(["nice", "-n", &a.nice.to_string()]);
+    }
     let mut data = None;
     let mut pg_db = None;
     match side {
@@ -972,9 +997,12 @@ fn generate(
 ) -> anyhow::Result<(Vec<Value>, Value)> {
     let a = ctx.a;
     let errlog = ctx.work.join(format!("gen-{}.err", ctx.n));
-    let mut child = Command::new("taskset")
-        .arg("-c")
-        .arg(&a.gen_cpu)
+    let mut gen_cmd = Command::new("taskset");
+    gen_cmd.arg("-c").arg(&a.gen_cpu);
+    if a.nice != 0 {
+        gen_cmd.args(["nice", "-n", &a.nice.to_string()]);
+    }
+    let mut child = gen_cmd
         .arg(ctx.exe)
         .arg("load")
         .arg("--url")
@@ -1336,7 +1364,7 @@ fn wait_quiet(max_s: u64, busy_max: f64) {
 
 /// Marks steps dirty (other processes took CPU) or generator-bound, and decides whether the run is
 /// repeated.
-fn judge(record: &mut Value, foreign_max: f64) -> Value {
+fn judge(record: &mut Value, foreign_max: f64, wait_max: f64) -> Value {
     if record.get("error").is_some() {
         return json!({ "dirty": false, "error": true });
     }
@@ -1344,28 +1372,49 @@ fn judge(record: &mut Value, foreign_max: f64) -> Value {
     if gen_.get("aborted").is_some() {
         return json!({ "dirty": false, "aborted": true });
     }
+    // Clean: other processes took at most `foreign_max` cores. Shielded: they took more, but the
+    // server and the generator were hardly ever kept waiting for a CPU.
+    let class = |ledger: &Value| -> (bool, bool) {
+        let foreign = ledger["foreign_cores"].as_f64().unwrap_or(1.0);
+        let waited = ledger["server_wait"]
+            .as_f64()
+            .unwrap_or(1.0)
+            .max(ledger["gen_wait"].as_f64().unwrap_or(1.0));
+        let clean = foreign <= foreign_max;
+        (clean, !clean && waited <= wait_max)
+    };
     let mut dirty = false;
+    let mut shielded_any = false;
     let mut gen_bound = false;
     if let Some(steps) = gen_.get_mut("steps").and_then(Value::as_array_mut) {
         for step in steps {
-            let foreign = step["ledger"]["foreign_cores"].as_f64().unwrap_or(1.0);
+            let (clean, shielded) = class(&step["ledger"]);
             let gen_cores = step["ledger"]["gen_cores"].as_f64().unwrap_or(0.0);
             let lag = step["send_lag_ms"]["p99"].as_f64().unwrap_or(0.0);
-            let d = foreign > foreign_max;
             let g = gen_cores > 0.9 || lag > 20.0;
-            step["clean"] = json!(!d);
+            step["clean"] = json!(clean);
+            step["shielded"] = json!(shielded);
             step["gen_bound"] = json!(g);
-            dirty |= d;
+            dirty |= !clean && !shielded;
+            shielded_any |= shielded;
             gen_bound |= g;
         }
     }
     let whole_foreign = record["ledger"]["foreign_cores"].as_f64().unwrap_or(1.0);
     let idle = record["gen"]["steps"].as_array().is_none_or(Vec::is_empty);
+    let mut whole_shielded = false;
     if idle {
         // Idle and connect runs are judged over the whole generator run.
-        dirty = whole_foreign > foreign_max;
+        let (clean, shielded) = class(&record["ledger"]);
+        dirty = !clean && !shielded;
+        shielded_any = shielded;
+        whole_shielded = shielded;
     }
-    json!({ "dirty": dirty, "gen_bound": gen_bound, "foreign_cores": whole_foreign })
+    json!({
+        "dirty": dirty, "shielded": shielded_any, "whole_shielded": whole_shielded, "gen_bound": gen_bound,
+        "foreign_cores": whole_foreign,
+        "server_wait": record["ledger"]["server_wait"], "gen_wait": record["ledger"]["gen_wait"],
+    })
 }
 
 /// What the results say about the machine.
@@ -1430,6 +1479,8 @@ mod tests {
             own: 0.0,
             db: 0.0,
             rss_kb: 1024.0,
+            srv_wait: t * 0.01,
+            gen_wait: 0.0,
         };
         // Over 10 s: 1000 busy ticks, the server 600, the generator 300: 0.1 core foreign.
         let samples = [s(0.0, 0.0, 0.0, 0.0), s(10.0, 1000.0, 600.0, 300.0)];
@@ -1437,6 +1488,7 @@ mod tests {
         assert_eq!(l["server_cores"], json!(0.6));
         assert_eq!(l["gen_cores"], json!(0.3));
         assert_eq!(l["foreign_cores"], json!(0.1));
+        assert_eq!(l["server_wait"], json!(0.01));
         // Interpolated inside the samples.
         let half = ledger(&samples, 0.0, 5.0);
         assert_eq!(half["server_cores"], json!(0.6));

@@ -57,6 +57,24 @@ pub fn own_ticks() -> u64 {
     proc_ticks(std::process::id()).unwrap_or(0)
 }
 
+/// Time the threads of a process spent runnable but waiting for a CPU (scheduler run delay), in
+/// nanoseconds: how much other processes held it up.
+pub fn proc_wait_ns(pid: u32) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut total = 0u64;
+    for task in tasks.filter_map(Result::ok) {
+        let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) else {
+            continue;
+        };
+        total += text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Some(total)
+}
+
 /// Resident memory of a process, in KiB.
 pub fn proc_rss_kb(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
