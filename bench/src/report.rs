@@ -342,17 +342,19 @@ const METHOD: &str = r"## Method
   end of the drain is **unanswered**. Presence (`room`, `roomout`) and `count` frames are counted in bytes.
   Server flags: `--bcrypt-cost 4 --signup-per-hour 1000000 --socket-events-per-second 100000 --rooms
   room0,…`, a fresh data directory per run (a fresh PostgreSQL database for PostgreSQL runs, dropped after).
-- **Pinning and the CPU ledger.** The server runs on CPU 0, the generator on CPU 1 (`taskset`), both at
-  niceness −15 so that other processes on the machine mostly get the CPU time they leave idle. A sampler reads
+- **Pinning and the CPU ledger.** The server runs on CPU 0, the generator on CPU 1 (`taskset`), both with
+  real-time round-robin priority 1 (`chrt -r 1`), so that the other processes of this shared machine only get
+  the CPU time they leave idle and a woken server or generator takes its CPU back at once. A sampler reads
   `/proc` every 250 ms: the machine's busy time, the server's, the generator's, the suite's own and that of the
-  PostgreSQL backends serving the run's database, and the scheduler's run delay of every thread of the server
-  and the generator (`/proc/<pid>/task/*/schedstat`: time spent runnable but waiting for a CPU). The rest of
-  the busy time is *foreign*: other processes. A measurement window is **clean** when foreign processes took at
-  most 0.05 cores; it is **shielded** (figures marked †) when they took more but the server and the generator
-  each waited for a CPU at most 2 % of the window; otherwise it is dirty, and the run is repeated after
-  waiting for the machine to be quiet (at most 8 % of both CPUs busy over 2 s). Clean windows are used when
-  there are any, shielded ones otherwise, dirty ones never. A window where the generator used more than 0.9
-  of its core or sent more than 20 ms late (p99) measured the generator: it is left out.
+  PostgreSQL backends serving the run's database (and, for information, the scheduler's run delay of their
+  threads). The rest of the busy time is *foreign*: other processes. A measurement window is **clean** when
+  foreign processes took at most 0.05 cores. When they took more, it is **shielded** (figures marked †): the
+  measured processes had priority, but they shared caches and memory bandwidth with busy neighbours, so
+  shielded figures are a little worse than clean ones would be. Before each run the suite waits for the
+  machine to be quiet (at most 8 % of both CPUs busy over 2 s, up to a limit); clean windows are used when
+  there are any, shielded ones otherwise. Without real-time priority (not root) a disturbed window is dirty
+  and its run is repeated. A window where the generator used more than 0.9 of its core or sent more than
+  20 ms late (p99) measured the generator: it is left out.
 - **A-B-A.** Within a scenario, runs alternate peer, chatroom, peer (more rounds with `--reps`), so that both are
   measured under the same conditions. Figures are medians of the clean measurements; ratios are chatroom ÷ the
   peer of the same suite. Absolute times on a shared 2-core virtual machine move from hour to hour; ratios
@@ -384,7 +386,7 @@ fn render(records: &[Value], a: &ReportArgs) -> anyhow::Result<String> {
     let _ = writeln!(
         o,
         "Figures are medians of clean measurements; those marked{SHIELDED} come from *shielded* ones (other \
-         processes were busy, but the measured processes were not kept waiting for a CPU): see Method. \
+         processes were busy, but the measured processes had real-time priority over them): see Method. \
          Ratios are chatroom ÷ peer, so above 1 means chatroom needs more (time, memory) or, for rates, \
          achieves more.\n"
     );

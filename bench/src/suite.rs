@@ -76,14 +76,11 @@ pub struct SuiteArgs {
     pub gen_cpu: String,
     #[arg(long, default_value_t = 38917)]
     pub port: u16,
-    /// Niceness of the server and the generator (negative: ahead of other processes; needs root,
-    /// ignored otherwise).
-    #[arg(long, default_value_t = -15, allow_hyphen_values = true)]
-    pub nice: i32,
-    /// A measurement window where other processes took CPU still counts as *shielded* when the
-    /// server and the generator each waited for a CPU at most this share of it.
-    #[arg(long, default_value_t = 0.02)]
-    pub wait_max: f64,
+    /// Scheduling of the server and the generator: `rr` (real-time round-robin, priority 1: ahead of
+    /// every ordinary process, so other processes only get the time they leave idle; needs root, falls
+    /// back to `normal`) or `normal`.
+    #[arg(long, default_value = "rr")]
+    pub sched: String,
     /// A server above this resident size is stopped (a run must not take the machine down).
     #[arg(long, default_value_t = 6144)]
     pub rss_limit_mb: u64,
@@ -565,7 +562,7 @@ pub fn run(a: &SuiteArgs) -> anyhow::Result<()> {
                     Ok(r) => r,
                     Err(e) => json!({ "error": format!("{e:#}") }),
                 };
-                let verdict = judge(&mut record, a.foreign_max, a.wait_max);
+                let verdict = judge(&mut record, a.foreign_max, realtime(a));
                 let line = json!({
                     "v": 1, "suite": suite_id, "commit": a.commit, "mode": if a.quick { "quick" } else { "full" },
                     "date": sys::unix_now(), "machine": machine, "scenario": sc.id, "variant": sc.variant,
@@ -859,8 +856,8 @@ fn start_server(
         .open(&log)?;
     let mut cmd = Command::new("taskset");
     cmd.arg("-c").arg(&a.server_cpu);
-    if a.nice != 0 {
-        cmd.args(["nice", "-n", &a.nice.to_string()]);
+    if realtime(a) {
+        cmd.args(["chrt", "-r", "1"]);
     }
     let mut data = None;
     let mut pg_db = None;
@@ -987,6 +984,20 @@ fn psql(base: &str, db: &str, sql: &str) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
+/// Whether the server and the generator run with real-time priority (asked for, and allowed here).
+fn realtime(a: &SuiteArgs) -> bool {
+    static ALLOWED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    a.sched == "rr"
+        && *ALLOWED.get_or_init(|| {
+            Command::new("chrt")
+                .args(["-r", "1", "true"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+}
+
 /// Runs the generator pinned to its core; returns its phase lines and summary.
 fn generate(
     ctx: &RunCtx<'_>,
@@ -999,8 +1010,8 @@ fn generate(
     let errlog = ctx.work.join(format!("gen-{}.err", ctx.n));
     let mut gen_cmd = Command::new("taskset");
     gen_cmd.arg("-c").arg(&a.gen_cpu);
-    if a.nice != 0 {
-        gen_cmd.args(["nice", "-n", &a.nice.to_string()]);
+    if realtime(a) {
+        gen_cmd.args(["chrt", "-r", "1"]);
     }
     let mut child = gen_cmd
         .arg(ctx.exe)
@@ -1364,7 +1375,7 @@ fn wait_quiet(max_s: u64, busy_max: f64) {
 
 /// Marks steps dirty (other processes took CPU) or generator-bound, and decides whether the run is
 /// repeated.
-fn judge(record: &mut Value, foreign_max: f64, wait_max: f64) -> Value {
+fn judge(record: &mut Value, foreign_max: f64, rt: bool) -> Value {
     if record.get("error").is_some() {
         return json!({ "dirty": false, "error": true });
     }
@@ -1373,15 +1384,11 @@ fn judge(record: &mut Value, foreign_max: f64, wait_max: f64) -> Value {
         return json!({ "dirty": false, "aborted": true });
     }
     // Clean: other processes took at most `foreign_max` cores. Shielded: they took more, but the
-    // server and the generator were hardly ever kept waiting for a CPU.
+    // server and the generator had real-time priority, so the others only had the CPU time they left.
     let class = |ledger: &Value| -> (bool, bool) {
         let foreign = ledger["foreign_cores"].as_f64().unwrap_or(1.0);
-        let waited = ledger["server_wait"]
-            .as_f64()
-            .unwrap_or(1.0)
-            .max(ledger["gen_wait"].as_f64().unwrap_or(1.0));
         let clean = foreign <= foreign_max;
-        (clean, !clean && waited <= wait_max)
+        (clean, !clean && rt)
     };
     let mut dirty = false;
     let mut shielded_any = false;
@@ -1412,7 +1419,7 @@ fn judge(record: &mut Value, foreign_max: f64, wait_max: f64) -> Value {
     }
     json!({
         "dirty": dirty, "shielded": shielded_any, "whole_shielded": whole_shielded, "gen_bound": gen_bound,
-        "foreign_cores": whole_foreign,
+        "foreign_cores": whole_foreign, "realtime": rt,
         "server_wait": record["ledger"]["server_wait"], "gen_wait": record["ledger"]["gen_wait"],
     })
 }
