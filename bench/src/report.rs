@@ -123,6 +123,7 @@ fn num(f: impl Into<Fig>) -> String {
     let f = f.into();
     let text = match f.v {
         None => return "—".to_owned(),
+        Some(x) if x.fract() == 0.0 => format!("{x:.0}"),
         Some(x) if x.abs() >= 100.0 => format!("{x:.0}"),
         Some(x) if x.abs() >= 10.0 => format!("{x:.1}"),
         Some(x) => format!("{x:.2}"),
@@ -211,6 +212,7 @@ impl<'a> Commit<'a> {
                     .filter(|r| r["run"].get("error").is_none())
                     .flat_map(|r| r["run"]["gen"]["steps"].as_array().into_iter().flatten())
                     .filter(|s| s["rate"].as_f64() == Some(rate) && step_usable(s, shielded))
+                    .filter(|s| measured(s, path))
                     .filter_map(|s| get(s, path).as_f64())
                     .collect(),
             )
@@ -257,6 +259,15 @@ impl<'a> Commit<'a> {
         }
         out.sort_by(f64::total_cmp);
         out
+    }
+}
+
+/// Whether a histogram figure (`latency_ms.p99`, …) had anything to measure: a step where nothing
+/// was delivered has no latency, not a latency of 0.
+fn measured(step: &Value, path: &str) -> bool {
+    match path.rsplit_once('.') {
+        Some((parent, _)) => get(step, parent)["n"].as_u64() != Some(0),
+        None => true,
     }
 }
 
@@ -1003,7 +1014,8 @@ mod tests {
         assert_eq!(median(vec![]), None);
         assert_eq!(day(0.0), "1970-01-01");
         assert_eq!(day(1_795_931_897.0), "2026-11-29");
-        assert_eq!(ratio(Some(4.0), Some(2.0)), "×2.00");
+        assert_eq!(ratio(Some(4.0), Some(2.0)), "×2");
+        assert_eq!(ratio(Some(3.0), Some(2.0)), "×1.50");
         assert_eq!(ratio(Some(4.0), None), "—");
     }
 
@@ -1045,6 +1057,6 @@ mod tests {
                 shielded: true
             }
         );
-        assert_eq!(num(f), "40.0 †");
+        assert_eq!(num(f), "40 †");
     }
 }
