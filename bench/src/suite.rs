@@ -82,7 +82,7 @@ pub struct SuiteArgs {
     #[arg(long, default_value = "rr")]
     pub sched: String,
     /// A server above this resident size is stopped (a run must not take the machine down).
-    #[arg(long, default_value_t = 6144)]
+    #[arg(long, default_value_t = 4096)]
     pub rss_limit_mb: u64,
 }
 
@@ -1137,8 +1137,15 @@ fn run_one(ctx: &RunCtx<'_>, sc: &Scenario, side: Side) -> anyhow::Result<Value>
     // The server finishes what the clients left (disconnects, presence): wait until it is idle.
     let settle_t0 = Instant::now();
     let mut last = sys::proc_ticks(pid).unwrap_or(0);
+    let mut over_limit = false;
     while settle_t0.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(500));
+        if sys::proc_rss_kb(pid).unwrap_or(0) / 1024 > ctx.a.rss_limit_mb {
+            // Still growing after its clients left (queued frames): stop it before it takes the machine.
+            over_limit = true;
+            let _ = server.child.kill();
+            break;
+        }
         let now = sys::proc_ticks(pid).unwrap_or(0);
         if now.saturating_sub(last) <= 2 {
             break;
@@ -1178,6 +1185,7 @@ fn run_one(ctx: &RunCtx<'_>, sc: &Scenario, side: Side) -> anyhow::Result<Value>
     }
     let whole = ledger(&samples, gen_started, gen_ended);
     let mut memory = json!({
+        "killed_over_limit_mb": if over_limit { json!(ctx.a.rss_limit_mb) } else { Value::Null },
         "rss0_mb": (rss0 * 10.0).round() / 10.0, "rss_max_mb": (rss_max * 10.0).round() / 10.0,
         "rss_settled_mb": (rss_settled * 10.0).round() / 10.0, "settle_s": (settle_s * 10.0).round() / 10.0,
     });
