@@ -81,6 +81,10 @@ pub struct SuiteArgs {
     /// back to `normal`) or `normal`.
     #[arg(long, default_value = "rr")]
     pub sched: String,
+    /// Appended to every variant's name, in parentheses, to keep runs made differently apart in the
+    /// report (for example `--sched normal --variant-note "ordinary scheduling"`).
+    #[arg(long, default_value = "")]
+    pub variant_note: String,
     /// A server above this resident size is stopped (a run must not take the machine down).
     #[arg(long, default_value_t = 4096)]
     pub rss_limit_mb: u64,
@@ -493,7 +497,12 @@ pub fn run(a: &SuiteArgs) -> anyhow::Result<()> {
     let machine = machine();
     let wanted =
         |s: &Scenario| a.only.is_empty() || a.only.iter().any(|o| o.eq_ignore_ascii_case(s.id));
-    let list: Vec<Scenario> = scenarios(a.quick).into_iter().filter(wanted).collect();
+    let mut list: Vec<Scenario> = scenarios(a.quick).into_iter().filter(wanted).collect();
+    if !a.variant_note.is_empty() {
+        for sc in &mut list {
+            sc.variant = format!("{} ({})", sc.variant, a.variant_note);
+        }
+    }
     eprintln!(
         "chatroom-bench suite {suite_id}: {} scenario variants, chatroom {}, results to {}",
         list.len(),
