@@ -938,7 +938,7 @@ fn charts(commits: &[Commit<'_>], dir: &Path, rel: &str, o: &mut String) -> anyh
         });
     };
     if let Some(c) = peer_commit {
-        add(&mut lat, c, "peer", "peer".to_owned());
+        add(&mut lat, c, "peer", format!("peer ({} suite)", c.label));
     }
     for c in commits {
         add(&mut lat, c, "chatroom", format!("chatroom {}", c.label));
@@ -985,7 +985,7 @@ fn charts(commits: &[Commit<'_>], dir: &Path, rel: &str, o: &mut String) -> anyh
         });
     };
     if let Some(c) = peer_commit {
-        add_mem(&mut mem, c, "peer", "peer".to_owned());
+        add_mem(&mut mem, c, "peer", format!("peer ({} suite)", c.label));
     }
     for c in commits {
         add_mem(&mut mem, c, "chatroom", format!("chatroom {}", c.label));
