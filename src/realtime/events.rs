@@ -15,7 +15,7 @@ use std::sync::{Arc, OnceLock};
 
 use serde::Serialize;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::conn::Dialect;
 use crate::error::AppError;
@@ -37,7 +37,7 @@ pub enum Outbound {
         members: Arc<[Author]>,
     },
     /// Unread counts of some rooms.
-    Unread(Vec<(String, u64)>),
+    Unread(Vec<(Arc<str>, u64)>),
     /// The recipient's friend list (already in its client shape).
     Friends(Value),
     /// A refused event.
@@ -148,25 +148,22 @@ impl Outbound {
                 vec![(event, presence(dialect, room, members))]
             }
             (Self::Unread(counts), Dialect::V3) => {
-                let map: Map<String, Value> = counts
-                    .iter()
-                    .map(|(room, n)| (room.clone(), json!(n)))
-                    .collect();
-                vec![("count", raw(&map))]
+                vec![(
+                    "count",
+                    counts_object(counts.iter().map(|(r, n)| (r.to_string(), *n))),
+                )]
             }
             (Self::Unread(counts), Dialect::Laravel) => {
-                let map: Map<String, Value> = counts
+                let legacy: Vec<(String, u64)> = counts
                     .iter()
                     .filter_map(|(room, n)| {
-                        rooms
-                            .legacy_number(room)
-                            .map(|k| (format!("room{k}"), json!(n)))
+                        Some((format!("room{}", rooms.legacy_number(room)?), *n))
                     })
                     .collect();
-                if map.is_empty() {
+                if legacy.is_empty() {
                     Vec::new()
                 } else {
-                    vec![("count", raw(&map))]
+                    vec![("count", counts_object(legacy.into_iter()))]
                 }
             }
             (Self::Friends(list), Dialect::V3) => vec![("friend", raw(list))],
@@ -191,6 +188,22 @@ impl Outbound {
             }
         }
     }
+}
+
+/// `{"<room>": n, …}`, written directly: a tick writes one per online reader.
+fn counts_object(counts: impl Iterator<Item = (String, u64)>) -> Box<RawValue> {
+    let mut json = String::from("{");
+    for (i, (room, n)) in counts.enumerate() {
+        if i > 0 {
+            json.push(',');
+        }
+        // A room id is plain text; serde_json escapes it as a JSON string.
+        json.push_str(&serde_json::to_string(&room).unwrap_or_else(|_| "\"\"".to_owned()));
+        json.push(':');
+        json.push_str(&n.to_string());
+    }
+    json.push('}');
+    RawValue::from_string(json).unwrap_or_else(|_| RawValue::NULL.to_owned())
 }
 
 /// A room's presence list. Only public names and avatars: never tokens or e-mail addresses.

@@ -507,9 +507,13 @@ impl Inner {
     }
 }
 
-/// Pushes unread counts in ticks (right after the first message of a quiet spell, then at most once
-/// per [`unread::TICK`]), writes read marks, forgets idle rate budgets and sums up refusals.
+/// Pushes unread counts in ticks, one slice of users every [`unread::TICK`] ÷ [`unread::SLICES`] (so
+/// each user at most once per `TICK`), writes read marks every `TICK`, forgets idle rate budgets and
+/// sums up refusals. Sleeps while nothing is pending.
 async fn tick_unread(inner: std::sync::Weak<Inner>) {
+    let step = unread::TICK / unread::SLICES as u32;
+    let mut slice = 0;
+    let mut last_marks = Instant::now();
     let mut last_summary = Instant::now();
     loop {
         let Some(strong) = inner.upgrade() else {
@@ -517,9 +521,11 @@ async fn tick_unread(inner: std::sync::Weak<Inner>) {
         };
         let unread = strong.unread.clone();
         drop(strong);
-        tokio::select! {
-            () = unread.wait_for_messages() => {}
-            () = tokio::time::sleep(unread::TICK) => {}
+        if !unread.any_pending() {
+            tokio::select! {
+                () = unread.wait_for_messages() => {}
+                () = tokio::time::sleep(unread::TICK) => {}
+            }
         }
         let Some(inner) = inner.upgrade() else {
             return;
@@ -527,16 +533,27 @@ async fn tick_unread(inner: std::sync::Weak<Inner>) {
         if inner.pusher.is_closed() {
             return;
         }
-        // Who is in each changed room, read once: the tick then looks up no lock per user.
-        let present = inner.presence.member_ids(&inner.unread.dirty_rooms());
-        let told = inner
-            .unread
-            .tick(|room, user| present.get(room).is_some_and(|ids| ids.contains(&user)));
-        for (user, counts) in told {
-            let event = Outbound::Unread(counts);
-            inner.pusher.push(&Target::Users(vec![user]), &event).await;
+        // Who is in each changed room, read once: the tick then takes no lock per user.
+        let rooms: Vec<String> = unread
+            .pending_rooms(slice)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        if !rooms.is_empty() {
+            let present = inner.presence.member_ids(&rooms);
+            let told = unread.tick(slice, |room, user| {
+                present.get(room).is_some_and(|ids| ids.contains(&user))
+            });
+            for (user, counts) in told {
+                let event = Outbound::Unread(counts);
+                inner.pusher.push(&Target::Users(vec![user]), &event).await;
+            }
         }
-        flush_marks(&inner).await;
+        slice = (slice + 1) % unread::SLICES;
+        if last_marks.elapsed() >= unread::TICK {
+            last_marks = Instant::now();
+            flush_marks(&inner).await;
+        }
         if last_summary.elapsed() >= REFUSAL_LOG_EVERY {
             last_summary = Instant::now();
             inner.metrics.log_refusals();
@@ -548,7 +565,7 @@ async fn tick_unread(inner: std::sync::Weak<Inner>) {
                 .retain(|_, bucket| !bucket.is_full(now));
         }
         drop(inner);
-        tokio::time::sleep(unread::TICK).await;
+        tokio::time::sleep(step).await;
     }
 }
 

@@ -7,18 +7,18 @@
 //! `base + (room sequence − sequence at the last reset) − (own messages since then)`.
 //! A message costs O(1) here, whoever is online.
 //!
-//! **What each client sees.** A [`tick`](UnreadHub::tick) runs right after the first message that
-//! follows a quiet second, then at most once per [`TICK`]: each online user who has loaded their counts
-//! and is not in a room that changed gets one `count` event with the new numbers of every room that
-//! changed for them. So a count is at most about a second old, and a user gets at most about one
-//! `count` per second however busy the rooms are. Entering a room resets its count at once
-//! (`count {room: 0}` to that socket).
+//! **What each client sees.** Online users who loaded their counts are split into [`SLICES`] slices;
+//! a [`tick`](UnreadHub::tick) every [`TICK`] ÷ [`SLICES`] serves one slice: each of its users who is
+//! not in a room that changed since the slice's last tick gets one `count` event with the new numbers
+//! of every such room. So a count is at most about a second old, a user gets at most one `count` per
+//! second however busy the rooms are, and the work of a second is spread over ten small ticks instead
+//! of one burst. Entering a room resets its count at once (`count {room: 0}` to that socket).
 //!
-//! Read marks (entering and leaving a room) are also gathered here and written in one transaction per
-//! tick, so a join storm costs one write, not one per join.
+//! Read marks (entering and leaving a room) are also gathered here and written in one transaction a
+//! second, so a join storm costs one write, not one per join.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -26,17 +26,33 @@ use tokio::sync::Notify;
 use crate::auth::UserId;
 use crate::services::rooms::Room;
 
-/// The shortest time between two ticks.
+/// The longest a count waits, and the shortest time between two counts to one user.
 pub const TICK: Duration = Duration::from_secs(1);
+/// How many slices of users share out a second's ticks.
+pub const SLICES: usize = 10;
+/// All slices' bits.
+const ALL_SLICES: u16 = (1 << SLICES) - 1;
 
-/// Who may read a room whose count changed.
+/// Who may read a room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Readers {
     Everyone,
     Pair(UserId, UserId),
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
+struct RoomState {
+    id: Arc<str>,
+    readers: Readers,
+    /// Messages announced since the start.
+    seq: u64,
+    /// The newest message id, once known.
+    latest: Option<i64>,
+    /// Slices that have not been told of this room's newest messages yet (one bit per slice).
+    pending: u16,
+}
+
+#[derive(Debug, Clone, Default)]
 struct Counter {
     base: u64,
     at_seq: u64,
@@ -59,6 +75,38 @@ impl Counter {
     }
 }
 
+/// One user's counters: a short list (their group rooms and private conversations), by room index.
+type Counters = Vec<(usize, Counter)>;
+
+/// Counts of some rooms, as told to one user.
+pub type Counts = Vec<(Arc<str>, u64)>;
+
+fn counter(counters: &mut Counters, room: usize) -> Option<&mut Counter> {
+    counters
+        .iter_mut()
+        .find(|(r, _)| *r == room)
+        .map(|(_, c)| c)
+}
+
+fn counter_or_insert(
+    counters: &mut Counters,
+    room: usize,
+    new: impl FnOnce() -> Counter,
+) -> &mut Counter {
+    let at = match counters.iter().position(|(r, _)| *r == room) {
+        Some(at) => at,
+        None => {
+            counters.push((room, new()));
+            counters.len() - 1
+        }
+    };
+    &mut counters[at].1
+}
+
+fn slice_of(user: UserId) -> usize {
+    user.rem_euclid(SLICES as i64) as usize
+}
+
 /// Node-local unread counters. The lock is never held across an `.await`.
 #[derive(Default)]
 pub struct UnreadHub {
@@ -68,21 +116,38 @@ pub struct UnreadHub {
 
 #[derive(Default)]
 struct State {
-    /// Messages announced per room since the start.
-    seq: HashMap<String, u64>,
-    /// The newest message id per room, once known.
-    latest: HashMap<String, i64>,
-    /// Rooms with messages since the last tick.
-    dirty: HashMap<String, Readers>,
-    /// Counters of online users who loaded them (`login`).
-    users: HashMap<UserId, HashMap<String, Counter>>,
+    rooms: Vec<RoomState>,
+    index: HashMap<Arc<str>, usize>,
+    /// Counters of online users who loaded them (`login`), by slice.
+    users: [HashMap<UserId, Counters>; SLICES],
     /// Read marks to write: user and room → the last message seen (`None`: the newest in the database).
-    marks: HashMap<(UserId, String), Option<i64>>,
+    marks: HashMap<(UserId, Arc<str>), Option<i64>>,
 }
 
 impl State {
-    fn seq(&self, room: &str) -> u64 {
-        self.seq.get(room).copied().unwrap_or(0)
+    /// The index of `room`, registered on first sight.
+    fn room(&mut self, room: &str, readers: impl FnOnce() -> Readers) -> usize {
+        if let Some(i) = self.index.get(room) {
+            return *i;
+        }
+        let id: Arc<str> = Arc::from(room);
+        self.rooms.push(RoomState {
+            id: id.clone(),
+            readers: readers(),
+            seq: 0,
+            latest: None,
+            pending: 0,
+        });
+        self.index.insert(id, self.rooms.len() - 1);
+        self.rooms.len() - 1
+    }
+
+    fn group(&mut self, room: &str) -> usize {
+        self.room(room, || Readers::Everyone)
+    }
+
+    fn user(&mut self, user: UserId) -> Option<&mut Counters> {
+        self.users[slice_of(user)].get_mut(&user)
     }
 }
 
@@ -92,15 +157,22 @@ impl UnreadHub {
     }
 
     /// `user`'s counts for `rooms`, if they are loaded.
-    pub fn counts(&self, user: UserId, rooms: &[String]) -> Option<Vec<(String, u64)>> {
-        let state = self.lock();
-        let counters = state.users.get(&user)?;
+    pub fn counts(&self, user: UserId, rooms: &[String]) -> Option<Counts> {
+        let mut state = self.lock();
+        state.users[slice_of(user)].get(&user)?;
+        let indexes: Vec<usize> = rooms.iter().map(|r| state.group(r)).collect();
+        let state = &mut *state;
+        let counters = state.users[slice_of(user)].get(&user)?;
         Some(
-            rooms
-                .iter()
-                .map(|room| {
-                    let n = counters.get(room).map_or(0, |c| c.value(state.seq(room)));
-                    (room.clone(), n)
+            indexes
+                .into_iter()
+                .map(|i| {
+                    let room = &state.rooms[i];
+                    let n = counters
+                        .iter()
+                        .find(|(r, _)| *r == i)
+                        .map_or(0, |(_, c)| c.value(room.seq));
+                    (room.id.clone(), n)
                 })
                 .collect(),
         )
@@ -108,28 +180,24 @@ impl UnreadHub {
 
     /// Loads `user`'s counts as read from the database, unless they are loaded already (they are then
     /// at least as fresh). Returns the counts in effect for `rooms`.
-    pub fn load(
-        &self,
-        user: UserId,
-        loaded: HashMap<String, u64>,
-        rooms: &[String],
-    ) -> Vec<(String, u64)> {
+    pub fn load(&self, user: UserId, loaded: HashMap<String, u64>, rooms: &[String]) -> Counts {
         {
             let mut state = self.lock();
-            if !state.users.contains_key(&user) {
-                let counters = loaded
+            if state.user(user).is_none() {
+                let counters: Counters = loaded
                     .into_iter()
                     .map(|(room, n)| {
+                        let i = state.group(&room);
                         let counter = Counter {
                             base: n,
-                            at_seq: state.seq(&room),
+                            at_seq: state.rooms[i].seq,
                             sent: n,
                             ..Counter::default()
                         };
-                        (room, counter)
+                        (i, counter)
                     })
                     .collect();
-                state.users.insert(user, counters);
+                state.users[slice_of(user)].insert(user, counters);
             }
         }
         self.counts(user, rooms).unwrap_or_default()
@@ -137,73 +205,65 @@ impl UnreadHub {
 
     /// `user` went offline on this node: their counters are reloaded at their next `login`.
     pub fn forget(&self, user: UserId) {
-        self.lock().users.remove(&user);
+        self.lock().users[slice_of(user)].remove(&user);
     }
 
     /// `user` has seen everything in group room `room` (they entered or left it): the count resets,
     /// and a read mark is queued.
     pub fn mark_read(&self, user: UserId, room: &str) {
         let mut state = self.lock();
-        let seq = state.seq(room);
-        let latest = state.latest.get(room).copied();
-        if let Some(counter) = state
-            .users
-            .get_mut(&user)
-            .map(|c| c.entry(room.to_owned()).or_default())
-        {
-            counter.reset(seq);
+        let i = state.group(room);
+        let (seq, latest, id) = {
+            let r = &state.rooms[i];
+            (r.seq, r.latest, r.id.clone())
+        };
+        if let Some(counters) = state.user(user) {
+            counter_or_insert(counters, i, Counter::default).reset(seq);
         }
-        state.marks.insert((user, room.to_owned()), latest);
+        state.marks.insert((user, id), latest);
     }
 
     /// Records the newest message id of `room` as read from the database (at start), unless a newer
     /// one is known.
     pub fn know_latest(&self, room: &str, id: i64) {
         let mut state = self.lock();
-        let latest = state.latest.entry(room.to_owned()).or_insert(id);
-        *latest = (*latest).max(id);
+        let i = state.group(room);
+        let latest = &mut state.rooms[i].latest;
+        *latest = Some(latest.map_or(id, |l| l.max(id)));
     }
 
     /// A message `id` from `sender` was announced in `room`. O(1).
     pub fn note_message(&self, room: &Room, sender: UserId, id: i64) {
         let room_id = room.id();
         let mut state = self.lock();
-        let seq = {
-            let seq = state.seq.entry(room_id.clone()).or_insert(0);
-            *seq += 1;
-            *seq
-        };
-        state.latest.insert(room_id.clone(), id);
         let readers = match room {
             Room::Group(_) => Readers::Everyone,
             Room::Private { high, low } => Readers::Pair(*high, *low),
         };
+        let i = state.room(&room_id, || readers);
+        let seq = {
+            let r = &mut state.rooms[i];
+            r.seq += 1;
+            r.latest = Some(id);
+            r.pending = ALL_SLICES;
+            r.seq
+        };
         if let Readers::Pair(a, b) = readers {
             // Private rooms are counted from the first message after `login`.
             for user in [a, b] {
-                if let Some(counters) = state.users.get_mut(&user) {
-                    counters.entry(room_id.clone()).or_insert_with(|| Counter {
+                if let Some(counters) = state.user(user) {
+                    counter_or_insert(counters, i, || Counter {
                         at_seq: seq - 1,
                         ..Counter::default()
                     });
                 }
             }
         }
-        if let Some(counter) = state
-            .users
-            .get_mut(&sender)
-            .and_then(|c| c.get_mut(&room_id))
-        {
+        if let Some(counter) = state.user(sender).and_then(|c| counter(c, i)) {
             counter.own += 1;
         }
-        state.dirty.insert(room_id, readers);
         drop(state);
         self.wake.notify_one();
-    }
-
-    /// The rooms that got messages since the last tick.
-    pub fn dirty_rooms(&self) -> Vec<String> {
-        self.lock().dirty.keys().cloned().collect()
     }
 
     /// Waits until a message arrives (then a tick is due).
@@ -211,41 +271,65 @@ impl UnreadHub {
         self.wake.notified().await;
     }
 
-    /// Collects the counts to tell: for each user whose count of a room changed since the last tick
-    /// and who is not in that room (`present`), the new counts. Users in a changed room have read it:
-    /// their count there resets.
+    /// Whether any slice has news to be told.
+    pub fn any_pending(&self) -> bool {
+        self.lock().rooms.iter().any(|r| r.pending != 0)
+    }
+
+    /// The rooms with news for slice `slice`.
+    pub fn pending_rooms(&self, slice: usize) -> Vec<Arc<str>> {
+        let bit = 1 << slice;
+        self.lock()
+            .rooms
+            .iter()
+            .filter(|r| r.pending & bit != 0)
+            .map(|r| r.id.clone())
+            .collect()
+    }
+
+    /// Serves slice `slice`: for each of its users whose count of a room changed since the slice's
+    /// last tick and who is not in that room (`present`), the new counts. Users in a changed room have
+    /// read it: their count there resets.
     pub fn tick(
         &self,
+        slice: usize,
         present: impl Fn(&str, UserId) -> bool,
-    ) -> Vec<(UserId, Vec<(String, u64)>)> {
+    ) -> Vec<(UserId, Counts)> {
+        let bit = 1 << slice;
         let mut state = self.lock();
         let state = &mut *state;
-        let mut out: HashMap<UserId, Vec<(String, u64)>> = HashMap::new();
-        for (room, readers) in state.dirty.drain() {
-            let seq = state.seq.get(&room).copied().unwrap_or(0);
-            let mut visit = |user: UserId, counters: &mut HashMap<String, Counter>| {
-                let Some(counter) = counters.get_mut(&room) else {
+        let mut out: HashMap<UserId, Counts> = HashMap::new();
+        let users = &mut state.users[slice];
+        for (i, room) in state.rooms.iter_mut().enumerate() {
+            if room.pending & bit == 0 {
+                continue;
+            }
+            room.pending &= !bit;
+            let mut visit = |user: UserId, counters: &mut Counters| {
+                let Some(counter) = counter(counters, i) else {
                     return;
                 };
-                if present(&room, user) {
-                    counter.reset(seq);
+                if present(&room.id, user) {
+                    counter.reset(room.seq);
                     return;
                 }
-                let n = counter.value(seq);
+                let n = counter.value(room.seq);
                 if n != counter.sent {
                     counter.sent = n;
-                    out.entry(user).or_default().push((room.clone(), n));
+                    out.entry(user).or_default().push((room.id.clone(), n));
                 }
             };
-            match readers {
+            match room.readers {
                 Readers::Everyone => {
-                    for (user, counters) in &mut state.users {
+                    for (user, counters) in users.iter_mut() {
                         visit(*user, counters);
                     }
                 }
                 Readers::Pair(a, b) => {
                     for user in [a, b] {
-                        if let Some(counters) = state.users.get_mut(&user) {
+                        if slice_of(user) == slice
+                            && let Some(counters) = users.get_mut(&user)
+                        {
                             visit(user, counters);
                         }
                     }
@@ -261,7 +345,7 @@ impl UnreadHub {
         let marks = std::mem::take(&mut state.marks);
         marks
             .into_iter()
-            .map(|((user, room), id)| (user, room, id))
+            .map(|((user, room), id)| (user, room.to_string(), id))
             .collect()
     }
 
@@ -283,6 +367,30 @@ mod tests {
         vec!["room1".into(), "room2".into()]
     }
 
+    /// Every slice's tick, as a second of ticks does.
+    fn second(
+        hub: &UnreadHub,
+        present: impl Fn(&str, UserId) -> bool,
+    ) -> Vec<(UserId, Vec<(String, u64)>)> {
+        let mut told: Vec<(UserId, Vec<(String, u64)>)> = (0..SLICES)
+            .flat_map(|s| hub.tick(s, &present))
+            .map(|(u, counts)| {
+                let mut counts: Vec<(String, u64)> = counts
+                    .into_iter()
+                    .map(|(r, n)| (r.to_string(), n))
+                    .collect();
+                counts.sort();
+                (u, counts)
+            })
+            .collect();
+        told.sort();
+        told
+    }
+
+    fn plain(counts: Option<Vec<(Arc<str>, u64)>>) -> Option<Vec<(String, u64)>> {
+        counts.map(|c| c.into_iter().map(|(r, n)| (r.to_string(), n)).collect())
+    }
+
     #[test]
     fn counts_skip_the_sender_and_those_in_the_room_and_reset_on_reading() {
         let hub = UnreadHub::default();
@@ -298,17 +406,22 @@ mod tests {
             hub.note_message(&group("room1"), 1, id);
         }
         let present = |room: &str, user: UserId| room == "room1" && user == 2;
-        let mut told = hub.tick(present);
-        told.sort();
         // The sender's own messages are not unread to them; user 2 is in the room.
-        assert_eq!(told, vec![(3, vec![("room1".to_owned(), 8)])]);
-        assert_eq!(hub.counts(2, &rooms()).unwrap()[0].1, 0, "present: read");
-        assert_eq!(hub.counts(1, &rooms()).unwrap()[0].1, 5);
+        assert_eq!(
+            second(&hub, present),
+            vec![(3, vec![("room1".to_owned(), 8)])]
+        );
+        assert_eq!(
+            plain(hub.counts(2, &rooms())).unwrap()[0].1,
+            0,
+            "present: read"
+        );
+        assert_eq!(plain(hub.counts(1, &rooms())).unwrap()[0].1, 5);
         // Nothing new: nothing to tell.
-        assert!(hub.tick(present).is_empty());
+        assert!(second(&hub, present).is_empty());
         hub.mark_read(3, "room1");
         assert_eq!(
-            hub.counts(3, &rooms()),
+            plain(hub.counts(3, &rooms())),
             Some(vec![("room1".into(), 0), ("room2".into(), 0)])
         );
         assert_eq!(hub.take_marks(), vec![(3, "room1".to_owned(), Some(3))]);
@@ -326,15 +439,37 @@ mod tests {
         for id in 1..=100 {
             hub.note_message(&group(if id % 2 == 0 { "room1" } else { "room2" }), 9, id);
         }
-        let mut told = hub.tick(|_, _| false);
-        assert_eq!(told.len(), 1, "one event per user per tick");
-        let (user, mut counts) = told.remove(0);
-        counts.sort();
-        assert_eq!(user, 7);
-        assert_eq!(counts, vec![("room1".into(), 50), ("room2".into(), 50)]);
+        assert_eq!(
+            second(&hub, |_, _| false),
+            vec![(7, vec![("room1".into(), 50), ("room2".into(), 50)])],
+            "one event per user per second"
+        );
         // A second login does not overwrite the live counters with an older load.
         let counts = hub.load(7, HashMap::from([("room1".into(), 0)]), &rooms());
-        assert_eq!(counts, vec![("room1".into(), 50), ("room2".into(), 50)]);
+        assert_eq!(
+            plain(Some(counts)).unwrap(),
+            vec![("room1".into(), 50), ("room2".into(), 50)]
+        );
+    }
+
+    #[test]
+    fn a_slice_is_told_once_and_only_about_its_own_users() {
+        let hub = UnreadHub::default();
+        for user in [3, 13, 4] {
+            hub.load(user, HashMap::from([("room1".into(), 0)]), &rooms());
+        }
+        hub.note_message(&group("room1"), 9, 1);
+        let three = slice_of(3);
+        let mut told: Vec<UserId> = hub
+            .tick(three, |_, _| false)
+            .into_iter()
+            .map(|(u, _)| u)
+            .collect();
+        told.sort();
+        assert_eq!(told, vec![3, 13]);
+        assert!(hub.tick(three, |_, _| false).is_empty(), "told once");
+        assert_eq!(hub.pending_rooms(slice_of(4)), vec![Arc::from("room1")]);
+        assert_eq!(hub.tick(slice_of(4), |_, _| false).len(), 1);
     }
 
     #[test]
@@ -346,7 +481,6 @@ mod tests {
         let room = crate::services::rooms::private_room(2, 3);
         hub.note_message(&room, 2, 10);
         hub.note_message(&room, 2, 11);
-        let told = hub.tick(|_, _| false);
-        assert_eq!(told, vec![(3, vec![(room.id(), 2)])]);
+        assert_eq!(second(&hub, |_, _| false), vec![(3, vec![(room.id(), 2)])]);
     }
 }

@@ -67,8 +67,7 @@ impl Ctx {
         })
         .await;
         self.realtime().unread().mark_read(author.id, room);
-        self.tell(&Outbound::Unread(vec![(room.to_owned(), 0)]))
-            .await;
+        self.tell(&Outbound::Unread(vec![(room.into(), 0)])).await;
     }
 
     /// Takes this socket out of `room`; if that was the user's last socket there, the room hears the
