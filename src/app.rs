@@ -206,7 +206,7 @@ pub async fn run(
     tracing::info!(
         max_connections = state.settings.max_connections,
         per_ip = state.settings.max_connections_per_ip,
-        open_file_limit = crate::listener::open_file_limit(),
+        open_file_limit = crate::sys::open_file_limit(),
         "connection caps"
     );
     spawn_maintenance(state.clone());

@@ -335,7 +335,7 @@ impl Config {
             .map_err(ConfigError::TrustedProxy)?;
         let max_connections = self
             .max_connections
-            .unwrap_or_else(|| default_max_connections(crate::listener::open_file_limit()))
+            .unwrap_or_else(|| default_max_connections(crate::sys::open_file_limit()))
             .max(1);
         let socket_io_js = self.socket_io_js.or_else(|| {
             self.static_dir

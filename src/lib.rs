@@ -15,7 +15,8 @@
 //! * [`config`]   – flags and environment variables; [`state`] – what handlers share.
 //! * [`error`]    – the one error type; [`db`] – connection and migrations.
 //! * [`listener`] – the accept loop: connection caps, header timeout, client addresses;
-//!   [`proxy`] – trusted proxies; [`metrics`] – counters and gauges for `/metrics`.
+//!   [`proxy`] – trusted proxies; [`metrics`] – counters and gauges for `/metrics`; [`sys`] – the
+//!   process's file-descriptor limit and count.
 
 pub mod api;
 pub mod app;
@@ -32,6 +33,7 @@ pub mod routes;
 pub mod services;
 pub mod socket;
 pub mod state;
+pub mod sys;
 pub mod telemetry;
 pub mod text;
 pub mod wire;

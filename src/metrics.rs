@@ -495,13 +495,13 @@ impl Metrics {
     /// The exposition text, with the process's open file descriptors appended (on Linux).
     pub fn render(&self) -> String {
         let mut out = self.registry.render();
-        if let Some(open) = open_fds() {
+        if let Some(open) = crate::sys::open_fds() {
             let _ = writeln!(
                 out,
                 "# HELP process_open_fds Open file descriptors.\n# TYPE process_open_fds gauge\nprocess_open_fds {open}"
             );
         }
-        let limit = crate::listener::open_file_limit();
+        let limit = crate::sys::open_file_limit();
         let _ = writeln!(
             out,
             "# HELP process_max_fds The open-file limit.\n# TYPE process_max_fds gauge\nprocess_max_fds {limit}"
@@ -516,10 +516,6 @@ fn refusals(registry: &Registry, reason: &str) -> Arc<Counter> {
         "Requests and connections refused by a limit, by reason.",
         &[("reason", reason)],
     )
-}
-
-fn open_fds() -> Option<usize> {
-    std::fs::read_dir("/proc/self/fd").ok().map(Iterator::count)
 }
 
 #[cfg(test)]

@@ -1,0 +1,30 @@
+//! Facts about the process the operating system keeps: its open-file limit and open descriptors.
+
+/// The process's open-file limit (the soft one), from `/proc/self/limits`; 1024 where that cannot be
+/// read.
+pub fn open_file_limit() -> u64 {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|limits| {
+            let line = limits
+                .lines()
+                .find(|l| l.starts_with("Max open files"))?
+                .to_owned();
+            let soft = line
+                .trim_start_matches("Max open files")
+                .split_whitespace()
+                .next()?
+                .to_owned();
+            Some(if soft == "unlimited" {
+                u64::MAX
+            } else {
+                soft.parse().ok()?
+            })
+        })
+        .unwrap_or(1024)
+}
+
+/// How many file descriptors the process has open (Linux), if that can be read.
+pub fn open_fds() -> Option<usize> {
+    std::fs::read_dir("/proc/self/fd").ok().map(Iterator::count)
+}
