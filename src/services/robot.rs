@@ -14,8 +14,6 @@ use crate::text::escape_html;
 
 /// A plain text reply.
 pub const CODE_TEXT: u32 = 100_000;
-/// A reply with a link.
-pub const CODE_LINK: u32 = 200_000;
 const MAX_QUESTION_CHARS: usize = 200;
 
 /// One reply, serialized as the JSON string the clients parse.

@@ -95,9 +95,6 @@ pub struct StoredFile {
     pub name: String,
     /// Its root-relative URL (`/static/files/<name>`).
     pub url: String,
-    /// Width and height in pixels.
-    pub width: usize,
-    pub height: usize,
 }
 
 /// How much one user may upload.
@@ -307,7 +304,7 @@ impl UploadStore {
         if bytes.len() > self.max_bytes {
             return Err(self.too_large());
         }
-        let (kind, size) = inspect(bytes)?;
+        let (kind, _) = inspect(bytes)?;
         let owner = owner.map(|o| format!("-{o}")).unwrap_or_default();
         let name = format!(
             "{}-{}{owner}.{}",
@@ -329,8 +326,6 @@ impl UploadStore {
         Ok(StoredFile {
             url: format!("{PUBLIC_PREFIX}{name}"),
             name,
-            width: size.width,
-            height: size.height,
         })
     }
 

@@ -155,7 +155,7 @@ impl TestApp {
         }
     }
 
-    /// Stores a message directly (until the socket layer exists, the way messages get in).
+    /// Stores a message directly in the database, bypassing the server (to prepare history).
     pub async fn seed_message(&self, sender: &TestUser, room: &str, text: &str) -> i64 {
         use chatroom::services::messages::{self, Kind, NewMessage};
         let sender_id: i64 = sender.id.parse().unwrap();
