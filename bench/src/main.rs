@@ -7,6 +7,7 @@
 //!   results appended to `bench/results/*.jsonl`.
 //! * `report`: `BENCHMARKS.md` and its charts, from those results only, so it can be re-run.
 //! * `bcrypt`: the cost of one bcrypt hash on this core (the ceiling of sign-ups and sign-ins).
+//! * `writer`: chatroom's message writer alone, on SQLite or PostgreSQL: messages committed per second.
 //!
 //! `scripts/bench` builds everything and runs `suite` then `report`.
 
@@ -16,6 +17,7 @@ mod report;
 mod suite;
 mod svg;
 mod sys;
+mod writer;
 
 use clap::{Parser, Subcommand};
 
@@ -37,6 +39,8 @@ enum Command {
     Suite(suite::SuiteArgs),
     /// Writes BENCHMARKS.md and its charts from the raw results.
     Report(report::ReportArgs),
+    /// Measures chatroom's message writer alone; prints one JSON line.
+    Writer(writer::WriterArgs),
     /// Times bcrypt hashes on this core.
     Bcrypt {
         #[arg(long, default_value_t = 10)]
@@ -51,6 +55,7 @@ fn main() -> anyhow::Result<()> {
         Command::Load(args) => load::run(args),
         Command::Suite(args) => suite::run(&args),
         Command::Report(args) => report::run(&args),
+        Command::Writer(args) => writer::run(&args),
         Command::Bcrypt { cost, rounds } => {
             println!("{}", load::bcrypt_ceiling(cost, rounds)?);
             Ok(())
