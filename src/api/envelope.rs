@@ -1,4 +1,5 @@
-//! How errors look to each client. This is the one place error JSON is written.
+//! How replies look to each client. This is the one place error JSON is written, and where each
+//! client's success marker (`errno: 0`) is put on a reply ([`Envelope::ok`]).
 //!
 //! | envelope | refusal | auth failure | our failure |
 //! |---|---|---|---|
@@ -12,15 +13,37 @@ use std::marker::PhantomData;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::error::AppError;
 use crate::services::robot::RobotReply as Reply;
 
-/// A client's way of showing errors.
+/// A client's way of showing errors and successes.
 pub trait Envelope: Send + Sync + 'static {
     /// Renders `err` for this client.
     fn reject(err: &AppError) -> Response;
+
+    /// A success reply carrying `fields` (a JSON object), marked as a success the way this client
+    /// reads it.
+    fn ok(fields: Value) -> Json<Value> {
+        Json(with_errno_zero(fields))
+    }
+}
+
+fn with_errno_zero(fields: Value) -> Value {
+    let mut reply = serde_json::Map::new();
+    reply.insert("errno".into(), json!(0));
+    if let Value::Object(fields) = fields {
+        reply.extend(fields);
+    }
+    Value::Object(reply)
+}
+
+impl V3 {
+    /// `{errno: 0, data}`, the v3 client's usual success.
+    pub fn data(data: impl serde::Serialize) -> Json<Value> {
+        Self::ok(json!({ "data": data }))
+    }
 }
 
 /// The v3 client's `{errno, data}` envelope.
@@ -63,6 +86,10 @@ impl Envelope for Legacy {
 impl Envelope for LegacyHistory {
     fn reject(err: &AppError) -> Response {
         Json(json!({ "data": { "errno": 1, "message": err.public_message() } })).into_response()
+    }
+
+    fn ok(fields: Value) -> Json<Value> {
+        Json(json!({ "data": with_errno_zero(fields) }))
     }
 }
 

@@ -48,9 +48,7 @@ async fn v3_image(
 ) -> ApiResult<Json<Value>, V3> {
     let (_, form, ticket) = receive(state, token, multipart).await?;
     let stored = store(state, ticket, &form.file.unwrap_or_default()).await?;
-    Ok(Json(
-        json!({ "errno": 0, "data": stored.url, "msg": "保存成功!" }),
-    ))
+    Ok(V3::ok(json!({ "data": stored.url, "msg": "保存成功!" })))
 }
 
 async fn legacy_image(
@@ -80,8 +78,8 @@ async fn legacy_image(
         state.uploads.discard(&stored).await;
         return Err(e.into());
     }
-    Ok(Json(
-        json!({ "errno": 0, "message": "保存成功", "data": { "url": stored.url } }),
+    Ok(Legacy::ok(
+        json!({ "message": "保存成功", "data": { "url": stored.url } }),
     ))
 }
 
@@ -112,8 +110,8 @@ async fn set_avatar<E: Envelope>(
     let (user, form, ticket) = receive(state, token, multipart).await?;
     let stored = store(state, ticket, &form.file.unwrap_or_default()).await?;
     users::set_avatar(&state.db, user.id, &stored.url).await?;
-    Ok(Json(
-        json!({ "errno": 0, "data": { "url": stored.url }, "msg": "保存成功", "message": "保存成功" }),
+    Ok(E::ok(
+        json!({ "data": { "url": stored.url }, "msg": "保存成功", "message": "保存成功" }),
     ))
 }
 

@@ -40,7 +40,7 @@ pub async fn add(
     let friend = parse_user_id(friend).ok_or_else(|| AppError::NotFound("用户不存在".into()))?;
     friends::add(&state.db, user.id, friend).await?;
     push_friend_list(&state, friend).await;
-    Ok(Json(json!({ "errno": 0, "data": "添加成功" })))
+    Ok(V3::data("添加成功"))
 }
 
 #[derive(Debug, Deserialize)]
@@ -60,7 +60,7 @@ pub async fn list(
     check_self(form.self_id.as_deref(), user.id)?;
     let entries = friends::list(&state.db, user.id).await?;
     let data: Vec<FriendView> = entries.iter().map(FriendView::from).collect();
-    Ok(Json(json!({ "errno": 0, "data": data })))
+    Ok(V3::data(data))
 }
 
 /// Sends `user` their new friend list (`friend`), on every device: the v3 client replaces its list.

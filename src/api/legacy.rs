@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::envelope::{ApiResult, Legacy, LegacyHistory};
+use super::envelope::{ApiResult, Envelope, Legacy, LegacyHistory};
 use super::extract::{AuthUser, Body, ClientIp, EngineSession, MaybeUser, Query};
 use super::session;
 use crate::error::AppError;
@@ -77,8 +77,8 @@ fn signed_in(
 ) -> ApiResult<Response, Legacy> {
     let (token, cookie) = session::start(state, user, socket)?;
     let body =
-        json!({ "errno": 0, "user": LegacyUser::new(user, Some(token)), "message": message });
-    Ok((cookie, Json(body)).into_response())
+        Legacy::ok(json!({ "user": LegacyUser::new(user, Some(token)), "message": message }));
+    Ok((cookie, body).into_response())
 }
 
 /// `GET /api/user`: the signed-in account.
@@ -120,7 +120,7 @@ pub async fn history(
         .iter()
         .map(|m| LegacyMessage::new(m, &state.rooms))
         .collect();
-    Ok(Json(
-        json!({ "data": { "errno": 0, "data": data, "total": total, "current": current } }),
+    Ok(LegacyHistory::ok(
+        json!({ "data": data, "total": total, "current": current }),
     ))
 }

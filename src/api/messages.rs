@@ -55,7 +55,7 @@ pub async fn by_user(
             serde_json::to_value(page).map_err(|e| AppError::Internal(e.into()))?,
         );
     }
-    Ok(Json(json!({ "errno": 0, "data": data })))
+    Ok(V3::data(data))
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,7 +86,7 @@ pub async fn history(
     let before = history::parse_cursor(query.msgid.as_deref())?;
     let page = messages::recent(&state.db, &room, before, PAGE_SIZE).await?;
     let page: Vec<V3Message> = page.iter().map(V3Message::from).collect();
-    Ok(Json(json!({ "errno": 0, "data": { "data": page } })))
+    Ok(V3::data(json!({ "data": page })))
 }
 
 /// `GET /api/message/getHot`: the most active users of the group rooms.
@@ -100,5 +100,5 @@ pub async fn hot(State(state): State<AppState>) -> ApiResult<Json<Value>> {
             user: PublicUser::from(user),
         })
         .collect();
-    Ok(Json(json!({ "errno": 0, "data": data })))
+    Ok(V3::data(data))
 }

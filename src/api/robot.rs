@@ -5,7 +5,7 @@ use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::envelope::{ApiResult, RobotReply};
+use super::envelope::{ApiResult, Envelope, RobotReply};
 use super::extract::{AuthUser, Query};
 use crate::error::AppError;
 use crate::state::AppState;
@@ -27,5 +27,5 @@ pub async fn ask(
         return Err(AppError::RateLimited.into());
     }
     let reply = state.robot.reply(&user.name, &query.info).await;
-    Ok(Json(json!({ "errno": 0, "data": reply.to_json() })))
+    Ok(RobotReply::ok(json!({ "data": reply.to_json() })))
 }

@@ -96,9 +96,8 @@ fn signed_in(
     socket: &EngineSession,
 ) -> ApiResult<Response> {
     let (token, cookie) = session::start(state, user, socket)?;
-    let body =
-        json!({ "errno": 0, "data": message, "userInfo": UserInfo::from(user), "token": token });
-    Ok((cookie, Json(body)).into_response())
+    let body = V3::ok(json!({ "data": message, "userInfo": UserInfo::from(user), "token": token }));
+    Ok((cookie, body).into_response())
 }
 
 /// Counts a sign-up from `ip`.
@@ -130,8 +129,8 @@ pub async fn logout<E: Envelope>(
         state.realtime.release(&sid, user.id);
     }
     let cookie = clear_auth_cookie(state.settings.cookie_secure);
-    let body = json!({ "errno": 0, "data": "已退出登录", "message": "已退出登录" });
-    Ok((AppendHeaders([(SET_COOKIE, cookie)]), Json(body)).into_response())
+    let body = E::ok(json!({ "data": "已退出登录", "message": "已退出登录" }));
+    Ok((AppendHeaders([(SET_COOKIE, cookie)]), body).into_response())
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -144,7 +143,7 @@ pub struct LogoutForm {
 pub async fn vip(State(state): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
     let users = users::by_names(&state.db, &state.settings.vip_users).await?;
     let data: Vec<PublicUser> = users.iter().map(PublicUser::from).collect();
-    Ok(Json(json!({ "errno": 0, "data": data })))
+    Ok(V3::data(data))
 }
 
 #[derive(Debug, Deserialize)]
@@ -160,7 +159,7 @@ pub async fn search(
 ) -> ApiResult<Json<serde_json::Value>> {
     let found = users::search(&state.db, &query.name, SEARCH_LIMIT).await?;
     let data: Vec<PublicUser> = found.iter().map(PublicUser::from).collect();
-    Ok(Json(json!({ "errno": 0, "data": data })))
+    Ok(V3::data(data))
 }
 
 #[derive(Debug, Deserialize)]
@@ -190,10 +189,10 @@ pub async fn info(
         }
     }
     let user = user.ok_or_else(|| AppError::NotFound("用户不存在".into()))?;
-    Ok(Json(json!({ "errno": 0, "data": UserInfo::from(&user) })))
+    Ok(V3::data(UserInfo::from(&user)))
 }
 
 /// `GET /api/user/me`: the signed-in user (for clients that keep only the cookie).
 pub async fn me(AuthUser { user, .. }: AuthUser<V3>) -> Json<serde_json::Value> {
-    Json(json!({ "errno": 0, "data": UserInfo::from(&user) }))
+    V3::data(UserInfo::from(&user))
 }
