@@ -8,8 +8,10 @@ mod bodies;
 mod connections;
 mod frames;
 mod fuzz_seeds;
+mod limits;
 mod metrics;
 mod properties;
+mod rows;
 mod signin;
 mod uploads;
 
