@@ -550,3 +550,83 @@ async fn abandoned_handshakes_and_upgrades_are_reclaimed() {
     server.memory_settles(baseline, 16 << 20).await;
     server.stop();
 }
+
+/// D1, one by one, on Engine.IO 3 and 4: each packet that breaks the protocol closes its own
+/// connection; a packet the protocol can carry but chatroom cannot use (an ack id past `u64`, a
+/// payload nested past the JSON depth limit, an unknown namespace) is dropped or refused, and the same
+/// socket's next event is answered as usual.
+#[tokio::test]
+async fn each_malformed_packet_closes_its_connection_or_is_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&data).await;
+    let deep = format!(
+        "42[\"message\",{}{}]",
+        "[".repeat(20_000),
+        "]".repeat(20_000)
+    );
+    let breaking: Vec<(&str, Message)> = vec![
+        ("unknown packet type", Message::text("9")),
+        ("empty frame", Message::text("")),
+        (
+            "unknown socket.io type",
+            Message::text("49[\"message\",{}]"),
+        ),
+        (
+            "event that is not an array",
+            Message::text("42{\"msg\":\"x\"}"),
+        ),
+        ("event without a name", Message::text("42[]")),
+        ("numeric event name", Message::text("42[7,{}]")),
+        ("truncated JSON", Message::text("42[\"message\",{\"msg\":")),
+        ("attachments announced", Message::text(binary_event(1))),
+        (
+            "attachment count overflowing",
+            Message::text("4599999999999999999999-[\"m\"]"),
+        ),
+        (
+            "attachment without a packet",
+            Message::binary(vec![4, 1, 2, 3]),
+        ),
+    ];
+    let unusable: Vec<(&str, Message)> = vec![
+        (
+            "ack id overflowing u64",
+            Message::text("4299999999999999999999[\"room\",{}]"),
+        ),
+        ("nesting 20 000 deep", Message::text(deep)),
+        ("namespace that does not exist", Message::text("40/admin,")),
+    ];
+    let mut wrong = Vec::new();
+    for eio in [3, 4] {
+        for (what, frame) in &breaking {
+            let mut ws = anonymous_ws(server.address(), eio).await;
+            let _ = ws.send(frame.clone()).await;
+            if !closed_within(&mut ws, WAIT).await {
+                wrong.push(format!("{what} (EIO{eio}) kept the connection"));
+            }
+        }
+        for (what, frame) in &unusable {
+            let mut ws = anonymous_ws(server.address(), eio).await;
+            let _ = ws.send(frame.clone()).await;
+            let _ = ws.send(Message::text("4277[\"message\",{}]")).await;
+            if !acked(&mut ws, "4377[").await {
+                wrong.push(format!("{what} (EIO{eio}) left the socket unanswered"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:?}");
+    server.is_healthy().await;
+    server.stop();
+}
+
+/// Whether a frame starting with `prefix` (an acknowledgement) arrives within [`WAIT`].
+async fn acked(ws: &mut Ws, prefix: &str) -> bool {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) if t.as_str().starts_with(prefix) => return true,
+            Ok(Some(Ok(_))) => {}
+            _ => return false,
+        }
+    }
+}
