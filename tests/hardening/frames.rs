@@ -253,8 +253,9 @@ async fn attachment_floods_close_their_connection_and_pin_no_memory() {
     server.stop();
 }
 
-/// D2: a WebSocket message over the packet limit closes its connection, and a polling body over it
-/// is refused `413` without being read to its end (a 100 MB body is announced and never sent).
+/// D2: a WebSocket message over the packet limit closes its connection, as soon as its frame header
+/// announces it (100 MB); a polling body over it is refused `413`, and one announced over it (100 MB)
+/// is refused before it is read.
 #[tokio::test]
 async fn oversized_frames_and_bodies_are_refused_without_being_buffered() {
     let data = tempfile::tempdir().unwrap();
@@ -266,6 +267,27 @@ async fn oversized_frames_and_bodies_are_refused_without_being_buffered() {
         let huge = format!("42[\"message\",\"{}\"]", "x".repeat(MAX_PACKET));
         let _ = ws.send(Message::text(huge)).await;
         assert!(closed_within(&mut ws, WAIT).await, "EIO{eio} socket kept");
+    }
+    for eio in [3, 4] {
+        // A frame announcing 100 MB: refused from its header, before any of it is buffered.
+        let mut raw = TcpStream::connect(server.address()).await.unwrap();
+        let upgrade = format!(
+            "GET /socket.io/?EIO={eio}&transport=websocket HTTP/1.1\r\nHost: x\r\n\
+             Upgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        raw.write_all(upgrade.as_bytes()).await.unwrap();
+        let mut header = vec![0x81, 0x80 | 127];
+        header.extend_from_slice(&100_000_000_u64.to_be_bytes());
+        header.extend_from_slice(&[1, 2, 3, 4]);
+        raw.write_all(&header).await.unwrap();
+        let reply = read_until_closed(&mut raw, WAIT)
+            .await
+            .expect("closed at the frame header");
+        assert!(
+            String::from_utf8_lossy(&reply).starts_with("HTTP/1.1 101"),
+            "EIO{eio}"
+        );
     }
     for (eio, v1) in [(4, false), (3, false), (3, true)] {
         // One byte over the limit, sent in full.
