@@ -163,3 +163,104 @@ pub fn history_query(data: &[u8]) {
         }
     }
 }
+
+/// Event payloads: the typed inbound payloads of `src/socket/payloads.rs` (what every socket event is
+/// read as before its handler runs), and for `message` the composition rules behind it (room, length,
+/// picture URL, client id, HTML escaping). The input is a JSON document, or any text taken as a string.
+pub fn event_payload(data: &[u8]) {
+    use chatroom::services::messages;
+    use chatroom::socket::payloads::{
+        Lenient, LoginEvent, MessageEvent, RoomEvent, RoomoutEvent, SyncEvent,
+    };
+    use chatroom::socket::router::{FromPayload, Payload};
+    use serde_json::Value;
+
+    let value = serde_json::from_slice::<Value>(data)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(data).into_owned()));
+    let readable = matches!(value, Value::Null | Value::Object(_));
+    let lenient_ok = |l: &Lenient| {
+        if let Some(t) = l.text() {
+            assert!(!t.is_empty() && t.trim() == t, "{t:?}");
+            assert!(l.raw().contains(t));
+        }
+    };
+    // Only `null` and objects are read; everything else is refused, never half-read.
+    let login = LoginEvent::from_payload(Payload::Json(value.clone()));
+    let room = RoomEvent::from_payload(Payload::Json(value.clone()));
+    let roomout = RoomoutEvent::from_payload(Payload::Json(value.clone()));
+    let sync = SyncEvent::from_payload(Payload::Json(value.clone()));
+    let message = MessageEvent::from_payload(Payload::Json(value.clone()));
+    for ok in [
+        login.is_ok(),
+        room.is_ok(),
+        roomout.is_ok(),
+        sync.is_ok(),
+        message.is_ok(),
+    ] {
+        assert!(readable || !ok, "read a non-object payload {value}");
+    }
+    for e in [
+        login.as_ref().err(),
+        room.as_ref().err(),
+        message.as_ref().err(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        assert!(!e.is_internal(), "{e:?}");
+    }
+    if let Ok(r) = &room {
+        lenient_ok(&r.roomid);
+        lenient_ok(&r.claims.username);
+    }
+    if let Ok(s) = &sync {
+        s.rooms.values().for_each(lenient_ok);
+    }
+    let Ok(m) = message else { return };
+    // A string field reads back as the same text.
+    if let Some(Value::String(msg)) = value.get("msg") {
+        assert_eq!(m.msg.raw(), msg);
+    }
+    for field in [
+        &m.msg,
+        &m.img,
+        &m.roomid,
+        &m.claims.from,
+        &m.claims.api_token,
+    ] {
+        lenient_ok(field);
+    }
+    let rooms = Rooms::new(vec!["room1".into(), "room2".into()]);
+    let Some(target) = rooms.parse(m.roomid.text().unwrap_or_default()) else {
+        return;
+    };
+    let sender = 7;
+    match messages::compose(
+        sender,
+        target.clone(),
+        m.msg.raw(),
+        m.img.raw(),
+        m.client_id.clone(),
+        200,
+    ) {
+        Ok(new) => {
+            assert!(target.admits(sender));
+            assert!(
+                !new.body.contains(['<', '>', '"', '\'']),
+                "unescaped {:?}",
+                new.body
+            );
+            assert!(m.msg.raw().chars().count() <= 200);
+            assert!(!new.body.trim().is_empty() || !new.image.is_empty());
+            assert!(
+                !new.image.contains(['"', '\'', '<', '>', '`', '\\', ' ']),
+                "{:?}",
+                new.image
+            );
+            if let Some(c) = &new.client_id {
+                assert!(!c.is_empty() && c.len() <= 64 && c.bytes().all(|b| b.is_ascii_graphic()));
+            }
+        }
+        Err(e) => assert!(!e.is_internal(), "{e:?}"),
+    }
+}

@@ -12,6 +12,8 @@
 //!   with the page's API requests, so a sign-in can bind the browser's socket to the new user.
 //! * **Origin checks**: a browser handshake from a page of another site (cross-site WebSocket
 //!   hijacking) is refused unless that origin is configured for CORS.
+//! * **Announced lengths**: a polling body announced over the packet limit is refused `413` before it
+//!   is read, and its connection closed.
 //!
 //! chatroom never sends binary packets, so the mis-encoded binary framing of F2 never occurs.
 
@@ -22,7 +24,7 @@ use std::task::{Context, Poll};
 
 use axum::body::Body;
 use axum::extract::OriginalUri;
-use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, SET_COOKIE};
+use axum::http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, SET_COOKIE};
 use axum::http::{Method, Request, Response, StatusCode};
 use bytes::Bytes;
 use tower::{Layer, Service};
@@ -108,6 +110,9 @@ where
             if !origin::allowed(req.headers(), &config.origins) {
                 tracing::warn!("refused a socket handshake from another site");
                 return Ok(origin::refusal());
+            }
+            if announced_over(&req, config.max_body) {
+                return Ok(too_large(true));
             }
             let query = EioQuery::parse(req.uri().query().unwrap_or_default());
             let get = req.method() == Method::GET;
@@ -220,6 +225,29 @@ fn compact(req: Request<Body>) -> Request<Body> {
     Request::from_parts(parts, body)
 }
 
+/// Whether `req` announces a body longer than `max_body` bytes. Such a body is refused before it is
+/// read: otherwise a client announcing 1 GB and sending it slowly would hold its connection until the
+/// request timeout.
+fn announced_over(req: &Request<Body>, max_body: usize) -> bool {
+    req.headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .is_some_and(|len| len > max_body as u64)
+}
+
+/// `413` for a polling body over the limit; with `close`, the connection is not reused (its body was
+/// never read).
+fn too_large(close: bool) -> Response<Body> {
+    let mut refusal = Response::builder().status(StatusCode::PAYLOAD_TOO_LARGE);
+    if close {
+        refusal = refusal.header(CONNECTION, "close");
+    }
+    refusal
+        .body(Body::from("payload too large"))
+        .unwrap_or_default()
+}
+
 /// Rewrites a 1.x-encoded EIO3 polling body into the 2.x form engineioxide reads.
 async fn rewrite_request(
     req: Request<Body>,
@@ -227,11 +255,7 @@ async fn rewrite_request(
 ) -> Result<Request<Body>, Response<Body>> {
     let (mut parts, body) = req.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, max_body).await else {
-        let refusal = Response::builder()
-            .status(StatusCode::PAYLOAD_TOO_LARGE)
-            .body(Body::from("payload too large"))
-            .unwrap_or_default();
-        return Err(refusal);
+        return Err(too_large(false));
     };
     let is_binary = parts
         .headers

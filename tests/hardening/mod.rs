@@ -1,13 +1,17 @@
 //! Hostile clients (issue 9): connection floods, slowloris, brute force, oversized bodies, upload
-//! quotas, token claims, trusted proxies and metrics. Every limit is checked through a real client,
+//! quotas, token claims, trusted proxies and metrics; malformed, oversized and abandoned Engine.IO and
+//! Socket.IO traffic against the real binary. Every limit is checked through a real client,
 //! and every refusal for what the client sees and for what did not change.
 
 mod access;
 mod bodies;
 mod connections;
+mod frames;
 mod fuzz_seeds;
+mod limits;
 mod metrics;
 mod properties;
+mod rows;
 mod signin;
 mod uploads;
 

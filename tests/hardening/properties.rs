@@ -102,3 +102,58 @@ proptest! {
         }
     }
 }
+
+/// Unescapes what `escape_html` writes (a test-side inverse).
+fn unescape(text: &str) -> String {
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
+}
+
+// Event payloads (`src/socket/payloads.rs`) and the escaping of stored text.
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
+
+    /// Every text field of a `message` payload reads back as sent, strings and numbers alike, and the
+    /// identity fields are kept apart from the message's own.
+    #[test]
+    fn message_payloads_read_back_their_fields(
+        msg in "\\PC{0,40}", room in "\\PC{0,12}", client in "[!-~]{0,70}", n in any::<i64>(),
+    ) {
+        use chatroom::socket::payloads::MessageEvent;
+        use chatroom::socket::router::{FromPayload, Payload};
+        let value = json!({"msg": msg, "roomid": room, "clientId": client, "id": n, "from": false,
+                           "img": null, "extra": {"ignored": [1, 2]}});
+        let read = MessageEvent::from_payload(Payload::Json(value)).unwrap();
+        prop_assert_eq!(read.msg.raw(), msg.as_str());
+        prop_assert_eq!(read.roomid.raw(), room.as_str());
+        prop_assert_eq!(read.roomid.text(), Some(room.trim()).filter(|r| !r.is_empty()));
+        prop_assert_eq!(read.client_id.as_deref(), Some(client.as_str()));
+        let id = n.to_string();
+        prop_assert_eq!(read.claims.id.text(), Some(id.as_str()));
+        prop_assert_eq!(read.claims.from.text(), None);
+        prop_assert_eq!(read.img.text(), None);
+    }
+
+    /// A payload that is neither an object nor absent is refused, whatever it holds.
+    #[test]
+    fn payloads_that_are_not_objects_are_refused(text in "\\PC{0,20}", n in -1e300f64..1e300) {
+        use chatroom::socket::payloads::{MessageEvent, RoomEvent, SyncEvent};
+        use chatroom::socket::router::{FromPayload, Payload};
+        for value in [json!(text), json!(n), json!([text]), json!(true)] {
+            prop_assert!(MessageEvent::from_payload(Payload::Json(value.clone())).is_err());
+            prop_assert!(RoomEvent::from_payload(Payload::Json(value.clone())).is_err());
+            prop_assert!(SyncEvent::from_payload(Payload::Json(value)).is_err());
+        }
+    }
+
+    /// Escaped text holds no markup character and unescapes to the text itself.
+    #[test]
+    fn escaped_text_has_no_markup_and_unescapes_to_itself(text in "\\PC{0,60}") {
+        let escaped = chatroom::text::escape_html(&text);
+        prop_assert!(!escaped.contains(['<', '>', '"', '\'']));
+        prop_assert_eq!(unescape(&escaped), text);
+    }
+}
