@@ -904,6 +904,9 @@ fn start_server(
                 .arg("--data-dir")
                 .arg(&dir)
                 .args(["--signup-per-hour", "1000000"])
+                // The generator is one address standing in for thousands of clients: the per-address
+                // connection cap (a defence against one hostile host) would refuse a connect storm.
+                .args(["--max-connections-per-ip", "1000000"])
                 .args([
                     "--socket-events-per-second",
                     "100000",
