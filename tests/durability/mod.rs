@@ -5,6 +5,7 @@
 
 pub mod crash;
 pub mod shutdown;
+pub mod slow;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -16,7 +17,7 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::common::rand_suffix;
+use crate::common::{TestApp, rand_suffix};
 
 /// Socket.IO protocol generations a raw client speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -309,6 +310,25 @@ impl Drop for TestDatabase {
             .join();
         }
     }
+}
+
+/// The sum of a `/metrics` series over its labels (0 when absent).
+pub async fn metric(app: &TestApp, name: &str) -> f64 {
+    let text = app
+        .get("/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// A raw client of protocol `eio` authenticated with `token`, in group room `room1`.
