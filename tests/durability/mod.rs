@@ -4,6 +4,7 @@
 //! what reached the database are what an operator would see.
 
 pub mod crash;
+pub mod database;
 pub mod shutdown;
 pub mod slow;
 
