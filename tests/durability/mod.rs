@@ -3,6 +3,7 @@
 //! stop reading, churn and soak. Most run the real binary (`common::process`), so signals, exit codes and
 //! what reached the database are what an operator would see.
 
+pub mod churn;
 pub mod crash;
 pub mod database;
 pub mod shutdown;
@@ -52,6 +53,7 @@ pub struct Raw {
     pub seen: Arc<Mutex<Seen>>,
     /// Becomes true when the transport closes.
     pub gone: watch::Receiver<bool>,
+    tasks: [tokio::task::AbortHandle; 2],
 }
 
 impl Raw {
@@ -70,7 +72,7 @@ impl Raw {
             .map_err(|e| e.to_string())?;
         let (mut sink, mut stream) = ws.split();
         let (out, mut outgoing) = mpsc::unbounded_channel::<Message>();
-        tokio::spawn(async move {
+        let writer = tokio::spawn(async move {
             while let Some(m) = outgoing.recv().await {
                 if sink.send(m).await.is_err() {
                     break;
@@ -83,7 +85,7 @@ impl Raw {
         let (connected_tx, mut connected) = mpsc::unbounded_channel::<Result<(), String>>();
         let pong = out.clone();
         let record = seen.clone();
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             while let Some(Ok(frame)) = stream.next().await {
                 let Message::Text(text) = frame else { continue };
                 let text = text.as_str();
@@ -136,6 +138,7 @@ impl Raw {
                 next_ack: 0,
                 seen,
                 gone,
+                tasks: [writer.abort_handle(), reader.abort_handle()],
             }),
             Ok(Some(Err(e))) => Err(e),
             _ => Err("no CONNECT packet".into()),
@@ -201,6 +204,13 @@ impl Raw {
                 return None;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Drops the connection without a WebSocket or Engine.IO goodbye (a tab killed, a lost network).
+    pub fn abort(&self) {
+        for task in &self.tasks {
+            task.abort();
         }
     }
 
