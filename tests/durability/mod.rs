@@ -6,6 +6,7 @@
 pub mod churn;
 pub mod crash;
 pub mod database;
+pub mod order;
 pub mod shutdown;
 pub mod slow;
 
@@ -275,6 +276,25 @@ impl TestDatabase {
 
     pub async fn connect(&self) -> DatabaseConnection {
         Database::connect(self.url.as_str()).await.unwrap()
+    }
+
+    /// The ids of the messages stored in each room, in stored order.
+    pub async fn rows_by_room(db: &DatabaseConnection) -> BTreeMap<String, Vec<i64>> {
+        let rows = db
+            .query_all_raw(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                "SELECT room_id, id FROM messages ORDER BY id",
+            ))
+            .await
+            .unwrap();
+        let mut by_room: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+        for r in rows {
+            by_room
+                .entry(r.try_get::<String>("", "room_id").unwrap())
+                .or_default()
+                .push(r.try_get::<i64>("", "id").unwrap());
+        }
+        by_room
     }
 
     /// Every stored message's `(client id, id)`.
