@@ -480,7 +480,7 @@ impl Realtime {
         }
     }
 
-    /// Waits (at most [`ECHO_GRACE`]) until shutdown has closed every transport.
+    /// Waits (at most 5 s) until shutdown has closed every transport.
     pub async fn until_transports_closed(&self) {
         let mut closed = self.inner.transports_closed.subscribe();
         let _ = tokio::time::timeout(ECHO_GRACE, closed.wait_for(|c| *c)).await;
