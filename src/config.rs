@@ -118,6 +118,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=300))]
     pub header_timeout: u64,
 
+    /// Seconds a write to a client may make no progress (the client stopped reading) before its
+    /// connection is closed; 0 turns the deadline off.
+    #[arg(long, env = "CHATROOM_WRITE_TIMEOUT", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub write_timeout: u64,
+
     /// Open connections at most; further ones are refused at once. Default: what the process's
     /// open-file limit leaves room for, keeping a reserve for the database, uploads and logs.
     #[arg(long, env = "CHATROOM_MAX_CONNECTIONS")]
@@ -229,6 +235,7 @@ pub struct Settings {
     pub uploads_per_hour: u32,
     pub upload_quota_bytes: u64,
     pub header_timeout: Duration,
+    pub write_timeout: Duration,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
     pub trusted_proxies: TrustedProxies,
@@ -264,6 +271,7 @@ impl std::fmt::Debug for Settings {
             .field("uploads_per_hour", &self.uploads_per_hour)
             .field("upload_quota_bytes", &self.upload_quota_bytes)
             .field("header_timeout", &self.header_timeout)
+            .field("write_timeout", &self.write_timeout)
             .field("max_connections", &self.max_connections)
             .field("max_connections_per_ip", &self.max_connections_per_ip)
             .field("trusted_proxies", &self.trusted_proxies)
@@ -363,6 +371,7 @@ impl Config {
             uploads_per_hour: self.uploads_per_hour,
             upload_quota_bytes: self.upload_quota_bytes,
             header_timeout: Duration::from_secs(self.header_timeout),
+            write_timeout: Duration::from_secs(self.write_timeout),
             max_connections,
             max_connections_per_ip: usize::try_from(self.max_connections_per_ip)
                 .unwrap_or(usize::MAX),
@@ -401,6 +410,7 @@ impl Settings {
             uploads_per_hour: 1000,
             upload_quota_bytes: 1 << 30,
             header_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(30),
             max_connections: 4096,
             max_connections_per_ip: 4096,
             trusted_proxies: TrustedProxies::default(),

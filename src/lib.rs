@@ -15,6 +15,7 @@
 //! * [`config`]   – flags and environment variables; [`state`] – what handlers share.
 //! * [`error`]    – the one error type; [`db`] – connection and migrations.
 //! * [`listener`] – the accept loop: connection caps, header timeout, client addresses;
+//!   [`deadline`] – the write deadline that cuts off clients that stop reading;
 //!   [`proxy`] – trusted proxies; [`metrics`] – counters and gauges for `/metrics`; [`sys`] – the
 //!   process's file-descriptor limit and count.
 
@@ -23,6 +24,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod db;
+pub mod deadline;
 pub mod error;
 pub mod listener;
 pub mod metrics;

@@ -11,6 +11,8 @@
 //! * **a header-read timeout**: a connection that does not finish its request headers in time (a
 //!   slowloris, a slow WebSocket upgrade request) or sits idle between keep-alive requests is closed,
 //!   so stuck connections give their slot back within seconds;
+//! * **a write deadline** ([`crate::deadline`]): a client that stops reading for `--write-timeout` is
+//!   cut off, so it cannot make the server hold its unsent packets;
 //! * `TCP_NODELAY` on every connection (chat packets are small and latency-bound);
 //! * each request carries its peer ([`axum::extract::ConnectInfo`]), its client address
 //!   ([`ClientAddr`], from `X-Forwarded-For` only via a trusted proxy) and [`PeerAddr`];
@@ -33,7 +35,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 
-use crate::metrics::{Metrics, Refusal};
+use crate::deadline::WriteDeadline;
+use crate::metrics::{Counter, Metrics, Refusal};
 use crate::proxy::{ClientAddr, PeerAddr, TrustedProxies, canonical};
 use crate::state::AppState;
 
@@ -45,6 +48,10 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(35);
 pub struct ServeOptions {
     /// Time allowed for a request's headers, and for an idle keep-alive connection.
     pub header_timeout: Duration,
+    /// Time a write may make no progress before the connection is closed (zero: no deadline).
+    pub write_timeout: Duration,
+    /// Connections closed for that (`chatroom_slow_consumer_disconnects_total`).
+    pub slow_consumers: Arc<Counter>,
     /// Open connections at most.
     pub max_connections: usize,
     /// Open connections at most per client address.
@@ -61,12 +68,23 @@ impl ServeOptions {
         let settings = &state.settings;
         Self {
             header_timeout: settings.header_timeout,
+            write_timeout: settings.write_timeout,
+            slow_consumers: slow_consumer_counter(&state.metrics),
             max_connections: settings.max_connections,
             max_connections_per_ip: settings.max_connections_per_ip,
             trusted_proxies: settings.trusted_proxies.clone(),
             metrics: state.metrics.clone(),
         }
     }
+}
+
+/// The counter of connections closed because their peer stopped reading.
+pub fn slow_consumer_counter(metrics: &Metrics) -> Arc<Counter> {
+    metrics.registry.counter(
+        "chatroom_slow_consumer_disconnects_total",
+        "Connections closed because the client stopped reading for the write timeout.",
+        &[],
+    )
 }
 
 /// Open connections per client address.
@@ -280,7 +298,14 @@ impl Connection {
             .header_read_timeout(options.header_timeout)
             .keep_alive(true);
         let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
+            .serve_connection(
+                TokioIo::new(WriteDeadline::new(
+                    stream,
+                    options.write_timeout,
+                    options.slow_consumers.clone(),
+                )),
+                service,
+            )
             .with_upgrades();
         let mut conn = std::pin::pin!(conn);
         let result = tokio::select! {

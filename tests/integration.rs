@@ -8,5 +8,6 @@
 
 mod api;
 mod common;
+mod durability;
 mod hardening;
 mod websocket;

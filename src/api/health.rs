@@ -10,16 +10,16 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// `GET /readyz`: the database answers and the node is not shutting down.
+/// `GET /readyz`: the database answers (within 2 s) and the node is not shutting down.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
     if state.is_draining() {
         return (StatusCode::SERVICE_UNAVAILABLE, "draining");
     }
-    match state.db.ping().await {
-        Ok(()) => (StatusCode::OK, "ready"),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness check: database unreachable");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable")
-        }
+    // A database that stops answering must not hold the probe: not ready within the timeout.
+    if crate::services::writer::reachable(&state.db).await {
+        (StatusCode::OK, "ready")
+    } else {
+        tracing::warn!("readiness check: database unreachable");
+        (StatusCode::SERVICE_UNAVAILABLE, "database unreachable")
     }
 }

@@ -104,6 +104,9 @@ pub struct Conn {
     pub dialect: Dialect,
     drainer: Arc<dyn Drainer>,
     state: Mutex<State>,
+    /// Held while an event is taken in, and while shutdown disconnects the socket; true once the
+    /// socket was told it is disconnected.
+    farewell: Mutex<bool>,
 }
 
 struct State {
@@ -113,6 +116,8 @@ struct State {
     inbox: VecDeque<Inbound>,
     draining: bool,
     closed: bool,
+    /// Shutting down: events are refused at once, no longer queued.
+    stopping: bool,
     bucket: Bucket,
     flood_notice: Option<Instant>,
 }
@@ -132,12 +137,14 @@ impl Conn {
             sid,
             dialect,
             drainer,
+            farewell: Mutex::new(false),
             state: Mutex::new(State {
                 binding: None,
                 rooms: Vec::new(),
                 inbox,
                 draining: false,
                 closed: false,
+                stopping: false,
                 bucket: Bucket::new(events_per_second),
                 flood_notice: None,
             }),
@@ -252,7 +259,9 @@ impl Conn {
             if state.closed {
                 return Err(item);
             }
-            if matches!(item, Inbound::Event { .. }) && state.inbox.len() >= INBOX {
+            if matches!(item, Inbound::Event { .. })
+                && (state.stopping || state.inbox.len() >= INBOX)
+            {
                 return Err(item);
             }
             if matches!(item, Inbound::Disconnect(_)) {
@@ -265,6 +274,30 @@ impl Conn {
             self.drainer.start(self.clone(), socket.clone());
         }
         Ok(())
+    }
+
+    /// Shutdown: from now on events are refused at once (handed back by [`post`](Self::post)) instead
+    /// of queued, so every event the socket sends until it is disconnected is answered.
+    pub fn stop(&self) {
+        self.lock().stopping = true;
+    }
+
+    /// The gate between taking in events and saying goodbye: holds `true` once the socket was told
+    /// it is disconnected.
+    pub fn gate(&self) -> MutexGuard<'_, bool> {
+        self.farewell.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether [`stop`](Self::stop) was called.
+    pub fn is_stopping(&self) -> bool {
+        self.lock().stopping
+    }
+
+    /// Whether the inbox is empty and no task is handling its events or waiting to send their
+    /// replies.
+    pub fn is_idle(&self) -> bool {
+        let state = self.lock();
+        state.inbox.is_empty() && !state.draining
     }
 
     /// Starts draining what is queued (the `Connect` item), if no task does yet.

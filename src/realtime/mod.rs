@@ -29,10 +29,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use sea_orm::DatabaseConnection;
+use socketioxide::extract::SocketRef;
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::socket::Sid;
 use socketioxide::{ParserConfig, ProtocolVersion, SocketIo};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 pub use self::conn::{Binding, Conn, Dialect, Drainer, Inbound, TokenInfo};
@@ -199,6 +200,8 @@ struct Inner {
     writer: MessageWriter<Ticket>,
     announcer: Mutex<Option<JoinHandle<()>>>,
     accepting: AtomicBool,
+    /// Set once shutdown has closed every transport.
+    transports_closed: watch::Sender<bool>,
     messages_per_second: u32,
     queue_capacity: usize,
     senders: Mutex<HashMap<UserId, Bucket>>,
@@ -256,6 +259,7 @@ impl Realtime {
             writer,
             announcer: Mutex::new(None),
             accepting: AtomicBool::new(true),
+            transports_closed: watch::channel(false).0,
             messages_per_second: settings.socket_events_per_second,
             queue_capacity: settings.message_queue,
             senders: Mutex::new(HashMap::new()),
@@ -414,8 +418,9 @@ impl Realtime {
         }
     }
 
-    /// Stops taking messages, stores and delivers every queued one, writes the read marks, then closes
-    /// every socket.
+    /// Stops taking messages (refusing new ones with `unavailable`), stores and delivers every queued
+    /// one, writes the read marks, sends every socket the replies it is owed and a Socket.IO
+    /// DISCONNECT, then closes every transport.
     pub async fn shutdown(&self) {
         self.inner.accepting.store(false, Ordering::SeqCst);
         self.inner.writer.close().await;
@@ -431,8 +436,54 @@ impl Realtime {
             tracing::warn!("some stored messages were not delivered before shutdown");
         }
         flush_marks(&self.inner).await;
+        self.disconnect_all().await;
         self.inner.metrics.log_refusals();
         self.inner.io.close().await;
+        self.inner.transports_closed.send_replace(true);
+    }
+
+    /// Says goodbye to every socket in its own protocol: each one stops queueing events (refusing
+    /// them at once with `unavailable`), sends the replies it still owes, and then gets a Socket.IO
+    /// DISCONNECT packet, so clients see "io server disconnect" rather than a dropped transport.
+    async fn disconnect_all(&self) {
+        let Some(ns) = self.inner.io.of("/") else {
+            return;
+        };
+        let sockets = ns.local().sockets();
+        let conns: Vec<(SocketRef, Option<Arc<Conn>>)> = sockets
+            .into_iter()
+            .map(|s| {
+                let conn = s.extensions.get::<Arc<Conn>>();
+                if let Some(conn) = &conn {
+                    conn.stop();
+                }
+                (s, conn)
+            })
+            .collect();
+        let deadline = tokio::time::Instant::now() + ECHO_GRACE;
+        while conns
+            .iter()
+            .any(|(_, c)| c.as_ref().is_some_and(|c| !c.is_idle()))
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        for (socket, conn) in conns {
+            let mut farewell = conn.as_ref().map(|c| c.gate());
+            if let Some(said) = farewell.as_deref_mut() {
+                *said = true;
+            }
+            if let Err(e) = socket.disconnect() {
+                tracing::debug!(error = %e, "a socket could not be told it is disconnected");
+            }
+            drop(farewell);
+        }
+    }
+
+    /// Waits (at most 5 s) until shutdown has closed every transport.
+    pub async fn until_transports_closed(&self) {
+        let mut closed = self.inner.transports_closed.subscribe();
+        let _ = tokio::time::timeout(ECHO_GRACE, closed.wait_for(|c| *c)).await;
     }
 }
 

@@ -16,6 +16,9 @@
 //! same text and picture) gets the stored row back as [`Saved::Existing`]; a *different* message reusing
 //! a client id is refused with [`AppError::Conflict`]. The unique index on `(sender_id, client_id)`
 //! decides, so this holds across restarts and across nodes sharing a database.
+//! A database that fails or stops answering is retried a bounded number of times (each attempt bounded
+//! in time); then the batch is refused (`unavailable`), and while it stays down each later batch gets
+//! one attempt, so senders hear within seconds. Writes resume by themselves once it answers.
 //! [`MessageWriter::close`] stops intake and waits until every queued message is committed and handed on.
 
 use std::collections::HashMap;
@@ -176,6 +179,7 @@ async fn run<T: Send + Sync>(
     out: mpsc::Sender<Batch<T>>,
 ) {
     let max = config.batch.max(1);
+    let mut down = false;
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         let deadline = Instant::now() + config.linger;
@@ -193,7 +197,7 @@ async fn run<T: Send + Sync>(
             }
         }
         let started = Instant::now();
-        let committed = commit(&db, batch).await;
+        let committed = commit(&db, batch, &mut down).await;
         let took = started.elapsed();
         if out.send(Batch { committed, took }).await.is_err() {
             tracing::warn!("the consumer of stored messages is gone");
@@ -208,8 +212,90 @@ fn key(new: &NewMessage) -> Option<Key> {
     new.client_id.as_ref().map(|c| (new.sender, c.clone()))
 }
 
+/// How long one attempt at storing a batch may take. A database that stops answering (a stopped
+/// server, a dropped network path) would otherwise hold the writer, and every sender, indefinitely.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a readiness check of the database may take.
+pub const PING_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a batch is retried while the database does not answer (a restart, a dropped connection)
+/// before it is refused.
+const BATCH_DEADLINE: Duration = Duration::from_secs(10);
+/// Pauses before the retries of a batch.
+const RETRY_PAUSES: [Duration; 3] = [
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+];
+
+/// Why a batch was not stored.
+enum Failure {
+    /// The database answers, but not to this batch (a bad row): store its messages one by one.
+    Rows(AppError),
+    /// The database does not answer: refuse the batch.
+    Unreachable,
+}
+
+/// Whether the database answers a ping within [`PING_TIMEOUT`].
+pub async fn reachable(db: &DatabaseConnection) -> bool {
+    matches!(
+        tokio::time::timeout(PING_TIMEOUT, db.ping()).await,
+        Ok(Ok(()))
+    )
+}
+
+/// Stores a batch, retrying while the database cannot be reached: at most `1 + RETRY_PAUSES.len()`
+/// attempts of at most [`ATTEMPT_TIMEOUT`] each, all within [`BATCH_DEADLINE`]. While the database is
+/// known to be down (`down`, set when a batch was refused), each batch gets one attempt, so messages
+/// are refused within one attempt's time until it answers again; then `down` clears by itself.
+async fn store_retrying<T: Send + Sync>(
+    db: &DatabaseConnection,
+    batch: &[Job<T>],
+    fresh: &[usize],
+    down: &mut bool,
+) -> Result<Vec<Result<Saved, AppError>>, Failure> {
+    let deadline = Instant::now() + BATCH_DEADLINE;
+    let mut pauses = RETRY_PAUSES.iter();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(ATTEMPT_TIMEOUT.min(left), store(db, batch, fresh)).await {
+            Ok(Ok(results)) => {
+                if std::mem::replace(down, false) {
+                    tracing::info!("the database answers again: storing messages");
+                }
+                return Ok(results);
+            }
+            Ok(Err(e)) => {
+                if reachable(db).await {
+                    return Err(Failure::Rows(e));
+                }
+                tracing::warn!(error = %e, "storing messages failed: the database does not answer");
+            }
+            Err(_) => {
+                tracing::warn!(timeout = ?ATTEMPT_TIMEOUT, "storing messages timed out");
+            }
+        }
+        match pauses.next() {
+            Some(pause) if !*down && Instant::now() + *pause < deadline => {
+                tokio::time::sleep(*pause).await;
+            }
+            _ => {
+                if !std::mem::replace(down, true) {
+                    tracing::error!(
+                        "the database does not answer: refusing messages until it does"
+                    );
+                }
+                return Err(Failure::Unreachable);
+            }
+        }
+    }
+}
+
 /// Stores a batch; returns every job's outcome, in the batch's order.
-async fn commit<T: Send + Sync>(db: &DatabaseConnection, batch: Vec<Job<T>>) -> Vec<Committed<T>> {
+async fn commit<T: Send + Sync>(
+    db: &DatabaseConnection,
+    batch: Vec<Job<T>>,
+    down: &mut bool,
+) -> Vec<Committed<T>> {
     let size = batch.len();
     // Repeats within the batch ride on the first copy's outcome.
     let mut first_of: HashMap<Key, usize> = HashMap::new();
@@ -228,19 +314,39 @@ async fn commit<T: Send + Sync>(db: &DatabaseConnection, batch: Vec<Job<T>>) -> 
         }
     }
     let mut outcomes: Vec<Option<Result<Saved, AppError>>> = (0..size).map(|_| None).collect();
-    let stored = store(db, &batch, &fresh).await;
-    match stored {
+    match store_retrying(db, &batch, &fresh, down).await {
         Ok(results) => {
             for (i, result) in fresh.iter().zip(results) {
                 outcomes[*i] = Some(result);
             }
         }
-        Err(e) => {
+        Err(Failure::Unreachable) => {
+            tracing::warn!(
+                size = fresh.len(),
+                "refused a batch of messages: database unreachable"
+            );
+            for i in &fresh {
+                outcomes[*i] = Some(Err(AppError::Unavailable));
+            }
+        }
+        Err(Failure::Rows(e)) => {
             // One bad row (a sender deleted meanwhile, say) must not sink the others.
             tracing::warn!(error = %e, size = fresh.len(), "batch commit failed; storing one by one");
+            let mut gone = false;
             for i in &fresh {
                 let job = &batch[*i];
-                outcomes[*i] = Some(store_one(db, job).await);
+                let outcome = if gone {
+                    Err(AppError::Unavailable)
+                } else {
+                    match tokio::time::timeout(ATTEMPT_TIMEOUT, store_one(db, job)).await {
+                        Ok(outcome) => outcome,
+                        Err(_) => Err(AppError::Unavailable),
+                    }
+                };
+                if outcome.is_err() && !gone && !reachable(db).await {
+                    gone = true;
+                }
+                outcomes[*i] = Some(outcome);
             }
         }
     }

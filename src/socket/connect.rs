@@ -139,14 +139,22 @@ fn prepare(
               Event(event): Event,
               TryData(data): TryData<Value>,
               ack: AckSender| {
-            let refused = receive(
-                &runner,
-                &events,
-                &socket,
-                event,
-                data.unwrap_or(Value::Null),
-                ack,
-            );
+            // Shutdown disconnects the socket under this gate: an event is either answered
+            // before the DISCONNECT packet, or not at all (the client was told it is gone).
+            let gate = events.gate();
+            let refused = if *gate {
+                None
+            } else {
+                receive(
+                    &runner,
+                    &events,
+                    &socket,
+                    event,
+                    data.unwrap_or(Value::Null),
+                    ack,
+                )
+            };
+            drop(gate);
             async move {
                 if let Some((pusher, sid, event, error)) = refused {
                     refuse(&pusher, sid, &event, &error).await;
@@ -158,7 +166,15 @@ fn prepare(
         realtime.metrics().sockets_of(socket.protocol()).dec();
         realtime.pusher().dialect_left(conn.dialect);
         let _ = conn.post(Inbound::Disconnect(format!("{reason:?}")), &socket);
-        async {}
+        let realtime = realtime.clone();
+        async move {
+            if reason == DisconnectReason::ServerNSDisconnect && !realtime.is_accepting() {
+                // Shutdown said goodbye: socketioxide keeps the socket registered until this
+                // handler ends, so closing the server closes this socket's transport too, after
+                // its DISCONNECT packet.
+                realtime.until_transports_closed().await;
+            }
+        }
     });
 }
 
@@ -198,7 +214,7 @@ fn receive(
         }
         return None;
     }
-    if let Err(Inbound::Event { ack, .. }) = conn.post(
+    if let Err(Inbound::Event { ack, name, .. }) = conn.post(
         Inbound::Event {
             name: event,
             data,
@@ -206,8 +222,14 @@ fn receive(
         },
         socket,
     ) {
+        let error = AppError::Unavailable;
+        let _ = ack.send(&ack_refused(&Refusal::from(&error)));
+        if conn.is_stopping() {
+            // Shutdown: answered here, since the inbox takes nothing more; told as a notice too.
+            realtime.metrics().shutting_down.inc();
+            return Some((realtime.pusher().clone(), socket.id, name, error));
+        }
         realtime.metrics().inbox_full.inc();
-        let _ = ack.send(&ack_refused(&Refusal::from(&AppError::Unavailable)));
     }
     None
 }
