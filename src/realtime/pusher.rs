@@ -5,7 +5,7 @@
 //! room and every user has one room per dialect (see [`Dialect::prefix`]). A push therefore costs what
 //! its recipients cost, never what everyone online costs. In a cluster, a push to a room or to users is
 //! also published on the bus ([`Bus`]) with both dialects' frames, and every other node hands them to
-//! its own sockets ([`Pusher::send_frames_here`]); single sockets are always local, and so are the
+//! its own sockets (`send_frames_here`); single sockets are always local, and so are the
 //! `_here` sends (presence rounds and unread counts, which every node serves to its own sockets).
 //!
 //! After the server has closed (shutdown), pushes are dropped quietly.
