@@ -48,6 +48,7 @@ use super::presence::{Change, PresenceHub, Snapshot};
 use super::pusher::{Pusher, Target};
 use super::unread::UnreadHub;
 use crate::auth::UserId;
+use crate::metrics::{Counter, Gauge, Metrics};
 use crate::services::rooms::Room;
 use crate::services::users::Author;
 
@@ -180,12 +181,29 @@ struct BusInner {
     publishing: AtomicBool,
     subscribed: AtomicBool,
     dropped: AtomicU64,
+    /// `chatroom_cluster_connected`: 1 while notes go out and come in.
+    connected: Arc<Gauge>,
+    /// `chatroom_cluster_notes_dropped_total`.
+    dropped_total: Arc<Counter>,
+    /// `chatroom_cluster_nodes`: the other nodes heard from.
+    nodes: Arc<Gauge>,
 }
 
 impl Bus {
     /// Whether notes both go out and come in: false while Redis is away (the node is degraded).
     pub fn is_connected(&self) -> bool {
         self.inner.publishing.load(Ordering::SeqCst) && self.inner.subscribed.load(Ordering::SeqCst)
+    }
+
+    /// Sets one direction's state and the `chatroom_cluster_connected` gauge.
+    fn set_up(&self, flag: &AtomicBool, up: bool) {
+        flag.store(up, Ordering::SeqCst);
+        self.inner.connected.set(i64::from(self.is_connected()));
+    }
+
+    fn note_dropped(&self) {
+        self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+        self.inner.dropped_total.inc();
     }
 
     /// This node's name on the bus (random, new at each start).
@@ -210,7 +228,7 @@ impl Bus {
             .unwrap_or_else(PoisonError::into_inner);
         *seq += 1;
         if !self.inner.publishing.load(Ordering::SeqCst) {
-            self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+            self.note_dropped();
             return;
         }
         // The node name is hex: it needs no escaping.
@@ -221,7 +239,7 @@ impl Bus {
         note.extend_from_slice(&body);
         note.push(b'}');
         if self.inner.queue.try_send(note).is_err() {
-            self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+            self.note_dropped();
         }
     }
 
@@ -305,7 +323,7 @@ pub struct Local {
 ///
 /// # Errors
 /// If `url` is not a Redis URL.
-pub fn start(url: &str, prefix: &str) -> redis::RedisResult<(Bus, Starter)> {
+pub fn start(url: &str, prefix: &str, metrics: &Metrics) -> redis::RedisResult<(Bus, Starter)> {
     let info = url
         .into_connection_info()?
         .set_tcp_settings(TcpSettings::default().set_nodelay(true));
@@ -320,6 +338,21 @@ pub fn start(url: &str, prefix: &str) -> redis::RedisResult<(Bus, Starter)> {
             publishing: AtomicBool::new(false),
             subscribed: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
+            connected: metrics.registry.gauge(
+                "chatroom_cluster_connected",
+                "1 while this node reaches the cluster's Redis both ways, 0 while it is degraded.",
+                &[],
+            ),
+            dropped_total: metrics.registry.counter(
+                "chatroom_cluster_notes_dropped_total",
+                "Notes for the other nodes dropped because Redis was away or too slow.",
+                &[],
+            ),
+            nodes: metrics.registry.gauge(
+                "chatroom_cluster_nodes",
+                "Other nodes of the cluster heard from lately.",
+                &[],
+            ),
         }),
     };
     Ok((bus.clone(), Starter { bus, client, notes }))
@@ -357,7 +390,7 @@ async fn publish_all(bus: Bus, client: redis::Client, mut notes: mpsc::Receiver<
             }
         };
         backoff = Duration::from_millis(50);
-        bus.inner.publishing.store(true, Ordering::SeqCst);
+        bus.set_up(&bus.inner.publishing, true);
         tracing::info!("cluster: publishing to Redis");
         let mut batch = Vec::with_capacity(PIPELINE);
         loop {
@@ -373,10 +406,10 @@ async fn publish_all(bus: Bus, client: redis::Client, mut notes: mpsc::Receiver<
                 break;
             }
         }
-        bus.inner.publishing.store(false, Ordering::SeqCst);
+        bus.set_up(&bus.inner.publishing, false);
         // Whatever was queued is dropped: it would arrive late, and out of turn with newer events.
         while let Ok(_stale) = notes.try_recv() {
-            bus.inner.dropped.fetch_add(1, Ordering::Relaxed);
+            bus.note_dropped();
         }
     }
 }
@@ -400,7 +433,7 @@ async fn subscribe(bus: Bus, client: redis::Client, local: Local, peers: Arc<Pee
             }
         };
         backoff = Duration::from_millis(50);
-        bus.inner.subscribed.store(true, Ordering::SeqCst);
+        bus.set_up(&bus.inner.subscribed, true);
         tracing::info!("cluster: subscribed to Redis");
         // Notes were missed while away: start again from every node's snapshot.
         peers.all_seen_now();
@@ -417,7 +450,7 @@ async fn subscribe(bus: Bus, client: redis::Client, local: Local, peers: Arc<Pee
             }
         }
         drop(messages);
-        bus.inner.subscribed.store(false, Ordering::SeqCst);
+        bus.set_up(&bus.inner.subscribed, false);
         tracing::warn!("cluster: lost Redis (subscriber); reconnecting");
     }
 }
@@ -441,6 +474,7 @@ async fn heartbeat(bus: Bus, peers: Arc<Peers>) {
         if bus.inner.subscribed.load(Ordering::SeqCst) {
             peers.expire(Instant::now());
         }
+        bus.inner.nodes.set(peers.lock().len() as i64);
     }
 }
 
@@ -692,6 +726,9 @@ mod tests {
                 publishing: AtomicBool::new(true),
                 subscribed: AtomicBool::new(true),
                 dropped: AtomicU64::new(0),
+                connected: Arc::default(),
+                dropped_total: Arc::default(),
+                nodes: Arc::default(),
             }),
         };
         let payload = serde_json::value::to_raw_value(&serde_json::json!({"msg": "<b>hi</b>"}))

@@ -248,7 +248,7 @@ impl Realtime {
             committed_tx,
         );
         let cluster = settings.redis_url.as_deref().and_then(|url| {
-            cluster::start(url, &settings.redis_prefix)
+            cluster::start(url, &settings.redis_prefix, metrics)
                 .inspect_err(|e| tracing::error!(error = %e, "cannot use the Redis URL"))
                 .ok()
         });

@@ -193,6 +193,19 @@ async fn a_redis_restart_is_survived_and_delivery_resumes() {
             .wait_ready(node, "degraded: Redis unreachable")
             .await;
     }
+    let metrics = cluster
+        .http
+        .get(cluster.nodes[0].url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("chatroom_cluster_connected 0"),
+        "{metrics}"
+    );
     // Each node still serves its own sockets, and stores what they send.
     let ack = a.ack("message", text("room1", "while away", "r-1")).await;
     assert_eq!(ack["ok"], true, "{ack}");
