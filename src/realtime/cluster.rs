@@ -435,11 +435,11 @@ async fn subscribe(bus: Bus, client: redis::Client, local: Local, peers: Arc<Pee
         backoff = Duration::from_millis(50);
         bus.set_up(&bus.inner.subscribed, true);
         tracing::info!("cluster: subscribed to Redis");
-        // Notes were missed while away: start again from every node's snapshot.
+        // Notes were missed while away: start again from every node's snapshot (asked for now, and again
+        // with each heartbeat until each node has sent one: the publisher may still be reconnecting).
         peers.all_seen_now();
-        bus.publish(Body::Ask {
-            node: String::new(),
-        });
+        peers.want_all();
+        peers.ask(&bus);
         publish_snapshot(&bus, &local.presence);
         let mut messages = pubsub.on_message();
         while let Some(message) = messages.next().await {
@@ -473,6 +473,7 @@ async fn heartbeat(bus: Bus, peers: Arc<Peers>) {
         }
         if bus.inner.subscribed.load(Ordering::SeqCst) {
             peers.expire(Instant::now());
+            peers.ask(&bus);
         }
         bus.inner.nodes.set(peers.lock().len() as i64);
     }
@@ -496,6 +497,8 @@ struct Peers {
     gone: Mutex<HashSet<String>>,
     /// Where other nodes' presence is counted.
     presence: Arc<PresenceHub>,
+    /// Every node's snapshot is wanted (after a reconnection), until one `Ask` for all went out.
+    want_all: AtomicBool,
 }
 
 /// Another node: when it was last heard, its last note's number, and its presence as counted here.
@@ -504,6 +507,8 @@ struct Peer {
     seq: u64,
     /// Whether its presence is known (a snapshot arrived); until then its changes are not applied.
     synced: bool,
+    /// Whether a snapshot is wanted (asked for until one arrives).
+    wanted: bool,
     online: HashMap<UserId, Author>,
     rooms: HashSet<(String, UserId)>,
 }
@@ -514,6 +519,37 @@ impl Peers {
             state: Mutex::default(),
             gone: Mutex::default(),
             presence,
+            want_all: AtomicBool::new(false),
+        }
+    }
+
+    /// Every node must send its snapshot again.
+    fn want_all(&self) {
+        self.want_all.store(true, Ordering::SeqCst);
+        for peer in self.lock().values_mut() {
+            peer.wanted = true;
+        }
+    }
+
+    /// Asks for the snapshots still wanted, if notes can go out now (otherwise at the next heartbeat).
+    fn ask(&self, bus: &Bus) {
+        if !bus.inner.publishing.load(Ordering::SeqCst) {
+            return;
+        }
+        if self.want_all.swap(false, Ordering::SeqCst) {
+            bus.publish(Body::Ask {
+                node: String::new(),
+            });
+            return;
+        }
+        let wanted: Vec<String> = self
+            .lock()
+            .iter()
+            .filter(|(_, p)| p.wanted)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for node in wanted {
+            bus.publish(Body::Ask { node });
         }
     }
 
@@ -593,6 +629,7 @@ async fn receive(bus: &Bus, local: &Local, peers: &Peers, note: Note) {
                 seen: Instant::now(),
                 seq,
                 synced: false,
+                wanted: !is_snapshot,
                 online: HashMap::new(),
                 rooms: HashSet::new(),
             }
@@ -601,12 +638,14 @@ async fn receive(bus: &Bus, local: &Local, peers: &Peers, note: Note) {
         if !ask && seq != peer.seq + 1 && peer.synced && !is_snapshot {
             tracing::debug!(node, "cluster: notes were lost; asking for a snapshot");
             ask = true;
+            peer.wanted = true;
         }
         peer.seq = seq;
         match &body {
             Body::Snapshot { online, rooms } => {
                 replace(&local.presence, peer, online, rooms);
                 peer.synced = true;
+                peer.wanted = false;
             }
             Body::Online { user } if peer.synced => {
                 let author = Author::from(user.clone());

@@ -47,7 +47,7 @@ async fn list_becomes(sock: &mut Sio, event: &str, names: &[&str], wait: Duratio
 async fn enter_room1(cluster: &Cluster, node: usize, token: &str, names: &[&str]) -> Sio {
     let mut sock = cluster.sio(node, token).await;
     sock.emit("room", json!({"roomid": "room1"})).await;
-    list_becomes(&mut sock, "room", names, Duration::from_secs(10)).await;
+    list_becomes(&mut sock, "room", names, Duration::from_secs(20)).await;
     sock
 }
 
@@ -63,7 +63,7 @@ async fn users_on_two_nodes_see_each_others_messages_presence_friends_and_counts
     // Presence: each sees the other in room1's list.
     let mut a = enter_room1(&cluster, 0, &alice, &["alice"]).await;
     let mut b = enter_room1(&cluster, 1, &bob, &["alice", "bob"]).await;
-    list_becomes(&mut a, "room", &["alice", "bob"], Duration::from_secs(10)).await;
+    list_becomes(&mut a, "room", &["alice", "bob"], Duration::from_secs(20)).await;
 
     // Unread counts: carol, online on node B but not in room1, counts alice's messages from node A.
     let mut c = cluster.sio(1, &carol).await;
@@ -122,7 +122,7 @@ async fn users_on_two_nodes_see_each_others_messages_presence_friends_and_counts
 
     // A socket closing on node B takes bob out of the list on node A.
     b.disconnect().await;
-    list_becomes(&mut a, "roomout", &["alice"], Duration::from_secs(10)).await;
+    list_becomes(&mut a, "roomout", &["alice"], Duration::from_secs(20)).await;
 }
 
 #[tokio::test]
@@ -230,7 +230,7 @@ async fn a_redis_restart_is_survived_and_delivery_resumes() {
     }
     assert_eq!(seen.last().map(String::as_str), Some("back"), "{seen:?}");
     b.disconnect().await;
-    list_becomes(&mut a, "roomout", &["alice"], Duration::from_secs(10)).await;
+    list_becomes(&mut a, "roomout", &["alice"], Duration::from_secs(20)).await;
 
     // Nothing stored was lost: the history has every message.
     let (_, history) = cluster
@@ -256,10 +256,10 @@ async fn the_users_of_a_crashed_node_drop_out_of_the_lists() {
     let (_, bob) = cluster.signup(1, "bob").await;
     let mut a = enter_room1(&cluster, 0, &alice, &["alice"]).await;
     let _b = enter_room1(&cluster, 1, &bob, &["alice", "bob"]).await;
-    list_becomes(&mut a, "room", &["alice", "bob"], Duration::from_secs(10)).await;
+    list_becomes(&mut a, "room", &["alice", "bob"], Duration::from_secs(20)).await;
 
     // No goodbye: node A forgets bob once node B has been silent for its time to live.
     cluster.nodes[1].crash();
-    let wait = chatroom::realtime::cluster::PEER_TTL + Duration::from_secs(10);
+    let wait = chatroom::realtime::cluster::PEER_TTL + Duration::from_secs(15);
     list_becomes(&mut a, "roomout", &["alice"], wait).await;
 }
