@@ -7,11 +7,13 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock clippy.toml ./
 COPY entity/Cargo.toml entity/Cargo.toml
 COPY migration/Cargo.toml migration/Cargo.toml
-RUN mkdir -p src entity/src migration/src routes frontend tests \
+COPY bench/Cargo.toml bench/Cargo.toml
+RUN mkdir -p src entity/src migration/src bench/src routes frontend tests \
  && echo 'fn main() {}' > src/main.rs && touch src/lib.rs entity/src/lib.rs migration/src/lib.rs \
+ && echo 'fn main() {}' > bench/src/main.rs \
  && echo 'fn main() {}' > tests/integration.rs \
  && cargo build --release --locked \
- && rm -rf src entity/src migration/src routes tests
+ && rm -rf src entity/src migration/src bench/src routes tests
 COPY . .
 # Make sure cargo sees the real sources as newer than the stubs.
 RUN touch src/main.rs src/lib.rs entity/src/lib.rs migration/src/lib.rs \

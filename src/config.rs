@@ -170,6 +170,16 @@ pub struct Config {
     #[arg(long, env = "CHATROOM_SOCKET_IO_JS")]
     pub socket_io_js: Option<PathBuf>,
 
+    /// Redis that carries events between the nodes of a cluster: `redis://host:6379` (or with a
+    /// password, `redis://:password@host:6379`). Without it the node runs alone, with no Redis.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Prefix of the Redis channel the cluster shares; nodes with different prefixes on one Redis are
+    /// separate clusters.
+    #[arg(long, env = "CHATROOM_REDIS_PREFIX", default_value = "chatroom")]
+    pub redis_prefix: String,
+
     /// Mark the auth cookie `Secure` (set this when chatroom is served over HTTPS).
     #[arg(long, env = "CHATROOM_COOKIE_SECURE", default_value_t = false)]
     pub cookie_secure: bool,
@@ -211,6 +221,8 @@ pub enum ConfigError {
     Rooms,
     #[error("invalid trusted proxy {0}: expected an IP address or a CIDR range")]
     TrustedProxy(String),
+    #[error("invalid Redis URL: {0}")]
+    RedisUrl(String),
 }
 
 /// Everything the server needs at run time, with defaults resolved.
@@ -246,6 +258,10 @@ pub struct Settings {
     pub message_queue: usize,
     pub presence_max_members: usize,
     pub socket_io_js: Option<PathBuf>,
+    /// The cluster's Redis, if the node is one of several.
+    pub redis_url: Option<String>,
+    /// Prefix of the cluster's Redis channel.
+    pub redis_prefix: String,
 }
 
 impl std::fmt::Debug for Settings {
@@ -285,6 +301,8 @@ impl std::fmt::Debug for Settings {
             .field("message_queue", &self.message_queue)
             .field("presence_max_members", &self.presence_max_members)
             .field("socket_io_js", &self.socket_io_js)
+            .field("redis", &self.redis_url.as_deref().map(redact_url))
+            .field("redis_prefix", &self.redis_prefix)
             .finish()
     }
 }
@@ -351,6 +369,11 @@ impl Config {
                 .map(|d| d.join("socket.io.js"))
                 .filter(|f| f.is_file())
         });
+        let redis_url = self.redis_url.filter(|u| !u.trim().is_empty());
+        if let Some(url) = &redis_url {
+            redis::Client::open(url.as_str())
+                .map_err(|e| ConfigError::RedisUrl(format!("{}: {e}", redact_url(url))))?;
+        }
         Ok(Settings {
             listen,
             database_url,
@@ -383,6 +406,8 @@ impl Config {
             message_queue: self.message_queue.max(1),
             presence_max_members: self.presence_max_members as usize,
             socket_io_js,
+            redis_url,
+            redis_prefix: self.redis_prefix,
         })
     }
 }
@@ -421,6 +446,8 @@ impl Settings {
             message_queue: 4096,
             presence_max_members: 1000,
             socket_io_js: None,
+            redis_url: None,
+            redis_prefix: "chatroom".into(),
         }
     }
 }

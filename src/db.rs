@@ -6,6 +6,9 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
 
+/// The PostgreSQL advisory lock held while migrations run ("chatroom" in ASCII).
+const MIGRATION_LOCK: i64 = 0x6368_6174_726f_6f6d;
+
 /// How often the WAL of a SQLite file is copied back into the database.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
@@ -17,6 +20,9 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// would make the message writer copy and sync the WAL in the middle of a burst): [`checkpoints`]
 /// runs them on a connection of their own. An in-memory SQLite database keeps one connection, because
 /// each connection would otherwise see a database of its own.
+///
+/// On PostgreSQL, migrations run under an advisory lock, so nodes of a cluster starting together apply
+/// them once: the first takes the lock and migrates, the others wait for it and find nothing to do.
 ///
 /// # Errors
 /// If the database cannot be reached or a migration fails.
@@ -47,8 +53,35 @@ pub async fn connect(url: &str, pool: u32) -> Result<DatabaseConnection, DbErr> 
         });
     }
     let db = Database::connect(options).await?;
-    Migrator::up(&db, None).await?;
+    if url.starts_with("postgres") {
+        migrate_locked(url).await?;
+    } else {
+        Migrator::up(&db, None).await?;
+    }
     Ok(db)
+}
+
+/// Applies the migrations on one PostgreSQL connection of its own, holding [`MIGRATION_LOCK`] (a
+/// session lock: the connection must be the same for the lock, the migrations and the unlock).
+async fn migrate_locked(url: &str) -> Result<(), DbErr> {
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .max_connections(1)
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(5))
+        .sqlx_logging(false);
+    let session = Database::connect(options).await?;
+    session
+        .execute_unprepared(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
+        .await?;
+    let migrated = Migrator::up(&session, None).await;
+    let unlocked = session
+        .execute_unprepared(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))
+        .await;
+    // Closing the session releases the lock in any case.
+    let _ = session.close().await;
+    migrated?;
+    unlocked.map(|_| ())
 }
 
 /// Copies a SQLite file's WAL back into the database every second, without waiting for readers or

@@ -54,9 +54,10 @@ const PASSWORD: &str = "benchpass1";
 
 #[derive(Debug, Clone, clap::Args, Serialize)]
 pub struct LoadArgs {
-    /// The server's base URL.
+    /// The server's base URL. Repeat it to spread the sockets over several nodes of one cluster
+    /// (client `i` connects to URL `i % n`); accounts are made on the first.
     #[arg(long, default_value = "http://127.0.0.1:38917")]
-    pub url: String,
+    pub url: Vec<String>,
     #[arg(long, value_enum, default_value = "peer")]
     pub target: Target,
     /// Engine.IO protocol: 4 (socket.io 3+) or 3 (socket.io 1.x/2.x, the v3 web client).
@@ -290,11 +291,20 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
 }
 
 async fn generate(args: LoadArgs) -> anyhow::Result<Value> {
-    let base = args.url.trim_end_matches('/').to_owned();
-    let host = base
-        .strip_prefix("http://")
-        .context("--url must be http://host:port")?
-        .to_owned();
+    let bases: Vec<String> = args
+        .url
+        .iter()
+        .map(|u| u.trim_end_matches('/').to_owned())
+        .collect();
+    let hosts = bases
+        .iter()
+        .map(|b| {
+            b.strip_prefix("http://")
+                .map(str::to_owned)
+                .context("--url must be http://host:port")
+        })
+        .collect::<anyhow::Result<Vec<String>>>()?;
+    let base = bases.first().cloned().context("--url is required")?;
     let t_start = sys::unix_now();
     let mut clients: Vec<Client> = (0..args.clients)
         .map(|index| Client {
@@ -381,9 +391,10 @@ async fn generate(args: LoadArgs) -> anyhow::Result<Value> {
             senders.push((tx.clone(), client.room));
         }
         controls.push(tx);
+        let host = hosts[client.index % hosts.len()].clone();
         tokio::task::spawn_local(connection(
             client,
-            host.clone(),
+            host,
             opts.clone(),
             shared.clone(),
             rx,

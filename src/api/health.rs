@@ -10,16 +10,19 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// `GET /readyz`: the database answers (within 2 s) and the node is not shutting down.
+/// `GET /readyz`: the database answers (within 2 s) and the node is not shutting down. A node of a
+/// cluster that has lost Redis is still ready (it serves its own sockets) but says it is degraded.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
     if state.is_draining() {
         return (StatusCode::SERVICE_UNAVAILABLE, "draining");
     }
     // A database that stops answering must not hold the probe: not ready within the timeout.
-    if crate::services::writer::reachable(&state.db).await {
-        (StatusCode::OK, "ready")
-    } else {
+    if !crate::services::writer::reachable(&state.db).await {
         tracing::warn!("readiness check: database unreachable");
-        (StatusCode::SERVICE_UNAVAILABLE, "database unreachable")
+        return (StatusCode::SERVICE_UNAVAILABLE, "database unreachable");
+    }
+    match state.realtime.cluster_connected() {
+        Some(false) => (StatusCode::OK, "degraded: Redis unreachable"),
+        _ => (StatusCode::OK, "ready"),
     }
 }

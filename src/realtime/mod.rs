@@ -9,6 +9,8 @@
 //!   "stored", and a room's messages reach everyone in the order they were stored.
 //! * [`presence`] keeps who is online and in which room, and sends room lists in paced rounds.
 //! * [`unread`] keeps unread counts in memory and pushes them in coalesced ticks.
+//! * [`cluster`] carries events, presence, unread news and revocations between the nodes of a cluster
+//!   over Redis (`--redis-url`); without it the node runs alone.
 //! * [`pusher`] is the one way to emit; [`events`] the typed events and their encodings; [`conn`] what
 //!   is known about one socket.
 //!
@@ -16,6 +18,7 @@
 //! (`rate_limited`), a full queue or a shutdown (`unavailable`). Refusals are counted in `/metrics`
 //! (`chatroom_refusals_total{reason}`) and summed up in the log every [`REFUSAL_LOG_EVERY`].
 
+pub mod cluster;
 pub mod conn;
 pub mod events;
 pub mod presence;
@@ -206,6 +209,8 @@ struct Inner {
     queue_capacity: usize,
     senders: Mutex<HashMap<UserId, Bucket>>,
     metrics: RealtimeMetrics,
+    /// The cluster bus, when this node is one of several.
+    bus: Option<cluster::Bus>,
 }
 
 impl Realtime {
@@ -245,8 +250,23 @@ impl Realtime {
             },
             committed_tx,
         );
-        let pusher = Pusher::new(io.clone(), rooms.clone());
+        let cluster = settings.redis_url.as_deref().and_then(|url| {
+            cluster::start(url, &settings.redis_prefix, metrics)
+                .inspect_err(|e| tracing::error!(error = %e, "cannot use the Redis URL"))
+                .ok()
+        });
+        let bus = cluster.as_ref().map(|(bus, _)| bus.clone());
+        let pusher = Pusher::new(io.clone(), rooms.clone(), bus.clone());
         let presence = Arc::new(PresenceHub::new(settings.presence_max_members));
+        let unread = Arc::new(UnreadHub::default());
+        if let Some((bus, starter)) = cluster {
+            presence.observe(Box::new(move |change| bus.presence(change)));
+            starter.run(cluster::Local {
+                pusher: pusher.clone(),
+                presence: presence.clone(),
+                unread: unread.clone(),
+            });
+        }
         let inner = Arc::new(Inner {
             io,
             layer,
@@ -255,7 +275,7 @@ impl Realtime {
             rooms,
             db,
             presence: presence.clone(),
-            unread: Arc::new(UnreadHub::default()),
+            unread,
             writer,
             announcer: Mutex::new(None),
             accepting: AtomicBool::new(true),
@@ -264,6 +284,7 @@ impl Realtime {
             queue_capacity: settings.message_queue,
             senders: Mutex::new(HashMap::new()),
             metrics: RealtimeMetrics::new(metrics),
+            bus,
         });
         let announcer = tokio::spawn(announce_all(inner.clone(), committed_rx));
         *inner
@@ -321,7 +342,14 @@ impl Realtime {
         self.inner.accepting.load(Ordering::SeqCst)
     }
 
-    /// laravel-swoole's `isUserIdOnline`: whether `user` has a bound socket on this node.
+    /// Whether this node is one of several, and if so whether it reaches the others: `Some(false)`
+    /// while Redis is away (the node serves its own sockets only: degraded).
+    pub fn cluster_connected(&self) -> Option<bool> {
+        self.inner.bus.as_ref().map(cluster::Bus::is_connected)
+    }
+
+    /// laravel-swoole's `isUserIdOnline`: whether `user` has a bound socket on this node or, in a
+    /// cluster, on another.
     pub fn is_user_id_online(&self, user: UserId) -> bool {
         self.inner.is_user_id_online(user)
     }
@@ -395,13 +423,12 @@ impl Realtime {
         self.post_to_session(sid, Inbound::Release(user));
     }
 
-    /// The token `jti` of `user` was revoked: this node's sockets bound with it stop acting for the
-    /// user at once (the next event from them is refused as unauthenticated).
+    /// The token `jti` of `user` was revoked: the sockets bound with it, on every node, stop acting
+    /// for the user at once (the next event from them is refused as unauthenticated).
     pub fn revoke(&self, user: UserId, jti: &str) {
-        for socket in self.inner.pusher.user_sockets(user) {
-            if let Some(conn) = socket.extensions.get::<Arc<Conn>>() {
-                let _ = conn.post(Inbound::Revoke(jti.to_owned()), &socket);
-            }
+        revoke_here(&self.inner.pusher, user, jti);
+        if let Some(bus) = &self.inner.bus {
+            bus.revoke(user, jti);
         }
     }
 
@@ -439,6 +466,9 @@ impl Realtime {
         self.disconnect_all().await;
         self.inner.metrics.log_refusals();
         self.inner.io.close().await;
+        if let Some(bus) = &self.inner.bus {
+            bus.goodbye().await;
+        }
         self.inner.transports_closed.send_replace(true);
     }
 
@@ -484,6 +514,15 @@ impl Realtime {
     pub async fn until_transports_closed(&self) {
         let mut closed = self.inner.transports_closed.subscribe();
         let _ = tokio::time::timeout(ECHO_GRACE, closed.wait_for(|c| *c)).await;
+    }
+}
+
+/// The sockets of this node bound with token `jti` of `user` stop acting for the user.
+fn revoke_here(pusher: &Pusher, user: UserId, jti: &str) {
+    for socket in pusher.user_sockets(user) {
+        if let Some(conn) = socket.extensions.get::<Arc<Conn>>() {
+            let _ = conn.post(Inbound::Revoke(jti.to_owned()), &socket);
+        }
     }
 }
 
@@ -555,6 +594,9 @@ impl Inner {
         }
         self.unread
             .note_message(&message.room, message.author.id, message.message.id);
+        if let Some(bus) = &self.bus {
+            bus.posted(&message.room, message.author.id, message.message.id);
+        }
     }
 }
 
@@ -597,7 +639,11 @@ async fn tick_unread(inner: std::sync::Weak<Inner>) {
             });
             for (user, counts) in told {
                 let event = Outbound::Unread(counts);
-                inner.pusher.push(&Target::Users(vec![user]), &event).await;
+                // Every node tells its own sockets from its own counters.
+                inner
+                    .pusher
+                    .push_here(&Target::Users(vec![user]), &event)
+                    .await;
             }
         }
         slice = (slice + 1) % unread::SLICES;

@@ -17,9 +17,15 @@
 //! the list, and tungstenite keeps each socket's largest frame as its write buffer. The
 //! event is `room` when the latest change was an arrival and `roomout` when it was a departure; both
 //! clients treat them alike (replace the list).
+//!
+//! **Several nodes.** With a cluster bus (`--redis-url`), each node tells the others of its own
+//! sockets' changes ([`Change`], through the observer set with [`PresenceHub::observe`]) and counts
+//! each other node where a user is online or listed as one more holder ([`PresenceHub::apply_remote`]).
+//! So "online" and the lists cover the whole cluster, while rounds still reach this node's sockets only:
+//! every node serves its own.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -48,12 +54,37 @@ pub struct Listing {
     pub members: Arc<[Author]>,
 }
 
-/// Node-local presence. Cheap to share behind an `Arc`; the lock is never held across an `.await`.
+/// A change of this node's own presence, for the other nodes of a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change<'a> {
+    /// The user's first socket on this node was bound, or their profile changed.
+    Online(&'a Author),
+    /// The user's last socket on this node was unbound.
+    Offline(UserId),
+    /// The user's first socket on this node entered the room.
+    Enter(&'a str, UserId),
+    /// The user's last socket on this node left the room.
+    Leave(&'a str, UserId),
+}
+
+/// This node's own presence, whole: what a node that missed changes starts again from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub online: Vec<Author>,
+    pub rooms: Vec<(String, Vec<UserId>)>,
+}
+
+/// Told of every [`Change`], in order, while the hub's lock is held (so it must not block).
+pub type Observer = Box<dyn Fn(Change<'_>) + Send + Sync>;
+
+/// Presence: this node's sockets, plus other nodes' users when a cluster bus feeds them in. Cheap to
+/// share behind an `Arc`; the lock is never held across an `.await`.
 pub struct PresenceHub {
     state: Mutex<State>,
     wake: Notify,
     /// Most members a list names.
     max_members: usize,
+    observer: OnceLock<Observer>,
 }
 
 impl Default for PresenceHub {
@@ -70,13 +101,29 @@ struct State {
 
 struct Online {
     author: Author,
+    /// Bound sockets on this node.
     sockets: u32,
+    /// Other nodes where the user is online.
+    remote: u32,
+}
+
+/// Who holds a user's place in a room list: sockets of this node, and other nodes.
+#[derive(Debug, Clone, Copy, Default)]
+struct Holders {
+    local: u32,
+    remote: u32,
+}
+
+impl Holders {
+    fn total(self) -> u32 {
+        self.local + self.remote
+    }
 }
 
 struct RoomList {
-    /// Listed users, with how many of their sockets are in the room. Ordered by id so lists come out in
-    /// a stable order.
-    members: BTreeMap<UserId, u32>,
+    /// Listed users, with how many of their sockets (and other nodes) hold them there. Ordered by id
+    /// so lists come out in a stable order.
+    members: BTreeMap<UserId, Holders>,
     version: u64,
     /// The version the last round started with.
     sent: u64,
@@ -107,6 +154,19 @@ impl PresenceHub {
             state: Mutex::new(State::default()),
             wake: Notify::new(),
             max_members: max_members.max(1),
+            observer: OnceLock::new(),
+        }
+    }
+
+    /// Tells `observer` of every later change of this node's own presence (once; later calls are
+    /// ignored).
+    pub fn observe(&self, observer: Observer) {
+        let _ = self.observer.set(observer);
+    }
+
+    fn tell(&self, change: Change<'_>) {
+        if let Some(observer) = self.observer.get() {
+            observer(change);
         }
     }
 
@@ -120,10 +180,15 @@ impl PresenceHub {
         let entry = state.online.entry(author.id).or_insert_with(|| Online {
             author: author.clone(),
             sockets: 0,
+            remote: 0,
         });
         entry.author = author.clone();
         entry.sockets += 1;
-        entry.sockets == 1
+        let first = entry.sockets == 1;
+        if first {
+            self.tell(Change::Online(author));
+        }
+        first
     }
 
     /// Refreshes an online user's public profile (a new avatar shows in the next lists).
@@ -131,6 +196,9 @@ impl PresenceHub {
         let mut state = self.lock();
         if let Some(online) = state.online.get_mut(&author.id) {
             online.author = author.clone();
+            if online.sockets > 0 {
+                self.tell(Change::Online(author));
+            }
         }
     }
 
@@ -140,21 +208,26 @@ impl PresenceHub {
         let Some(entry) = state.online.get_mut(&user) else {
             return false;
         };
-        entry.sockets = entry.sockets.saturating_sub(1);
         if entry.sockets == 0 {
-            state.online.remove(&user);
-            true
-        } else {
-            false
+            return false;
         }
+        entry.sockets -= 1;
+        if entry.sockets > 0 {
+            return false;
+        }
+        self.tell(Change::Offline(user));
+        if entry.remote == 0 {
+            state.online.remove(&user);
+        }
+        true
     }
 
-    /// Whether `user` has a bound socket on this node.
+    /// Whether `user` has a bound socket on this node or, in a cluster, on another node.
     pub fn is_online(&self, user: UserId) -> bool {
         self.lock().online.contains_key(&user)
     }
 
-    /// The users with a bound socket on this node.
+    /// The users with a bound socket on this node or on another node of the cluster.
     pub fn online_users(&self) -> Vec<UserId> {
         self.lock().online.keys().copied().collect()
     }
@@ -168,31 +241,30 @@ impl PresenceHub {
             .rooms
             .entry(room.to_owned())
             .or_insert_with(RoomList::new);
-        let count = list.members.entry(user).or_insert(0);
-        *count += 1;
-        if *count == 1 {
-            list.version += 1;
-            list.entered = true;
-            list.cached = None;
-            self.wake.notify_one();
+        let holders = list.members.entry(user).or_default();
+        holders.local += 1;
+        if holders.local == 1 {
+            self.tell(Change::Enter(room, user));
+        }
+        if holders.total() == 1 {
+            self.listed(list);
         }
         listing(list, &state.online, self.max_members)
     }
 
-    /// A socket of `user` left `room`. Returns whether the user is no longer listed (the others then
-    /// hear of it in the next round).
-    pub fn leave(&self, room: &str, user: UserId) -> bool {
-        let mut state = self.lock();
+    /// A user joined `list`: a new version, announced as an arrival.
+    fn listed(&self, list: &mut RoomList) {
+        list.version += 1;
+        list.entered = true;
+        list.cached = None;
+        self.wake.notify_one();
+    }
+
+    /// `user` is no longer held in `room`'s list: a new version, announced as a departure.
+    fn unlisted(&self, state: &mut State, room: &str, user: UserId) {
         let Some(list) = state.rooms.get_mut(room) else {
-            return false;
+            return;
         };
-        let Some(count) = list.members.get_mut(&user) else {
-            return false;
-        };
-        *count -= 1;
-        if *count > 0 {
-            return false;
-        }
         list.members.remove(&user);
         list.version += 1;
         list.entered = false;
@@ -203,7 +275,121 @@ impl PresenceHub {
         } else {
             self.wake.notify_one();
         }
+    }
+
+    /// A socket of `user` left `room`. Returns whether the user is no longer listed (the others then
+    /// hear of it in the next round).
+    pub fn leave(&self, room: &str, user: UserId) -> bool {
+        let mut state = self.lock();
+        let Some(list) = state.rooms.get_mut(room) else {
+            return false;
+        };
+        let Some(holders) = list.members.get_mut(&user) else {
+            return false;
+        };
+        if holders.local == 0 {
+            return false;
+        }
+        holders.local -= 1;
+        if holders.local > 0 {
+            return false;
+        }
+        self.tell(Change::Leave(room, user));
+        if holders.remote > 0 {
+            return false;
+        }
+        let state = &mut *state;
+        self.unlisted(state, room, user);
         true
+    }
+
+    /// Applies another node's change: `add` counts that node as one more holder of the user (online,
+    /// or in a room), `!add` as one less (the change undone).
+    pub fn apply_remote(&self, change: Change<'_>, add: bool) {
+        let mut state = self.lock();
+        let state = &mut *state;
+        match change {
+            Change::Online(author) if add => {
+                let entry = state.online.entry(author.id).or_insert_with(|| Online {
+                    author: author.clone(),
+                    sockets: 0,
+                    remote: 0,
+                });
+                entry.author = author.clone();
+                entry.remote += 1;
+            }
+            Change::Online(author) => self.remote_offline(state, author.id),
+            Change::Offline(user) => self.remote_offline(state, user),
+            Change::Enter(room, user) if add => {
+                let list = state
+                    .rooms
+                    .entry(room.to_owned())
+                    .or_insert_with(RoomList::new);
+                let holders = list.members.entry(user).or_default();
+                holders.remote += 1;
+                if holders.total() == 1 {
+                    self.listed(list);
+                }
+            }
+            Change::Enter(room, user) | Change::Leave(room, user) => {
+                let Some(holders) = state
+                    .rooms
+                    .get_mut(room)
+                    .and_then(|l| l.members.get_mut(&user))
+                else {
+                    return;
+                };
+                holders.remote = holders.remote.saturating_sub(1);
+                if holders.total() == 0 {
+                    self.unlisted(state, room, user);
+                }
+            }
+        }
+    }
+
+    /// Another node's profile update of a user it counts as online.
+    pub fn refresh_remote(&self, author: &Author) {
+        if let Some(online) = self.lock().online.get_mut(&author.id) {
+            online.author = author.clone();
+        }
+    }
+
+    fn remote_offline(&self, state: &mut State, user: UserId) {
+        if let Some(entry) = state.online.get_mut(&user) {
+            entry.remote = entry.remote.saturating_sub(1);
+            if entry.sockets == 0 && entry.remote == 0 {
+                state.online.remove(&user);
+            }
+        }
+    }
+
+    /// Hands this node's own presence (its online users and where their sockets are) to `f`, which
+    /// runs under the hub's lock: no change is told to the observer between the snapshot and `f`.
+    pub fn with_snapshot(&self, f: impl FnOnce(Snapshot)) {
+        let state = self.lock();
+        let snapshot = Snapshot {
+            online: state
+                .online
+                .values()
+                .filter(|o| o.sockets > 0)
+                .map(|o| o.author.clone())
+                .collect(),
+            rooms: state
+                .rooms
+                .iter()
+                .map(|(room, list)| {
+                    let users = list
+                        .members
+                        .iter()
+                        .filter(|(_, h)| h.local > 0)
+                        .map(|(id, _)| *id)
+                        .collect::<Vec<_>>();
+                    (room.clone(), users)
+                })
+                .filter(|(_, users)| !users.is_empty())
+                .collect(),
+        };
+        f(snapshot);
     }
 
     /// The ids of the users listed in each of `rooms` (every member, however long the list).
@@ -368,7 +554,8 @@ async fn round(hub: Arc<PresenceHub>, pusher: Pusher, room: String) {
                     [newcomer] => Target::RoomExcept(room.clone(), *newcomer),
                     _ => Target::Room(room.clone()),
                 };
-                pusher.send(&target, &encoded).await;
+                // Every node runs its own rounds for its own sockets.
+                pusher.send_here(&target, &encoded).await;
                 if hub.current(&room).map(|l| l.version) != Some(listing.version) {
                     // Someone entered meanwhile and may have just been sent this older list after
                     // their own newer one: the next round sends them the newest again.
@@ -466,6 +653,43 @@ mod tests {
         // Nothing changed since: no round.
         let later = Instant::now() + Duration::from_secs(1);
         assert_eq!(p.due_rounds(later), (Vec::new(), None));
+    }
+
+    #[test]
+    fn other_nodes_hold_users_online_and_listed_and_local_changes_are_told() {
+        let p = PresenceHub::default();
+        let told = Arc::new(Mutex::new(Vec::new()));
+        let sink = told.clone();
+        p.observe(Box::new(move |c| {
+            sink.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(format!("{c:?}"));
+        }));
+        // Another node has user 2 in room1; this node has user 1 there too.
+        p.apply_remote(Change::Online(&author(2)), true);
+        p.apply_remote(Change::Enter("room1", 2), true);
+        assert!(p.is_online(2));
+        p.connect(&author(1));
+        let listing = p.enter("room1", 1);
+        assert_eq!(listing.members.len(), 2);
+        // User 2 also opens a socket here: leaving here keeps them listed (the other node holds them).
+        p.connect(&author(2));
+        p.enter("room1", 2);
+        assert!(!p.leave("room1", 2));
+        assert!(p.is_present("room1", 2));
+        p.apply_remote(Change::Enter("room1", 2), false);
+        assert!(!p.is_present("room1", 2));
+        p.disconnect(2);
+        assert!(p.is_online(2), "still online on the other node");
+        p.apply_remote(Change::Online(&author(2)), false);
+        assert!(!p.is_online(2));
+        let mut snapshot = Snapshot::default();
+        p.with_snapshot(|s| snapshot = s);
+        assert_eq!(snapshot.online, [author(1)]);
+        assert_eq!(snapshot.rooms, [("room1".to_owned(), vec![1])]);
+        let told = told.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        assert_eq!(told.len(), 6, "{told:?}");
+        assert_eq!(told[4..], ["Leave(\"room1\", 2)", "Offline(2)"]);
     }
 
     #[test]

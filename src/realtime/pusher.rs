@@ -3,8 +3,10 @@
 //! An event is pushed to a [`Target`]. The Pusher encodes it at most once per client dialect and sends
 //! each encoding only to that dialect's sockets, by addressing a socket.io room per dialect: every chat
 //! room and every user has one room per dialect (see [`Dialect::prefix`]). A push therefore costs what
-//! its recipients cost, never what everyone online costs. Rooms go through the adapter, so the same
-//! calls reach other nodes once an adapter shares rooms; single sockets are always local.
+//! its recipients cost, never what everyone online costs. In a cluster, a push to a room or to users is
+//! also published on the bus ([`Bus`]) with both dialects' frames, and every other node hands them to
+//! its own sockets (`send_frames_here`); single sockets are always local, and so are the
+//! `_here` sends (presence rounds and unread counts, which every node serves to its own sockets).
 //!
 //! After the server has closed (shutdown), pushes are dropped quietly.
 
@@ -17,6 +19,7 @@ use socketioxide::extract::SocketRef;
 use socketioxide::operators::BroadcastOperators;
 use socketioxide::socket::Sid;
 
+use super::cluster::{self, Bus};
 use super::conn::{Conn, Dialect};
 use super::events::{Encoded, Outbound};
 use crate::auth::UserId;
@@ -50,18 +53,21 @@ pub fn user_channel(user: UserId, dialect: Dialect) -> String {
 pub struct Pusher {
     io: SocketIo,
     rooms: Arc<Rooms>,
-    /// Sockets of this node per dialect: a dialect nobody speaks is not encoded or addressed. (With
-    /// an adapter that shares rooms between nodes, other nodes' sockets count too: address both.)
+    /// Sockets of this node per dialect: a dialect nobody here speaks is not addressed here (other
+    /// nodes address their own sockets).
     dialects: Arc<[AtomicUsize; 2]>,
+    /// The cluster bus, when this node is one of several.
+    bus: Option<Bus>,
 }
 
 impl Pusher {
     /// A pusher over `io`, numbering group rooms as `rooms` does for the Laravel-era client.
-    pub fn new(io: SocketIo, rooms: Arc<Rooms>) -> Self {
+    pub fn new(io: SocketIo, rooms: Arc<Rooms>, bus: Option<Bus>) -> Self {
         Self {
             io,
             rooms,
             dialects: Arc::default(),
+            bus,
         }
     }
 
@@ -129,46 +135,88 @@ impl Pusher {
         Encoded::new(event, &self.rooms)
     }
 
-    /// Sends `event` to `target`, each socket in its own dialect.
+    /// Sends `event` to `target`, each socket in its own dialect, on every node.
     pub async fn push(&self, target: &Target, event: &Outbound) {
         self.send(target, &self.encode(event)).await;
     }
 
-    /// Sends an encoded event to `target`. Sockets that cannot take it (a full send buffer: a client
-    /// that stopped reading) are logged and skipped; the others still get it.
+    /// Sends `event` to `target`'s sockets on this node only.
+    pub async fn push_here(&self, target: &Target, event: &Outbound) {
+        self.send_here(target, &self.encode(event)).await;
+    }
+
+    /// Sends an encoded event to `target`, on this node and (in a cluster) on the others. Sockets that
+    /// cannot take it (a full send buffer: a client that stopped reading) are logged and skipped; the
+    /// others still get it.
     pub async fn send(&self, target: &Target, event: &Encoded<'_>) {
-        let Some(ns) = self.ns() else {
-            return;
-        };
-        for dialect in Dialect::ALL {
-            if !self.spoken(dialect) && !matches!(target, Target::Socket(_)) {
-                continue;
+        self.send_here(target, event).await;
+        if let Some(bus) = &self.bus
+            && !matches!(target, Target::Socket(_))
+            && !self.is_closed()
+        {
+            bus.emit(
+                target,
+                [event.frames(Dialect::V3), event.frames(Dialect::Laravel)],
+            );
+        }
+    }
+
+    /// Sends an encoded event to `target`'s sockets on this node only.
+    pub async fn send_here(&self, target: &Target, event: &Encoded<'_>) {
+        if let Target::Socket(sid) = target {
+            if let Some(socket) = self.socket(*sid) {
+                send_to_socket(&socket, event);
             }
-            let operators = match target {
-                Target::Socket(sid) => {
-                    if let Some(socket) = ns.get_socket(*sid) {
-                        send_to_socket(&socket, event);
-                    }
-                    return;
-                }
-                Target::Room(room) => ns.clone().to(room_channel(room, dialect)),
-                // A socket's own broadcast operator leaves that socket out.
-                Target::RoomExcept(room, sid) => match ns.get_socket(*sid) {
-                    Some(socket) => socket.to(room_channel(room, dialect)),
-                    None => ns.clone().to(room_channel(room, dialect)),
-                },
-                Target::Users(users) => ns.clone().to(users
-                    .iter()
-                    .map(|u| user_channel(*u, dialect))
-                    .collect::<Vec<_>>()),
+            return;
+        }
+        for dialect in Dialect::ALL {
+            let Some(operators) = self.operators(target, dialect) else {
+                continue;
             };
             for (name, payload) in event.frames(dialect) {
-                let payload: &RawValue = payload;
-                if let Err(e) = operators.clone().emit(*name, payload).await {
-                    tracing::warn!(event = *name, error = %e, "some sockets missed an event");
-                }
+                emit(&operators, name, payload).await;
             }
         }
+    }
+
+    /// Hands an event another node published to `target`'s sockets on this node.
+    pub(crate) async fn send_frames_here(
+        &self,
+        target: &Target,
+        frames: &[Vec<(String, Box<RawValue>)>; 2],
+    ) {
+        for dialect in Dialect::ALL {
+            let Some(operators) = self.operators(target, dialect) else {
+                continue;
+            };
+            for (name, payload) in cluster::frames_for(frames, dialect) {
+                emit(&operators, name, payload).await;
+            }
+        }
+    }
+
+    /// The operators reaching `target`'s sockets of `dialect` on this node (none when nobody here speaks
+    /// it, the server has closed, or the target is a single socket).
+    fn operators(&self, target: &Target, dialect: Dialect) -> Option<BroadcastOperators> {
+        if !self.spoken(dialect) {
+            return None;
+        }
+        let ns = self.ns()?;
+        let operators = match target {
+            Target::Socket(_) => return None,
+            Target::Room(room) => ns.to(room_channel(room, dialect)),
+            // A socket's own broadcast operator leaves that socket out.
+            Target::RoomExcept(room, sid) => match ns.get_socket(*sid) {
+                Some(socket) => socket.to(room_channel(room, dialect)),
+                None => ns.to(room_channel(room, dialect)),
+            },
+            Target::Users(users) => ns.to(users
+                .iter()
+                .map(|u| user_channel(*u, dialect))
+                .collect::<Vec<_>>()),
+        };
+        // Never through another node: the bus carries what other nodes need.
+        Some(operators.local())
     }
 
     /// Sends an encoded event to sockets already in hand (presence rounds pace themselves this way).
@@ -176,6 +224,12 @@ impl Pusher {
         for socket in sockets {
             send_to_socket(socket, event);
         }
+    }
+}
+
+async fn emit(operators: &BroadcastOperators, name: &str, payload: &RawValue) {
+    if let Err(e) = operators.clone().emit(name, payload).await {
+        tracing::warn!(event = name, error = %e, "some sockets missed an event");
     }
 }
 

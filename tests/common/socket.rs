@@ -126,65 +126,74 @@ impl TestApp {
 
     /// A socket.io 4 client, or the connection error the server answered with.
     pub async fn try_sio(&self, auth: Auth<'_>, transport: TransportType) -> Result<Sio, String> {
-        let mut url = self.url("/");
-        let mut builder = ClientBuilder::new(url.clone());
-        match auth {
-            Auth::None => {}
-            Auth::Payload(token) => builder = builder.auth(json!({ "token": token })),
-            Auth::Query(token) => {
-                url = format!("{url}?token={token}");
-                builder = ClientBuilder::new(url);
-            }
-        }
-        let (tx, rx) = mpsc::unbounded_channel();
-        let (open_tx, mut open_rx) = mpsc::unbounded_channel::<Result<(), String>>();
-        let error_tx = open_tx.clone();
-        let client = builder
-            .transport_type(transport)
-            .reconnect(false)
-            .on("open", move |_, _| {
-                let _ = open_tx.send(Ok(()));
-                async {}.boxed()
-            })
-            .on(Event::Error, move |payload, _| {
-                let _ = error_tx.send(Err(format!("{payload:?}")));
-                async {}.boxed()
-            })
-            .on_any(move |event, payload, _| {
-                // rust_socketio reports the event named `message` as `Event::Message`.
-                let name = match event {
-                    Event::Custom(name) => Some(name),
-                    Event::Message => Some("message".to_owned()),
-                    _ => None,
-                };
-                if let (Some(name), Payload::Text(mut values)) = (name, payload) {
-                    let first = if values.is_empty() {
-                        Value::Null
-                    } else {
-                        values.remove(0)
-                    };
-                    let _ = tx.send((name, first));
-                }
-                async {}.boxed()
-            })
-            .connect()
-            .await
-            .map_err(|e| e.to_string())?;
-        // `connect` returns before the namespace is joined: wait for `open`, then for the server to
-        // accept or refuse the namespace connection.
-        match tokio::time::timeout(WAIT, open_rx.recv()).await {
-            Ok(Some(Ok(()))) => {}
-            Ok(Some(Err(e))) => return Err(e),
-            _ => return Err("no open event".into()),
-        }
-        if let Ok(Some(Err(e))) = tokio::time::timeout(QUIET, open_rx.recv()).await {
-            return Err(e);
-        }
-        Ok(Sio {
-            client,
-            inbox: Inbox::new(rx),
-        })
+        connect_sio(self.url("/"), auth, transport).await
     }
+}
+
+/// A socket.io 4 client of the server at `url` (`http://host:port/`), or the connection error the
+/// server answered with.
+pub async fn connect_sio(
+    mut url: String,
+    auth: Auth<'_>,
+    transport: TransportType,
+) -> Result<Sio, String> {
+    let mut builder = ClientBuilder::new(url.clone());
+    match auth {
+        Auth::None => {}
+        Auth::Payload(token) => builder = builder.auth(json!({ "token": token })),
+        Auth::Query(token) => {
+            url = format!("{url}?token={token}");
+            builder = ClientBuilder::new(url);
+        }
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (open_tx, mut open_rx) = mpsc::unbounded_channel::<Result<(), String>>();
+    let error_tx = open_tx.clone();
+    let client = builder
+        .transport_type(transport)
+        .reconnect(false)
+        .on("open", move |_, _| {
+            let _ = open_tx.send(Ok(()));
+            async {}.boxed()
+        })
+        .on(Event::Error, move |payload, _| {
+            let _ = error_tx.send(Err(format!("{payload:?}")));
+            async {}.boxed()
+        })
+        .on_any(move |event, payload, _| {
+            // rust_socketio reports the event named `message` as `Event::Message`.
+            let name = match event {
+                Event::Custom(name) => Some(name),
+                Event::Message => Some("message".to_owned()),
+                _ => None,
+            };
+            if let (Some(name), Payload::Text(mut values)) = (name, payload) {
+                let first = if values.is_empty() {
+                    Value::Null
+                } else {
+                    values.remove(0)
+                };
+                let _ = tx.send((name, first));
+            }
+            async {}.boxed()
+        })
+        .connect()
+        .await
+        .map_err(|e| e.to_string())?;
+    // `connect` returns before the namespace is joined: wait for `open`, then for the server to
+    // accept or refuse the namespace connection.
+    match tokio::time::timeout(WAIT, open_rx.recv()).await {
+        Ok(Some(Ok(()))) => {}
+        Ok(Some(Err(e))) => return Err(e),
+        _ => return Err("no open event".into()),
+    }
+    if let Ok(Some(Err(e))) = tokio::time::timeout(QUIET, open_rx.recv()).await {
+        return Err(e);
+    }
+    Ok(Sio {
+        client,
+        inbox: Inbox::new(rx),
+    })
 }
 
 type Ws =

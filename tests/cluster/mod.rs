@@ -1,0 +1,294 @@
+//! Several nodes: two real server processes on one PostgreSQL database and a private Redis, with real
+//! socket.io clients on each.
+//!
+//! These tests need PostgreSQL (`TEST_DATABASE_URL`, as the PostgreSQL run of the suite sets it) and
+//! `redis-server` on the PATH (`.ci/run` installs it). Without `TEST_DATABASE_URL` they say so and
+//! pass; with it, a missing `redis-server` fails them.
+
+mod nodes;
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use reqwest::Client;
+use rust_socketio::TransportType;
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use crate::common::process::{Binary, start_binary};
+use crate::common::rand_suffix;
+use crate::common::socket::{Auth, Sio, connect_sio};
+
+/// The token secret every node of a test cluster shares.
+const SECRET: &str = "cluster-test-secret-cluster-test-secret";
+
+/// A private `redis-server` on a free loopback port.
+pub struct Redis {
+    child: Option<Child>,
+    port: u16,
+    dir: TempDir,
+}
+
+impl Redis {
+    pub fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut redis = Self {
+            child: None,
+            port,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        redis.run();
+        redis
+    }
+
+    fn run(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--port")
+            .arg(self.port.to_string())
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (apt-get install redis-server)");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("redis-server did not start on port {}", self.port);
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (every connection to it breaks).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port, empty.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.run();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A PostgreSQL database of the test's own, dropped afterwards.
+struct PgDatabase {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl PgDatabase {
+    async fn create(admin: String) -> Self {
+        let name = format!("chatroom_test_{}", rand_suffix());
+        let db = Database::connect(admin.as_str())
+            .await
+            .expect("TEST_DATABASE_URL reachable");
+        db.execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        db.close().await.unwrap();
+        let base = admin
+            .rsplit_once('/')
+            .map_or(admin.as_str(), |(base, _)| base);
+        let url = format!("{base}/{name}");
+        Self { admin, name, url }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let db = Database::connect(admin.as_str()).await?;
+                db.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await?;
+                db.close().await
+            })
+        });
+        if let Ok(Err(e)) = dropped.join() {
+            eprintln!("could not drop test database: {e}");
+        }
+    }
+}
+
+/// One server process of the cluster.
+pub struct Node {
+    pub binary: Binary,
+    _dir: TempDir,
+}
+
+impl Node {
+    fn start(database_url: &str, redis_url: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let binary = start_node(dir.path(), database_url, redis_url);
+        Self { binary, _dir: dir }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.binary.address)
+    }
+
+    /// Kills the process at once (SIGKILL: no goodbye).
+    pub fn crash(&mut self) {
+        let _ = self.binary.child.kill();
+        let _ = self.binary.child.wait();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.crash();
+    }
+}
+
+fn start_node(dir: &Path, database_url: &str, redis_url: &str) -> Binary {
+    start_binary(
+        &[
+            "--database-url",
+            database_url,
+            "--redis-url",
+            redis_url,
+            "--token-secret",
+            SECRET,
+            "--db-pool",
+            "4",
+        ],
+        dir,
+    )
+}
+
+/// Two nodes, their database and their Redis.
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    pub redis: Redis,
+    pub http: Client,
+    _db: PgDatabase,
+}
+
+impl Cluster {
+    /// Starts Redis and two nodes at once (they migrate one fresh database together), and waits until
+    /// both reach Redis. `None` (the test is skipped) when `TEST_DATABASE_URL` names no PostgreSQL.
+    pub async fn start() -> Option<Self> {
+        let admin = match std::env::var("TEST_DATABASE_URL") {
+            Ok(url) if url.starts_with("postgres") => url,
+            _ => {
+                eprintln!("cluster test skipped: set TEST_DATABASE_URL to a PostgreSQL server");
+                return None;
+            }
+        };
+        let db = PgDatabase::create(admin).await;
+        let redis = Redis::start();
+        let starts: Vec<_> = (0..2)
+            .map(|_| {
+                let (db, redis) = (db.url.clone(), redis.url());
+                std::thread::spawn(move || Node::start(&db, &redis))
+            })
+            .collect();
+        let nodes = starts.into_iter().map(|s| s.join().unwrap()).collect();
+        let cluster = Self {
+            nodes,
+            redis,
+            http: Client::new(),
+            _db: db,
+        };
+        for node in 0..2 {
+            cluster.wait_ready(node, "ready").await;
+        }
+        Some(cluster)
+    }
+
+    /// Waits (at most 20 s) until `/readyz` of `node` answers `body`.
+    pub async fn wait_ready(&self, node: usize, body: &str) {
+        let mut last = String::new();
+        for _ in 0..200 {
+            if let Ok(reply) = self.http.get(self.nodes[node].url("/readyz")).send().await {
+                last = reply.text().await.unwrap_or_default();
+                if last == body {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("node {node} answers /readyz with {last:?}, not {body:?}");
+    }
+
+    /// Signs up `name` on `node`; returns the user's id and token.
+    pub async fn signup(&self, node: usize, name: &str) -> (String, String) {
+        let body = json!({"name": name, "password": "secret123", "src": "//s3.qiufengh.com/avatar/1.jpeg"});
+        let (status, reply) = self.post(node, "/api/user/signup", None, &body).await;
+        assert_eq!((status, reply["errno"].as_i64()), (200, Some(0)), "{reply}");
+        (
+            reply["userInfo"]["id"].as_str().unwrap().to_owned(),
+            reply["token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    pub async fn post(
+        &self,
+        node: usize,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> (u16, Value) {
+        let mut request = self.http.post(self.nodes[node].url(path)).json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let reply = request.send().await.unwrap();
+        let status = reply.status().as_u16();
+        (status, reply.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, node: usize, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut request = self.http.get(self.nodes[node].url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let reply = request.send().await.unwrap();
+        let status = reply.status().as_u16();
+        (status, reply.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A socket.io 4 client of `node`, signed in with `token`.
+    pub async fn sio(&self, node: usize, token: &str) -> Sio {
+        self.try_sio(node, token).await.expect("socket connects")
+    }
+
+    pub async fn try_sio(&self, node: usize, token: &str) -> Result<Sio, String> {
+        connect_sio(
+            self.nodes[node].url("/"),
+            Auth::Payload(token),
+            TransportType::Websocket,
+        )
+        .await
+    }
+}
