@@ -155,6 +155,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub socket_events_per_second: u32,
 
+    /// Sockets one user may have bound on this node at once (tabs, devices); one more is refused at
+    /// its handshake, or when it signs in.
+    #[arg(long, env = "CHATROOM_MAX_SOCKETS_PER_USER", default_value_t = 32,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_sockets_per_user: u32,
+
     /// Messages waiting to be stored at most; when full, senders get an error instead of a delay.
     #[arg(long, env = "CHATROOM_MESSAGE_QUEUE", default_value_t = 4096)]
     pub message_queue: usize,
@@ -255,6 +261,7 @@ pub struct Settings {
     pub cookie_secure: bool,
     pub message_max_chars: usize,
     pub socket_events_per_second: u32,
+    pub max_sockets_per_user: usize,
     pub message_queue: usize,
     pub presence_max_members: usize,
     pub socket_io_js: Option<PathBuf>,
@@ -298,6 +305,7 @@ impl std::fmt::Debug for Settings {
             .field("cookie_secure", &self.cookie_secure)
             .field("message_max_chars", &self.message_max_chars)
             .field("socket_events_per_second", &self.socket_events_per_second)
+            .field("max_sockets_per_user", &self.max_sockets_per_user)
             .field("message_queue", &self.message_queue)
             .field("presence_max_members", &self.presence_max_members)
             .field("socket_io_js", &self.socket_io_js)
@@ -403,6 +411,7 @@ impl Config {
             cookie_secure: self.cookie_secure,
             message_max_chars: self.message_max_chars as usize,
             socket_events_per_second: self.socket_events_per_second,
+            max_sockets_per_user: self.max_sockets_per_user as usize,
             message_queue: self.message_queue.max(1),
             presence_max_members: self.presence_max_members as usize,
             socket_io_js,
@@ -443,6 +452,7 @@ impl Settings {
             cookie_secure: false,
             message_max_chars: 200,
             socket_events_per_second: 1000,
+            max_sockets_per_user: 4096,
             message_queue: 4096,
             presence_max_members: 1000,
             socket_io_js: None,

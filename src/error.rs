@@ -48,6 +48,8 @@ pub enum AppError {
 pub const INTERNAL_MESSAGE: &str = "服务器异常";
 /// Shown when a request carries no token.
 pub const LOGIN_REQUIRED: &str = "请先登录";
+/// Shown to a socket of a user who has `--max-sockets-per-user` sockets already.
+pub const TOO_MANY_SOCKETS: &str = "该账号打开的连接过多，请关闭其他窗口后重试";
 /// Shown when a token is present but unusable.
 pub const BAD_TOKEN: &str = "token 校验错误";
 

@@ -8,6 +8,8 @@
 //!   descriptors and the ones already open keep working;
 //! * **a per-client-address cap**, so one client cannot take the whole budget (trusted proxies are
 //!   exempt: every client behind them shares their address; they must limit connections themselves);
+//! * both caps count a connection until it closes, WebSockets included: the upgraded socket keeps
+//!   the stream, and the stream holds the connection's places;
 //! * **a header-read timeout**: a connection that does not finish its request headers in time (a
 //!   slowloris, a slow WebSocket upgrade request) or sits idle between keep-alive requests is closed,
 //!   so stuck connections give their slot back within seconds;
@@ -23,13 +25,16 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_util::task::TaskTracker;
@@ -212,9 +217,11 @@ pub async fn serve(
             router: router.clone(),
             options: options.clone(),
             peer,
-            _slot: slot,
-            _ip_slot: ip_slot,
-            _open: OpenConnection::new(options.metrics.clone()),
+            tenancy: Tenancy {
+                _slot: slot,
+                _ip_slot: ip_slot,
+                _open: OpenConnection::new(options.metrics.clone()),
+            },
         };
         tracker.spawn(connection.run(stream, stopped.clone()));
     }
@@ -252,26 +259,78 @@ fn refuse(stream: TcpStream, status: &str) {
     let _ = stream.try_write(response.as_bytes());
 }
 
-/// One accepted connection and what it holds until it closes.
-struct Connection {
-    router: Router,
-    options: ServeOptions,
-    peer: SocketAddr,
+/// What an accepted connection holds until it closes: its places under both caps, and its count
+/// among the open connections.
+struct Tenancy {
     _slot: OwnedSemaphorePermit,
     _ip_slot: Option<IpSlot>,
     _open: OpenConnection,
 }
 
+/// A connection's stream together with its [`Tenancy`]. A WebSocket upgrade takes the stream over
+/// from hyper, so the caps keep counting a WebSocket until the socket itself closes, not only while
+/// its upgrade request is served.
+struct Held<S> {
+    inner: S,
+    _tenancy: Tenancy,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Held<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Held<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// One accepted connection and what it holds until it closes.
+struct Connection {
+    router: Router,
+    options: ServeOptions,
+    peer: SocketAddr,
+    tenancy: Tenancy,
+}
+
 impl Connection {
     async fn run(self, stream: TcpStream, mut stopped: watch::Receiver<bool>) {
-        // The slots are held until the connection ends, however it ends.
+        // The slots are held until the connection ends, however it ends, upgraded or not.
         let Self {
             router,
             options,
             peer,
-            _slot,
-            _ip_slot,
-            _open,
+            tenancy,
         } = self;
         let metrics = options.metrics.clone();
         let trusted = options.trusted_proxies.clone();
@@ -299,11 +358,14 @@ impl Connection {
             .keep_alive(true);
         let conn = builder
             .serve_connection(
-                TokioIo::new(WriteDeadline::new(
-                    stream,
-                    options.write_timeout,
-                    options.slow_consumers.clone(),
-                )),
+                TokioIo::new(Held {
+                    inner: WriteDeadline::new(
+                        stream,
+                        options.write_timeout,
+                        options.slow_consumers.clone(),
+                    ),
+                    _tenancy: tenancy,
+                }),
                 service,
             )
             .with_upgrades();

@@ -354,6 +354,12 @@ impl Realtime {
         self.inner.is_user_id_online(user)
     }
 
+    /// Whether `user` already has `limit` or more sockets bound on this node (work grows with that
+    /// user's sockets only).
+    pub fn user_has_sockets(&self, user: UserId, limit: usize) -> bool {
+        self.inner.pusher.user_sockets(user).len() >= limit
+    }
+
     /// Hands `new`, sent by `author` (from the socket `origin`, if any), to the writer. Returns at once;
     /// the receipt resolves once the message is stored and delivered.
     ///

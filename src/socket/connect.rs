@@ -17,7 +17,7 @@ use socketioxide::socket::DisconnectReason;
 use super::inbox::{InboxRunner, refuse};
 use super::router::EventRouter;
 use crate::auth::request::{cookie_token, header_token, query_has, query_token, usable};
-use crate::error::AppError;
+use crate::error::{AppError, TOO_MANY_SOCKETS};
 use crate::realtime::events::{Refusal, ack_refused};
 use crate::realtime::{Binding, Conn, Dialect, Drainer, Inbound, TokenInfo};
 use crate::services::sessions;
@@ -99,6 +99,13 @@ async fn identify(
             None => None,
         },
     };
+    if let Some(b) = &binding
+        && state
+            .realtime
+            .user_has_sockets(b.author.id, state.settings.max_sockets_per_user)
+    {
+        return Err(ConnectRefused(TOO_MANY_SOCKETS.into()));
+    }
     prepare(state, runner, socket, dialect, binding);
     Ok(())
 }

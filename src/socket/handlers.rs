@@ -12,7 +12,7 @@ use super::payloads::{
 };
 use super::router::{HandlerResult, Reply};
 use crate::auth::request::usable;
-use crate::error::{AppError, LOGIN_REQUIRED};
+use crate::error::{AppError, LOGIN_REQUIRED, TOO_MANY_SOCKETS};
 use crate::realtime::events::Outbound;
 use crate::realtime::{Binding, Dialect, Origin, TokenInfo};
 use crate::services::rooms::Room;
@@ -210,6 +210,15 @@ async fn signed_in(ctx: &Ctx, claims: &Claims, event: &str) -> Result<Author, Ap
             match ctx.conn.user_id() {
                 Some(bound) if bound != user.id => {
                     return Err(AppError::Forbidden("身份与当前登录用户不符".into()));
+                }
+                None if ctx
+                    .realtime()
+                    .user_has_sockets(user.id, ctx.state.settings.max_sockets_per_user) =>
+                {
+                    return Err(AppError::OverQuota {
+                        message: TOO_MANY_SOCKETS.into(),
+                        storage: false,
+                    });
                 }
                 _ => ctx.login_using(binding),
             }

@@ -75,6 +75,9 @@ fn binary(data: &std::path::Path) -> Binary {
             "1000",
             "--max-connections-per-ip",
             "100000",
+            // One user stands for every churning socket.
+            "--max-sockets-per-user",
+            "100000",
             // A small pool, so its growth under load stays well within the descriptor checks.
             "--db-pool",
             "2",

@@ -163,3 +163,63 @@ async fn silent_idle_and_trickling_connections_are_closed() {
         .expect("closed after idling");
     assert!(String::from_utf8_lossy(&reply).starts_with("HTTP/1.1 200"));
 }
+
+#[tokio::test]
+async fn websockets_count_against_the_per_address_cap_until_they_close() {
+    let app = TestApp::spawn_with(|s| s.max_connections_per_ip = 8).await;
+    let user = app.signup("many").await;
+    // WebSockets from one address, until the cap refuses one (the HTTP client's pooled
+    // connection of the sign-up may hold a place too).
+    let mut open = Vec::new();
+    let mut refused = None;
+    for _ in 0..12 {
+        match app
+            .try_sio(
+                Auth::Payload(&user.token),
+                rust_socketio::TransportType::Websocket,
+            )
+            .await
+        {
+            Ok(socket) => open.push(socket),
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    assert!(
+        refused.is_some(),
+        "{} WebSockets open from one address",
+        open.len()
+    );
+    assert!(
+        (6..=8).contains(&open.len()),
+        "the cap held {} WebSockets",
+        open.len()
+    );
+    // The open ones still work.
+    open[0]
+        .emit("room", serde_json::json!({"roomid": "room1"}))
+        .await;
+    let _ = open[0].inbox.next("room").await;
+    // Closing two frees their places.
+    for socket in open.drain(..2) {
+        socket.client.disconnect().await.unwrap();
+    }
+    let mut again = false;
+    for _ in 0..50 {
+        if app
+            .try_sio(
+                Auth::Payload(&user.token),
+                rust_socketio::TransportType::Websocket,
+            )
+            .await
+            .is_ok()
+        {
+            again = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(again, "a closed WebSocket gives its place back");
+}

@@ -1,14 +1,20 @@
 //! Limits (D5; issue 9 defect 6) that were tested on one path only: the Laravel-era picture upload,
 //! which posts a message to its room, draws on the same per-user message budget as the user's
-//! sockets, and a refused picture is answered in the client's envelope and leaves nothing behind.
+//! sockets, and a refused picture is answered in the client's envelope and leaves nothing behind; and
+//! the sockets one user may hold (D6), refused at the handshake and when a payload token would bind one.
 
 use std::time::Instant;
 
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 
-use crate::common::socket::Eio3;
+use rust_socketio::TransportType;
+
+use crate::common::socket::{Auth, Eio3};
 use crate::common::{TestApp, TestUser, images, read};
+
+/// Part of the refusal a user over `--max-sockets-per-user` is shown.
+const TOO_MANY: &str = "连接过多";
 
 /// A Laravel-era picture message: `uploadimg` with `api_token` and `roomid` (room 1) in the form.
 async fn picture(app: &TestApp, user: &TestUser) -> (u16, Value) {
@@ -78,4 +84,57 @@ async fn picture_uploads_share_the_senders_message_rate() {
         )
         .await;
     assert_eq!(ack["ok"], true, "{ack}");
+}
+
+#[tokio::test]
+async fn one_user_gets_a_bounded_number_of_sockets_and_others_are_unaffected() {
+    let app = TestApp::spawn_with(|s| s.max_sockets_per_user = 3).await;
+    let alice = app.signup("alice").await;
+    let bob = app.signup("bob").await;
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        open.push(app.sio(Auth::Payload(&alice.token)).await);
+    }
+    // The fourth handshake with her token is refused, on either transport, with a reason.
+    for transport in [TransportType::Websocket, TransportType::Polling] {
+        let error = app
+            .try_sio(Auth::Payload(&alice.token), transport)
+            .await
+            .err()
+            .expect("a fourth socket of one user is refused");
+        assert!(error.contains(TOO_MANY), "{error}");
+    }
+    // So is binding an anonymous socket to her with a payload token (the Laravel-era client's way).
+    let legacy = app.register_legacy("carol@example.com").await;
+    let mut carols = Vec::new();
+    for _ in 0..3 {
+        carols.push(Eio3::connect(&app, &format!("api_token={}", legacy.token)).await);
+    }
+    let mut anonymous = Eio3::connect(&app, "api_token=false").await;
+    let refused = anonymous
+        .ack("room", json!({"roomid": "1", "api_token": legacy.token}))
+        .await;
+    assert_eq!(refused["code"], "over_quota", "{refused}");
+    assert!(
+        refused["error"].as_str().unwrap().contains(TOO_MANY),
+        "{refused}"
+    );
+    // Someone else connects as usual meanwhile.
+    let bobs = app.sio(Auth::Payload(&bob.token)).await;
+    drop(bobs);
+    // When one of her sockets leaves, she may open another.
+    let leaving = open.pop().unwrap();
+    leaving.client.disconnect().await.unwrap();
+    let mut again = None;
+    for _ in 0..50 {
+        if let Ok(s) = app
+            .try_sio(Auth::Payload(&alice.token), TransportType::Websocket)
+            .await
+        {
+            again = Some(s);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(again.is_some(), "a freed slot can be used again");
 }

@@ -340,7 +340,11 @@ async fn a_socket_stops_acting_for_its_user_when_its_token_expires() {
 #[tokio::test]
 async fn sigterm_while_sockets_leave_is_a_clean_exit() {
     let data = tempfile::tempdir().unwrap();
-    let mut server = start_binary(&["--rooms", "room1,room2"], data.path());
+    // One user holds all forty sockets.
+    let mut server = start_binary(
+        &["--rooms", "room1,room2", "--max-sockets-per-user", "100"],
+        data.path(),
+    );
     let http = reqwest::Client::new();
     let signup = http
         .post(format!("http://{}/api/user/signup", server.address))
