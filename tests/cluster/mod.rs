@@ -14,13 +14,12 @@ use std::time::Duration;
 
 use reqwest::Client;
 use rust_socketio::TransportType;
-use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use crate::common::process::{Binary, start_binary};
-use crate::common::rand_suffix;
 use crate::common::socket::{Auth, Sio, connect_sio};
+use crate::common::{create_pg_database, drop_pg_database};
 
 /// The token secret every node of a test cluster shares.
 const SECRET: &str = "cluster-test-secret-cluster-test-secret";
@@ -103,40 +102,14 @@ struct PgDatabase {
 
 impl PgDatabase {
     async fn create(admin: String) -> Self {
-        let name = format!("chatroom_test_{}", rand_suffix());
-        let db = Database::connect(admin.as_str())
-            .await
-            .expect("TEST_DATABASE_URL reachable");
-        db.execute_unprepared(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-        db.close().await.unwrap();
-        let base = admin
-            .rsplit_once('/')
-            .map_or(admin.as_str(), |(base, _)| base);
-        let url = format!("{base}/{name}");
+        let (url, name) = create_pg_database(&admin).await;
         Self { admin, name, url }
     }
 }
 
 impl Drop for PgDatabase {
     fn drop(&mut self) {
-        let (admin, name) = (self.admin.clone(), self.name.clone());
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                let db = Database::connect(admin.as_str()).await?;
-                db.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await?;
-                db.close().await
-            })
-        });
-        if let Ok(Err(e)) = dropped.join() {
-            eprintln!("could not drop test database: {e}");
-        }
+        drop_pg_database(self.admin.clone(), self.name.clone());
     }
 }
 

@@ -238,22 +238,44 @@ impl Drop for TestApp {
         // Drop the test's PostgreSQL database, closing the server's connections to it. This runs on a
         // thread of its own because the test's runtime may already be shutting down.
         if let Some((admin, name)) = self.pg_database.take() {
-            let dropped = std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                runtime.block_on(async {
-                    let db = Database::connect(admin.as_str()).await?;
-                    db.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await?;
-                    db.close().await
-                })
-            });
-            if let Ok(Err(e)) = dropped.join() {
-                eprintln!("could not drop test database: {e}");
-            }
+            drop_pg_database(admin, name);
         }
+    }
+}
+
+/// Creates a fresh database on the PostgreSQL server at `admin` (a URL naming an existing database);
+/// returns the new database's URL and name. Its name starts `chatroom_test_`, which `.ci/run` clears
+/// if an interrupted run left it behind.
+pub async fn create_pg_database(admin: &str) -> (String, String) {
+    let name = format!("chatroom_test_{}", rand_suffix());
+    let db = Database::connect(admin)
+        .await
+        .expect("the test PostgreSQL server is reachable");
+    db.execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    db.close().await.unwrap();
+    let base = admin.rsplit_once('/').map_or(admin, |(base, _)| base);
+    (format!("{base}/{name}"), name)
+}
+
+/// Drops the database `name` of the PostgreSQL server at `admin`, closing its connections. It runs on
+/// a thread of its own because the test's runtime may already be shutting down.
+pub fn drop_pg_database(admin: String, name: String) {
+    let dropped = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let db = Database::connect(admin.as_str()).await?;
+            db.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await?;
+            db.close().await
+        })
+    });
+    if let Ok(Err(e)) = dropped.join() {
+        eprintln!("could not drop test database: {e}");
     }
 }
 
@@ -262,19 +284,8 @@ impl Drop for TestApp {
 async fn fresh_database(dir: &Path) -> (String, Option<(String, String)>) {
     match std::env::var("TEST_DATABASE_URL") {
         Ok(admin) if admin.starts_with("postgres") => {
-            let name = format!("chatroom_test_{}", rand_suffix());
-            let admin_db = Database::connect(admin.as_str())
-                .await
-                .expect("TEST_DATABASE_URL reachable");
-            admin_db
-                .execute_unprepared(&format!("CREATE DATABASE {name}"))
-                .await
-                .unwrap();
-            admin_db.close().await.unwrap();
-            let base = admin
-                .rsplit_once('/')
-                .map_or(admin.as_str(), |(base, _)| base);
-            (format!("{base}/{name}"), Some((admin, name)))
+            let (url, name) = create_pg_database(&admin).await;
+            (url, Some((admin, name)))
         }
         _ => (
             format!("sqlite://{}?mode=rwc", dir.join("chatroom.db").display()),

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::common::{TestApp, rand_suffix};
+use crate::common::{TestApp, create_pg_database, drop_pg_database};
 
 /// Socket.IO protocol generations a raw client speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,17 +259,9 @@ impl TestDatabase {
 
     /// A fresh database on the PostgreSQL server at `admin` (a URL naming an existing database).
     pub async fn postgres(admin: &str) -> Self {
-        let name = format!("chatroom_durability_{}", rand_suffix());
-        let db = Database::connect(admin)
-            .await
-            .expect("PostgreSQL reachable");
-        db.execute_unprepared(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-        db.close().await.unwrap();
-        let base = admin.rsplit_once('/').map_or(admin, |(base, _)| base);
+        let (url, name) = create_pg_database(admin).await;
         Self {
-            url: format!("{base}/{name}"),
+            url,
             admin: Some((admin.to_owned(), name)),
         }
     }
@@ -326,19 +318,7 @@ impl TestDatabase {
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         if let Some((admin, name)) = self.admin.take() {
-            let _ = std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                runtime.block_on(async {
-                    let db = Database::connect(admin.as_str()).await?;
-                    db.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await?;
-                    db.close().await
-                })
-            })
-            .join();
+            drop_pg_database(admin, name);
         }
     }
 }
