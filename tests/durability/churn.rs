@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Eio, Raw, in_room, signup, text};
+use super::{Eio, Raw, in_room, signup, sum_of_series, text};
 use crate::common::process::{Binary, start_binary, stop};
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -38,13 +38,7 @@ async fn metric(http: &reqwest::Client, address: &str, name: &str) -> f64 {
         .text()
         .await
         .unwrap();
-    text.lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    sum_of_series(&text, name)
 }
 
 /// Waits until the binary holds no socket and at most `fds` descriptors; panics after `wait`.

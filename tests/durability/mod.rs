@@ -333,6 +333,11 @@ pub async fn metric(app: &TestApp, name: &str) -> f64 {
         .text()
         .await
         .unwrap();
+    sum_of_series(&text, name)
+}
+
+/// The sum of the Prometheus series `name` over its labels in `/metrics` text (0 when absent).
+pub fn sum_of_series(text: &str, name: &str) -> f64 {
     text.lines()
         .filter(|l| {
             l.strip_prefix(name)
