@@ -49,6 +49,10 @@ pub async fn connect(url: &str, pool: u32) -> Result<DatabaseConnection, DbErr> 
                 // keeps the indexes it updates cached instead of reading them back for each batch.
                 .pragma("cache_size", "-16384")
                 .pragma("wal_autocheckpoint", "0")
+                // Rows a statement may hand over before its worker thread waits for the reader: the
+                // writer's `INSERT … RETURNING` of a whole batch then runs without a thread switch
+                // every 50 rows (sqlx's default), which cost it about a fifth of its throughput.
+                .row_buffer_size(4096)
                 .create_if_missing(true)
         });
     }

@@ -4,8 +4,9 @@ use clap::Parser;
 
 use chatroom::config::Config;
 
-/// jemalloc hands memory back to the system after a burst of sockets; glibc's allocator keeps it.
-#[cfg(not(target_env = "msvc"))]
+/// jemalloc hands memory back to the system after a burst of sockets; glibc's allocator keeps it. It
+/// serves SQLite's allocations too (`unprefixed_malloc_on_supported_platforms`).
+#[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -21,6 +21,12 @@ mod writer;
 
 use clap::{Parser, Subcommand};
 
+/// The server's allocator (jemalloc, for Rust and C code alike), so `writer` measures the writer as
+/// the server runs it.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "chatroom-bench",
