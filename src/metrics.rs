@@ -366,6 +366,8 @@ pub enum Refusal {
     MessageQueueFull,
     /// A message arrived while the server was shutting down.
     ShuttingDown,
+    /// A message could not be stored: the database did not answer within the writer's retries.
+    StoreUnavailable,
 }
 
 impl Refusal {
@@ -385,6 +387,7 @@ impl Refusal {
             Self::SocketInboxFull => "socket_inbox_full",
             Self::MessageQueueFull => "message_queue_full",
             Self::ShuttingDown => "shutting_down",
+            Self::StoreUnavailable => "store_unavailable",
         }
     }
 }
@@ -471,6 +474,7 @@ impl Metrics {
             Refusal::SocketInboxFull,
             Refusal::MessageQueueFull,
             Refusal::ShuttingDown,
+            Refusal::StoreUnavailable,
         ] {
             refusals(&registry, reason.as_str());
         }

@@ -101,7 +101,8 @@ pub struct RealtimeMetrics {
     pub inbox_full: Arc<Counter>,
     pub queue_full: Arc<Counter>,
     pub shutting_down: Arc<Counter>,
-    logged: Mutex<[u64; 5]>,
+    pub store_unavailable: Arc<Counter>,
+    logged: Mutex<[u64; 6]>,
 }
 
 impl RealtimeMetrics {
@@ -148,7 +149,8 @@ impl RealtimeMetrics {
             inbox_full: metrics.refusal_counter(Refusal::SocketInboxFull),
             queue_full: metrics.refusal_counter(Refusal::MessageQueueFull),
             shutting_down: metrics.refusal_counter(Refusal::ShuttingDown),
-            logged: Mutex::new([0; 5]),
+            store_unavailable: metrics.refusal_counter(Refusal::StoreUnavailable),
+            logged: Mutex::new([0; 6]),
         }
     }
 
@@ -168,6 +170,7 @@ impl RealtimeMetrics {
             self.inbox_full.get(),
             self.queue_full.get(),
             self.shutting_down.get(),
+            self.store_unavailable.get(),
         ];
         let mut logged = self.logged.lock().unwrap_or_else(PoisonError::into_inner);
         let delta: Vec<u64> = now.iter().zip(logged.iter()).map(|(n, l)| n - l).collect();
@@ -179,6 +182,7 @@ impl RealtimeMetrics {
                 socket_inbox_full = delta[2],
                 message_queue_full = delta[3],
                 shutting_down = delta[4],
+                store_unavailable = delta[5],
                 "refused messages and events"
             );
         }
@@ -557,6 +561,9 @@ async fn announce_all(inner: Arc<Inner>, mut batches: mpsc::Receiver<Batch<Ticke
                             .await;
                     }
                 }
+                // The database did not answer (a reused client id is the sender's mistake, not a
+                // refusal).
+                Err(AppError::Unavailable) => metrics.store_unavailable.inc(),
                 Err(_) => {}
             }
             let _ = ticket.reply.send(result);

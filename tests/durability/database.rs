@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use super::{Eio, Raw, TestDatabase, in_room, signup, text};
+use super::{Eio, Raw, TestDatabase, in_room, signup, sum_of_series, text};
 use crate::common::process::{Binary, start_binary, stop};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -286,6 +286,23 @@ async fn outage(mode: Mode, down_for: Duration) {
             "an outage longer than the retries refuses messages"
         );
     }
+    // Each refusal the clients saw is counted by its reason, where an operator looks.
+    let metrics = http
+        .get(format!("http://{address}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        sum_of_series(
+            &metrics,
+            r#"chatroom_refusals_total{reason="store_unavailable"}"#
+        ),
+        f64::from(refused),
+        "refusals while the database was away are counted"
+    );
     // Writes resume by themselves: resending what was refused stores each once.
     for client_id in &resend {
         let k: usize = client_id[1..client_id.find('-').unwrap()].parse().unwrap();
