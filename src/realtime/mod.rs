@@ -613,6 +613,9 @@ impl Inner {
     }
 }
 
+/// Users told their counts by a tick before it lets other tasks run.
+const TOLD_BETWEEN_YIELDS: usize = 16;
+
 /// Pushes unread counts in ticks, one slice of users every [`unread::TICK`] ÷ [`unread::SLICES`] (so
 /// each user at most once per `TICK`), writes read marks every `TICK`, forgets idle rate budgets and
 /// sums up refusals. Sleeps while nothing is pending.
@@ -650,13 +653,18 @@ async fn tick_unread(inner: std::sync::Weak<Inner>) {
             let told = unread.tick(slice, |room, user| {
                 present.get(room).is_some_and(|ids| ids.contains(&user))
             });
-            for (user, counts) in told {
+            for (n, (user, counts)) in told.into_iter().enumerate() {
                 let event = Outbound::Unread(counts);
                 // Every node tells its own sockets from its own counters.
                 inner
                     .pusher
                     .push_here(&Target::Users(vec![user]), &event)
                     .await;
+                // A slice can be hundreds of users: let messages through between every few of
+                // them, so a tick never holds the runtime for long.
+                if n % TOLD_BETWEEN_YIELDS == TOLD_BETWEEN_YIELDS - 1 {
+                    tokio::task::yield_now().await;
+                }
             }
         }
         slice = (slice + 1) % unread::SLICES;
