@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Eio, Raw, in_room, signup, sum_of_series, text};
+use super::{Eio, Raw, binary_metric, in_room, signup, text};
 use crate::common::process::{Binary, start_binary, stop};
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -28,24 +28,11 @@ fn open_fds(pid: u32) -> usize {
         .count()
 }
 
-/// The sum of a `/metrics` series of the binary at `address`.
-async fn metric(http: &reqwest::Client, address: &str, name: &str) -> f64 {
-    let text = http
-        .get(format!("http://{address}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    sum_of_series(&text, name)
-}
-
 /// Waits until the binary holds no socket and at most `fds` descriptors; panics after `wait`.
 async fn settles(server: &Binary, http: &reqwest::Client, fds: usize, wait: Duration) {
     let start = Instant::now();
     loop {
-        let sockets = metric(http, &server.address, "chatroom_socket_connections").await;
+        let sockets = binary_metric(http, &server.address, "chatroom_socket_connections").await;
         let open = open_fds(server.child.id());
         if sockets == 0.0 && open <= fds {
             return;

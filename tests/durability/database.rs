@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use super::{Eio, Raw, TestDatabase, in_room, signup, sum_of_series, text};
+use super::{Eio, Raw, TestDatabase, binary_metric, in_room, signup, text};
 use crate::common::process::{Binary, start_binary, stop};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -287,19 +287,13 @@ async fn outage(mode: Mode, down_for: Duration) {
         );
     }
     // Each refusal the clients saw is counted by its reason, where an operator looks.
-    let metrics = http
-        .get(format!("http://{address}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
     assert_eq!(
-        sum_of_series(
-            &metrics,
+        binary_metric(
+            &http,
+            &address,
             r#"chatroom_refusals_total{reason="store_unavailable"}"#
-        ),
+        )
+        .await,
         f64::from(refused),
         "refusals while the database was away are counted"
     );

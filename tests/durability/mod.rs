@@ -325,14 +325,16 @@ impl Drop for TestDatabase {
 
 /// The sum of a `/metrics` series over its labels (0 when absent).
 pub async fn metric(app: &TestApp, name: &str) -> f64 {
-    let text = app
-        .get("/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    series_from(app.get("/metrics"), name).await
+}
+
+/// The sum of a `/metrics` series over its labels, of the binary at `address` (0 when absent).
+pub async fn binary_metric(http: &reqwest::Client, address: &str, name: &str) -> f64 {
+    series_from(http.get(format!("http://{address}/metrics")), name).await
+}
+
+async fn series_from(request: reqwest::RequestBuilder, name: &str) -> f64 {
+    let text = request.send().await.unwrap().text().await.unwrap();
     sum_of_series(&text, name)
 }
 

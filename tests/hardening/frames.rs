@@ -138,8 +138,12 @@ impl Server {
             self.binary.child.try_wait().unwrap().is_none(),
             "the server exited"
         );
-        let health = self
-            .http
+        // On a new connection: one the pool kept idle may be closed by the server's header timeout
+        // (10 s) just as it is reused, which says nothing about the server's health.
+        let health = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap()
             .get(format!("http://{}/healthz", self.address()))
             .send()
             .await
