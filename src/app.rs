@@ -4,6 +4,8 @@
 //! middleware stack); a socket layer is mounted in the same place. [`serve`] runs a router on a bound
 //! listener until a shutdown future completes. [`run`] is what `main` calls.
 
+use std::any::Any;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -13,14 +15,17 @@ use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use tower::ServiceBuilder;
+use tower_http::catch_panic::{CatchPanicLayer, ResponseForPanic};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::api::envelope;
 use crate::auth::origin;
 use crate::config::Settings;
+use crate::metrics::{Counter, Metrics};
 use crate::routes;
 use crate::services::sessions;
 use crate::socket::compat::CompatLayer;
@@ -77,6 +82,7 @@ pub fn build(state: AppState) -> Router {
         None => app.fallback(crate::api::web::own_asset),
     };
     let state_layer = state.realtime.layer();
+    let catch_panics = catch_panics(&state.metrics);
     app.layer(middleware::from_fn_with_state(
         state.clone(),
         crate::api::limits::announced_length,
@@ -89,6 +95,7 @@ pub fn build(state: AppState) -> Router {
                 // The path only: query strings can carry tokens (`?api_token=`).
                 tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
             }))
+            .layer(catch_panics)
             .layer(SetResponseHeaderLayer::if_not_present(
                 header::X_CONTENT_TYPE_OPTIONS,
                 HeaderValue::from_static("nosniff"),
@@ -106,6 +113,31 @@ pub fn build(state: AppState) -> Router {
                 REQUEST_TIMEOUT,
             )),
     )
+}
+
+/// Turns a panic anywhere below it (handlers, services, the socket layer's polling requests) into a
+/// `500` in every client's envelope, counted as `chatroom_http_panics_total`, instead of a reset
+/// connection. The panic itself is logged by the process's panic hook (`telemetry::init`), in the
+/// configured log format.
+pub fn catch_panics(metrics: &Metrics) -> CatchPanicLayer<PanicReply> {
+    CatchPanicLayer::custom(PanicReply {
+        panics: metrics.http.panics.clone(),
+    })
+}
+
+/// What [`catch_panics`] answers.
+#[derive(Clone)]
+pub struct PanicReply {
+    panics: Arc<Counter>,
+}
+
+impl ResponseForPanic for PanicReply {
+    type ResponseBody = axum::body::Body;
+
+    fn response_for_panic(&mut self, _: Box<dyn Any + Send + 'static>) -> Response {
+        self.panics.inc();
+        envelope::panic_reply()
+    }
 }
 
 /// CORS for the configured origins only: each is echoed back with credentials allowed (the clients'

@@ -401,6 +401,8 @@ pub struct HttpMetrics {
     pub open_connections: Arc<Gauge>,
     /// Connections accepted since start.
     pub accepted_connections: Arc<Counter>,
+    /// Requests whose handling panicked (each answered `500`).
+    pub panics: Arc<Counter>,
 }
 
 impl HttpMetrics {
@@ -428,6 +430,11 @@ impl HttpMetrics {
             accepted_connections: registry.counter(
                 "chatroom_http_connections_accepted_total",
                 "TCP connections accepted and served.",
+                &[],
+            ),
+            panics: registry.counter(
+                "chatroom_http_panics_total",
+                "Requests whose handling panicked; each was answered 500 and logged.",
                 &[],
             ),
         }

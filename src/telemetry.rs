@@ -37,4 +37,27 @@ pub fn init(format: LogFormat) {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
+    std::panic::set_hook(Box::new(log_panic));
+}
+
+/// The process's panic hook: one log line in the configured format (not the standard hook's free
+/// text on stderr), with the panic's message and place; the backtrace only when `RUST_BACKTRACE`
+/// asks for it. A panic in a request is then answered `500` by `app::catch_panics`.
+fn log_panic(info: &std::panic::PanicHookInfo<'_>) {
+    let payload = info.payload();
+    let message = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)");
+    let location = info
+        .location()
+        .map(|l| format!("{}:{}", l.file(), l.line()))
+        .unwrap_or_default();
+    let backtrace = std::backtrace::Backtrace::capture();
+    if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+        tracing::error!(panic = message, location, %backtrace, "panicked");
+    } else {
+        tracing::error!(panic = message, location, "panicked");
+    }
 }

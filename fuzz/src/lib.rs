@@ -158,6 +158,8 @@ pub fn history_query(data: &[u8]) {
             .unwrap_or(data.len() as u64);
         let window = history::legacy_window(current, field("total").unwrap_or_default(), count);
         assert!(window.total <= count);
+        // Offsets stop at the room's end, so they always fit SQL's signed 64-bit offsets.
+        assert!(window.offset <= count);
         if current == 1 {
             assert_eq!(window.offset, count - window.total);
         }

@@ -103,9 +103,19 @@ impl Envelope for RobotReply {
 /// The refusal of a cross-site request (see `app::check_origin`), before it is known which client sent
 /// it: `403` with the fields both envelopes read.
 pub fn cross_site_refusal() -> Response {
-    let message = "来源不被允许";
+    for_every_client(StatusCode::FORBIDDEN, "来源不被允许")
+}
+
+/// The reply to a request whose handling panicked (see `app::catch_panics`): `500` with the fields
+/// every envelope reads as a failure, and nothing of the panic itself.
+pub fn panic_reply() -> Response {
+    for_every_client(StatusCode::INTERNAL_SERVER_ERROR, "服务器异常")
+}
+
+/// A refusal that every client reads, for when it is not known which client sent the request.
+fn for_every_client(status: StatusCode, message: &str) -> Response {
     let body = json!({ "errno": 1, "data": message, "msg": message, "message": message });
-    (StatusCode::FORBIDDEN, Json(body)).into_response()
+    (status, Json(body)).into_response()
 }
 
 /// An [`AppError`] on its way to a client that speaks envelope `E`.

@@ -44,6 +44,10 @@ pub struct LegacyWindow {
 /// The window of page `current` in a room of `count` messages, for a client that saw `total`
 /// messages at page 1 (anything unusable means "now": `count`). Messages posted since then shift the
 /// window, so pages neither repeat nor skip.
+///
+/// The offset never passes `count`: a page beyond the last is empty whatever its number, so a page
+/// number of any size stays a small offset by the time it reaches SQL (sea-query binds offsets as
+/// `i64` and panics on anything larger).
 pub fn legacy_window(current: u64, total: &str, count: u64) -> LegacyWindow {
     let total = total
         .trim()
@@ -54,7 +58,8 @@ pub fn legacy_window(current: u64, total: &str, count: u64) -> LegacyWindow {
     let offset = current
         .saturating_sub(1)
         .saturating_mul(PAGE_SIZE)
-        .saturating_add(count - total);
+        .saturating_add(count - total)
+        .min(count);
     LegacyWindow { offset, total }
 }
 
@@ -84,6 +89,8 @@ mod tests {
         // Five messages arrived since page 1: page 2 skips them.
         assert_eq!(legacy_window(2, "45", 50).offset, PAGE_SIZE + 5);
         assert_eq!(legacy_window(2, "999", 50).total, 50);
-        assert_eq!(legacy_window(u64::MAX, "1", u64::MAX).offset, u64::MAX);
+        // Past the last page: the offset stops at the room's end.
+        assert_eq!(legacy_window(u64::MAX, "1", 50).offset, 50);
+        assert_eq!(legacy_window(461_168_601_842_738_792, "0", 7).offset, 7);
     }
 }

@@ -232,6 +232,10 @@ pub async fn page_from_newest<C: ConnectionTrait>(
     offset: u64,
     limit: u64,
 ) -> Result<Vec<StoredMessage>, AppError> {
+    // SQL offsets are signed 64-bit: one past that holds no rows (and would panic in the binder).
+    if i64::try_from(offset).is_err() || i64::try_from(limit).is_err() {
+        return Ok(Vec::new());
+    }
     let rows = message::Entity::find()
         .filter(message::Column::RoomId.eq(room.id()))
         .order_by_desc(message::Column::Id)

@@ -10,6 +10,7 @@ mod frames;
 mod fuzz_seeds;
 mod limits;
 mod metrics;
+mod paging;
 mod properties;
 mod rows;
 mod signin;

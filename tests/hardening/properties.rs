@@ -157,3 +157,42 @@ proptest! {
         prop_assert_eq!(unescape(&escaped), text);
     }
 }
+
+/// Issue 20 item 1: the Laravel-era history's paging. Whatever page number and `total` a client
+/// sends, the window stays inside the room (so the offset that reaches SQL fits its signed 64-bit
+/// offsets), and consecutive pages follow each other without a gap or a repeat until the room ends.
+mod legacy_paging {
+    use chatroom::services::history::legacy_window;
+    use chatroom::services::messages::PAGE_SIZE;
+    use proptest::prelude::*;
+
+    fn totals() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<u64>().prop_map(|t| t.to_string()),
+            (0u64..200).prop_map(|t| t.to_string()),
+            "\\PC{0,6}",
+            Just("-1".to_owned()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(super::cases()))]
+
+        #[test]
+        fn pages_stay_inside_the_room_and_follow_each_other(
+            current in prop_oneof![1u64..50, any::<u64>().prop_map(|c| c.max(1))],
+            total in totals(),
+            count in prop_oneof![0u64..200, 0u64..=i64::MAX as u64],
+        ) {
+            let window = legacy_window(current, &total, count);
+            prop_assert!(window.total <= count);
+            prop_assert!(window.offset <= count);
+            prop_assert!(i64::try_from(window.offset).is_ok());
+            if let Some(next) = current.checked_add(1) {
+                let following = legacy_window(next, &total, count);
+                prop_assert_eq!(following.total, window.total);
+                prop_assert_eq!(following.offset, window.offset.saturating_add(PAGE_SIZE).min(count));
+            }
+        }
+    }
+}
