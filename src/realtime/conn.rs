@@ -13,6 +13,7 @@ use serde_json::Value;
 use socketioxide::extract::{AckSender, SocketRef};
 use socketioxide::socket::Sid;
 
+use super::pusher::Tally;
 use crate::auth::UserId;
 use crate::auth::token::Claims;
 use crate::services::users::Author;
@@ -102,6 +103,8 @@ pub trait Drainer: Send + Sync {
 pub struct Conn {
     pub sid: Sid,
     pub dialect: Dialect,
+    /// The socket's place in the node's counts, given back when it disconnects or is dropped.
+    pub tally: Tally,
     drainer: Arc<dyn Drainer>,
     state: Mutex<State>,
     /// Held while an event is taken in, and while shutdown disconnects the socket; true once the
@@ -130,12 +133,14 @@ impl Conn {
         events_per_second: u32,
         binding: Option<Binding>,
         drainer: Arc<dyn Drainer>,
+        tally: Tally,
     ) -> Self {
         let mut inbox = VecDeque::new();
         inbox.push_back(Inbound::Connect(binding));
         Self {
             sid,
             dialect,
+            tally,
             drainer,
             farewell: Mutex::new(false),
             state: Mutex::new(State {

@@ -155,7 +155,7 @@ impl RealtimeMetrics {
     }
 
     /// The socket gauge for a protocol version.
-    pub fn sockets_of(&self, protocol: ProtocolVersion) -> &Gauge {
+    pub fn sockets_of(&self, protocol: ProtocolVersion) -> &Arc<Gauge> {
         match protocol {
             ProtocolVersion::V4 => &self.sockets[0],
             ProtocolVersion::V5 => &self.sockets[1],
@@ -568,6 +568,10 @@ async fn announce_all(inner: Arc<Inner>, mut batches: mpsc::Receiver<Batch<Ticke
             }
             let _ = ticket.reply.send(result);
         }
+        // This batch's places were given back as its items were dropped: idle means 0.
+        metrics
+            .queue_depth
+            .set(inner.writer.in_flight(inner.queue_capacity) as i64);
     }
     tracing::debug!("announcer drained");
 }

@@ -11,7 +11,7 @@
 //! After the server has closed (shutdown), pushes are dropped quietly.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use serde_json::value::RawValue;
 use socketioxide::SocketIo;
@@ -23,6 +23,7 @@ use super::cluster::{self, Bus};
 use super::conn::{Conn, Dialect};
 use super::events::{Encoded, Outbound};
 use crate::auth::UserId;
+use crate::metrics::Gauge;
 use crate::services::rooms::Rooms;
 
 /// Whom an event is for.
@@ -48,6 +49,33 @@ pub fn user_channel(user: UserId, dialect: Dialect) -> String {
     format!("{}uid:{user}", dialect.prefix())
 }
 
+/// One socket's place in the node's counts: its dialect (which the Pusher reads to skip dialects
+/// nobody here speaks) and `chatroom_socket_connections`. Given back exactly once: when the socket
+/// disconnects ([`Tally::release`]), or when the socket's state is dropped if it ended any other way
+/// (a connect that failed after its middleware ran never hears a disconnect).
+pub struct Tally {
+    dialects: Arc<[AtomicUsize; 2]>,
+    dialect: Dialect,
+    gauge: Arc<Gauge>,
+    counted: AtomicBool,
+}
+
+impl Tally {
+    /// Gives the socket's place back; later calls do nothing.
+    pub fn release(&self) {
+        if self.counted.swap(false, Ordering::AcqRel) {
+            self.dialects[self.dialect as usize].fetch_sub(1, Ordering::Relaxed);
+            self.gauge.dec();
+        }
+    }
+}
+
+impl Drop for Tally {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
 /// Sends events. Cheap to clone.
 #[derive(Clone)]
 pub struct Pusher {
@@ -71,14 +99,16 @@ impl Pusher {
         }
     }
 
-    /// A socket of `dialect` connected.
-    pub fn dialect_joined(&self, dialect: Dialect) {
+    /// Counts a socket of `dialect` here, and in `gauge`, until the returned tally is released.
+    pub fn tally(&self, dialect: Dialect, gauge: Arc<Gauge>) -> Tally {
         self.dialects[dialect as usize].fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// A socket of `dialect` disconnected.
-    pub fn dialect_left(&self, dialect: Dialect) {
-        self.dialects[dialect as usize].fetch_sub(1, Ordering::Relaxed);
+        gauge.inc();
+        Tally {
+            dialects: self.dialects.clone(),
+            dialect,
+            gauge,
+            counted: AtomicBool::new(true),
+        }
     }
 
     /// Whether any socket of this node speaks `dialect`.

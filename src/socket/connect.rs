@@ -129,17 +129,17 @@ fn prepare(
     binding: Option<Binding>,
 ) {
     let drainer: Arc<dyn Drainer> = runner.clone();
+    let realtime = state.realtime.clone();
+    let gauge = realtime.metrics().sockets_of(socket.protocol()).clone();
     let conn = Arc::new(Conn::new(
         socket.id,
         dialect,
         state.settings.socket_events_per_second,
         binding,
         drainer,
+        realtime.pusher().tally(dialect, gauge),
     ));
     socket.extensions.insert(conn.clone());
-    let realtime = state.realtime.clone();
-    realtime.metrics().sockets_of(socket.protocol()).inc();
-    realtime.pusher().dialect_joined(dialect);
     let events = conn.clone();
     socket.on_fallback(
         move |socket: SocketRef,
@@ -170,8 +170,7 @@ fn prepare(
         },
     );
     socket.on_disconnect(move |socket: SocketRef, reason: DisconnectReason| {
-        realtime.metrics().sockets_of(socket.protocol()).dec();
-        realtime.pusher().dialect_left(conn.dialect);
+        conn.tally.release();
         let _ = conn.post(Inbound::Disconnect(format!("{reason:?}")), &socket);
         let realtime = realtime.clone();
         async move {

@@ -18,6 +18,7 @@ use tokio_tungstenite::tungstenite::Message;
 use super::read_until_closed;
 use crate::common::process::{Binary, start_binary, stop};
 use crate::common::socket::{Eio3, WAIT};
+use crate::durability::binary_metric;
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
 
@@ -482,6 +483,14 @@ async fn polling_storm(
                 break;
             }
         }
+        // Whatever happened, the client leaves: a close packet ends the session if it is still open.
+        let close = if eio == 4 { "1" } else { "1:1" };
+        let _ = http
+            .post(&url)
+            .header("content-type", "text/plain;charset=UTF-8")
+            .body(close)
+            .send()
+            .await;
     }
     (sent, refused)
 }
@@ -515,6 +524,52 @@ async fn mutated_frames_never_take_the_server_down() {
     server.is_healthy().await;
     server.memory_settles(baseline, 20 << 20).await;
     server.stop();
+}
+
+/// Issue 20 item 3: after mutated frames over WebSocket and polling on both Engine.IO versions (400
+/// of each, as the hostile pass sent), with every hostile session closed, `/metrics` counts exactly
+/// the sockets really open (the two users chatting, three while a visitor comes and goes) and the queue
+/// is empty once the server is idle.
+#[tokio::test]
+async fn socket_gauges_match_the_sockets_open_after_mutated_frames() {
+    let seed: u64 = std::env::var("HOSTILE_SEED")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(rand::random);
+    println!("HOSTILE_SEED={seed}");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let data = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&data).await;
+    let http = server.http.clone();
+    let address = server.address().to_owned();
+    ws_storm(&address, &mut rng, 800).await;
+    polling_storm(&http, &address, &mut rng, 800).await;
+    server.is_healthy().await;
+    gauges_settle(&http, &address, 2.0).await;
+    let visitor = Eio3::connect_to(&address, "").await;
+    gauges_settle(&http, &address, 3.0).await;
+    visitor.close().await;
+    gauges_settle(&http, &address, 2.0).await;
+    server.stop();
+}
+
+/// Waits (up to 60 s: a session the storm could not close ends at its ping timeout) until
+/// `chatroom_socket_connections` is `sockets` and `chatroom_message_queue_depth` is 0.
+async fn gauges_settle(http: &reqwest::Client, address: &str, sockets: f64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let open = binary_metric(http, address, "chatroom_socket_connections").await;
+        let queued = binary_metric(http, address, "chatroom_message_queue_depth").await;
+        if open == sockets && queued == 0.0 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/metrics says {open} sockets and {queued} queued messages; {sockets} sockets are open \
+             and nothing is queued"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// D4: handshakes that never poll and WebSocket upgrades abandoned after the probe. The upgrade's
