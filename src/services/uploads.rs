@@ -24,8 +24,18 @@ use crate::services::limiter::RateLimiter;
 pub const PUBLIC_PREFIX: &str = "/static/files/";
 /// Largest accepted width or height, in pixels.
 pub const MAX_SIDE: usize = 16_384;
-/// Largest accepted pixel count (width × height).
-pub const MAX_PIXELS: usize = 50_000_000;
+/// Largest accepted pixel count (width × height): 40 MP, above any phone camera's or screen's
+/// picture. Every viewer's browser decodes what it is sent, at 4 bytes a pixel.
+pub const MAX_PIXELS: usize = 40_000_000;
+/// Largest accepted ratio of the longer side to the shorter (phone panoramas are about 6:1).
+pub const MAX_ASPECT: usize = 24;
+/// Pictures above this many pixels must carry at least one byte of file per [`PIXELS_PER_BYTE`]
+/// pixels. Real photographs and screenshots hold far more (a 12 MP photo is 2–5 MB, a 4K screenshot
+/// hundreds of KB); only a crafted or blank canvas compresses further, and it is refused rather than
+/// passed on for every viewer to decode.
+pub const DENSITY_CHECK_PIXELS: usize = 4_000_000;
+/// See [`DENSITY_CHECK_PIXELS`]: 128 pixels (512 decoded bytes) per file byte at most.
+pub const PIXELS_PER_BYTE: usize = 128;
 
 /// An accepted image format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +74,8 @@ pub fn sniff(bytes: &[u8]) -> Option<ImageKind> {
 }
 
 /// Decides whether `bytes` are an image chatroom keeps: its kind, and its declared pixel size within
-/// [`MAX_SIDE`] and [`MAX_PIXELS`]. Reads headers only; nothing is decoded.
+/// [`MAX_SIDE`], [`MAX_PIXELS`] and [`MAX_ASPECT`], and in proportion to the file's size (see
+/// [`DENSITY_CHECK_PIXELS`]). Reads headers only; nothing is decoded.
 ///
 /// # Errors
 /// [`AppError::Invalid`] for an empty file, an unaccepted format, an unreadable size or one out of
@@ -77,15 +88,21 @@ pub fn inspect(bytes: &[u8]) -> Result<(ImageKind, imagesize::ImageSize), AppErr
         sniff(bytes).ok_or_else(|| AppError::invalid("只支持 PNG、JPEG、WebP 和 GIF 图片"))?;
     let size =
         imagesize::blob_size(bytes).map_err(|_| AppError::invalid("图片已损坏，无法识别尺寸"))?;
-    if size.width == 0
-        || size.height == 0
-        || size.width > MAX_SIDE
-        || size.height > MAX_SIDE
-        || size.width.saturating_mul(size.height) > MAX_PIXELS
-    {
+    if !in_proportion(size.width, size.height, bytes.len()) {
         return Err(AppError::invalid("图片尺寸过大"));
     }
     Ok((kind, size))
+}
+
+/// Whether a picture of `width` × `height` pixels in a file of `len` bytes is one to pass on.
+pub fn in_proportion(width: usize, height: usize, len: usize) -> bool {
+    let (long, short) = (width.max(height), width.min(height));
+    let pixels = width.saturating_mul(height);
+    short > 0
+        && long <= MAX_SIDE
+        && pixels <= MAX_PIXELS
+        && long <= short.saturating_mul(MAX_ASPECT)
+        && (pixels <= DENSITY_CHECK_PIXELS || len.saturating_mul(PIXELS_PER_BYTE) >= pixels)
 }
 
 /// A stored upload.
@@ -457,6 +474,22 @@ mod tests {
         assert_eq!(restarted.usage(7), 100);
         restarted.discard(&first).await;
         assert_eq!(restarted.usage(7), 40);
+    }
+
+    #[test]
+    fn pictures_are_in_proportion_to_their_files() {
+        // A 12 MP phone photo of 3 MB, a 4K screenshot of 400 KB, a small blank PNG, a panorama.
+        assert!(in_proportion(4000, 3000, 3_000_000));
+        assert!(in_proportion(3840, 2160, 400_000));
+        assert!(in_proportion(1920, 1080, 8_000));
+        assert!(in_proportion(12_000, 2_000, 6_000_000));
+        // The hostile pass's 190 KB PNG declaring 16384×3051 (200 MB decoded).
+        assert!(!in_proportion(16_384, 3_051, 190_000));
+        // Over 40 MP however large the file; a 30 MP canvas in 100 KB; a 1×5000 strip; nothing.
+        assert!(!in_proportion(8_000, 6_000, 30_000_000));
+        assert!(!in_proportion(6_000, 5_000, 100_000));
+        assert!(!in_proportion(5_000, 1, 10_000));
+        assert!(!in_proportion(0, 100, 10_000));
     }
 
     #[test]

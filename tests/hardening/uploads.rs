@@ -7,6 +7,49 @@ use serde_json::{Value, json};
 
 use crate::common::{TestApp, TestUser, images, read};
 
+/// A PNG of `len` bytes whose header declares `width` × `height` (the rest is filler a browser would
+/// try to inflate).
+fn png_of(width: u32, height: u32, len: usize) -> Vec<u8> {
+    let mut bytes = images::png_claiming(width, height);
+    bytes.resize(len, 0x5a);
+    bytes
+}
+
+/// Posts `bytes` to every upload path: v3 picture, v3 avatar, and the Laravel-era picture message.
+async fn upload_everywhere(
+    app: &TestApp,
+    v3_user: &TestUser,
+    legacy: &TestUser,
+    bytes: &[u8],
+) -> Vec<Value> {
+    let mut replies = Vec::new();
+    for path in ["/api/file/uploadimg", "/api/file/avatar"] {
+        let request = app.post(path).bearer_auth(&v3_user.token);
+        let (_, reply) = read(
+            request
+                .multipart(form(bytes.to_vec()))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        replies.push(reply);
+    }
+    let legacy_form = form(bytes.to_vec())
+        .text("api_token", legacy.token.clone())
+        .text("roomid", "1");
+    let (_, reply) = read(
+        app.post("/api/file/uploadimg")
+            .multipart(legacy_form)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    replies.push(reply);
+    replies
+}
+
 fn form(bytes: Vec<u8>) -> Form {
     Form::new().part(
         "file",
@@ -152,4 +195,49 @@ async fn disk_space_per_user_is_bounded() {
         "nothing left of refused uploads"
     );
     assert_eq!(app.state.metrics.refusals(Refusal::UploadStorage), 3);
+}
+
+/// Issue 20 item 4: a picture whose decoded size is out of proportion (the hostile pass's 190 KB PNG
+/// declaring 16384×3051, about 200 MB for every viewer to decode; over 40 MP; a 1:30 strip; a 30 MP
+/// canvas in 100 KB) is refused on every upload path, and nothing is stored, posted or changed; a
+/// phone-sized photo still goes through everywhere.
+#[tokio::test]
+async fn pictures_out_of_proportion_are_refused_on_every_upload_path() {
+    let app = TestApp::spawn().await;
+    let v3_user = app.signup("painter").await;
+    let legacy = app.register_legacy("painter@example.com").await;
+    let (_, me) = app.get_v3("/api/user/me", Some(&v3_user.token)).await;
+    let avatar = me["data"]["src"].clone();
+    for (width, height, len) in [
+        (16_384, 3_051, 190_000),
+        (8_000, 6_000, 3_000_000),
+        (9_000, 300, 200_000),
+        (6_000, 5_000, 100_000),
+    ] {
+        let bytes = png_of(width, height, len);
+        for reply in upload_everywhere(&app, &v3_user, &legacy, &bytes).await {
+            assert_eq!(reply["errno"], 1, "{width}×{height}: {reply}");
+            let message = reply.get("data").or_else(|| reply.get("message")).unwrap();
+            assert_eq!(message, "图片尺寸过大", "{width}×{height}");
+        }
+    }
+    assert!(app.upload_files().is_empty(), "{:?}", app.upload_files());
+    assert_eq!(app.count("messages").await, 0);
+    let (_, me) = app.get_v3("/api/user/me", Some(&v3_user.token)).await;
+    assert_eq!(
+        me["data"]["src"], avatar,
+        "the refused avatar changed nothing"
+    );
+
+    // A 12 MP phone photo of 2 MB is kept on every path.
+    let photo = png_of(4_000, 3_000, 2_000_000);
+    for reply in upload_everywhere(&app, &v3_user, &legacy, &photo).await {
+        assert_eq!(reply["errno"], 0, "{reply}");
+    }
+    assert_eq!(app.upload_files().len(), 3);
+    assert_eq!(
+        app.count("messages").await,
+        1,
+        "the Laravel-era picture message"
+    );
 }
