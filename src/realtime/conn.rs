@@ -6,6 +6,7 @@
 //! and a channel.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -13,9 +14,9 @@ use serde_json::Value;
 use socketioxide::extract::{AckSender, SocketRef};
 use socketioxide::socket::Sid;
 
-use super::pusher::Tally;
 use crate::auth::UserId;
 use crate::auth::token::Claims;
+use crate::metrics::Gauge;
 use crate::services::users::Author;
 
 /// The two client generations, told apart at connect: the Laravel-era client always puts `api_token`
@@ -96,6 +97,49 @@ pub const INBOX: usize = 64;
 pub trait Drainer: Send + Sync {
     /// Drains `conn`'s inbox on a new task, with `socket` as the socket handle.
     fn start(&self, conn: Arc<Conn>, socket: SocketRef);
+}
+
+/// One socket's place in the node's counts: its dialect (which the Pusher reads to skip dialects
+/// nobody here speaks) and `chatroom_socket_connections`. Given back exactly once: when the socket
+/// disconnects ([`Tally::release`]), or when the socket's state is dropped if it ended any other way
+/// (a connect that failed after its middleware ran never hears a disconnect).
+pub struct Tally {
+    dialects: Arc<[AtomicUsize; 2]>,
+    dialect: Dialect,
+    gauge: Arc<Gauge>,
+    counted: AtomicBool,
+}
+
+impl Tally {
+    /// Counts a socket of `dialect` in `dialects` (the Pusher's) and in `gauge`.
+    pub(super) fn new(
+        dialects: Arc<[AtomicUsize; 2]>,
+        dialect: Dialect,
+        gauge: Arc<Gauge>,
+    ) -> Self {
+        dialects[dialect as usize].fetch_add(1, Ordering::Relaxed);
+        gauge.inc();
+        Self {
+            dialects,
+            dialect,
+            gauge,
+            counted: AtomicBool::new(true),
+        }
+    }
+
+    /// Gives the socket's place back; later calls do nothing.
+    pub fn release(&self) {
+        if self.counted.swap(false, Ordering::AcqRel) {
+            self.dialects[self.dialect as usize].fetch_sub(1, Ordering::Relaxed);
+            self.gauge.dec();
+        }
+    }
+}
+
+impl Drop for Tally {
+    fn drop(&mut self) {
+        self.release();
+    }
 }
 
 /// Per-socket state, shared by the socket's handlers (through the socket's extensions) and the realtime

@@ -11,7 +11,7 @@
 //! After the server has closed (shutdown), pushes are dropped quietly.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::value::RawValue;
 use socketioxide::SocketIo;
@@ -20,7 +20,7 @@ use socketioxide::operators::BroadcastOperators;
 use socketioxide::socket::Sid;
 
 use super::cluster::{self, Bus};
-use super::conn::{Conn, Dialect};
+use super::conn::{Conn, Dialect, Tally};
 use super::events::{Encoded, Outbound};
 use crate::auth::UserId;
 use crate::metrics::Gauge;
@@ -49,33 +49,6 @@ pub fn user_channel(user: UserId, dialect: Dialect) -> String {
     format!("{}uid:{user}", dialect.prefix())
 }
 
-/// One socket's place in the node's counts: its dialect (which the Pusher reads to skip dialects
-/// nobody here speaks) and `chatroom_socket_connections`. Given back exactly once: when the socket
-/// disconnects ([`Tally::release`]), or when the socket's state is dropped if it ended any other way
-/// (a connect that failed after its middleware ran never hears a disconnect).
-pub struct Tally {
-    dialects: Arc<[AtomicUsize; 2]>,
-    dialect: Dialect,
-    gauge: Arc<Gauge>,
-    counted: AtomicBool,
-}
-
-impl Tally {
-    /// Gives the socket's place back; later calls do nothing.
-    pub fn release(&self) {
-        if self.counted.swap(false, Ordering::AcqRel) {
-            self.dialects[self.dialect as usize].fetch_sub(1, Ordering::Relaxed);
-            self.gauge.dec();
-        }
-    }
-}
-
-impl Drop for Tally {
-    fn drop(&mut self) {
-        self.release();
-    }
-}
-
 /// Sends events. Cheap to clone.
 #[derive(Clone)]
 pub struct Pusher {
@@ -101,14 +74,7 @@ impl Pusher {
 
     /// Counts a socket of `dialect` here, and in `gauge`, until the returned tally is released.
     pub fn tally(&self, dialect: Dialect, gauge: Arc<Gauge>) -> Tally {
-        self.dialects[dialect as usize].fetch_add(1, Ordering::Relaxed);
-        gauge.inc();
-        Tally {
-            dialects: self.dialects.clone(),
-            dialect,
-            gauge,
-            counted: AtomicBool::new(true),
-        }
+        Tally::new(self.dialects.clone(), dialect, gauge)
     }
 
     /// Whether any socket of this node speaks `dialect`.
