@@ -18,11 +18,14 @@
 //! (`rate_limited`), a full queue or a shutdown (`unavailable`). Refusals are counted in `/metrics`
 //! (`chatroom_refusals_total{reason}`) and summed up in the log every [`REFUSAL_LOG_EVERY`].
 
+mod announce;
 pub mod cluster;
 pub mod conn;
 pub mod events;
+pub mod metrics;
 pub mod presence;
 pub mod pusher;
+mod ticks;
 pub mod unread;
 
 use std::collections::HashMap;
@@ -35,26 +38,25 @@ use sea_orm::DatabaseConnection;
 use socketioxide::extract::SocketRef;
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::socket::Sid;
-use socketioxide::{ParserConfig, ProtocolVersion, SocketIo};
+use socketioxide::{ParserConfig, SocketIo};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 pub use self::conn::{Binding, Conn, Dialect, Drainer, Inbound, TokenInfo};
+pub use self::metrics::RealtimeMetrics;
 pub use self::pusher::{Pusher, Target};
 
 use self::conn::Bucket;
-use self::events::Outbound;
 use self::presence::PresenceHub;
 use self::unread::UnreadHub;
 use crate::auth::UserId;
 use crate::config::Settings;
 use crate::error::AppError;
-use crate::metrics::{Counter, Gauge, Histogram, LATENCY_BUCKETS, Metrics, Refusal, SIZE_BUCKETS};
-use crate::services::messages::{NewMessage, StoredMessage};
-use crate::services::rooms::{Room, Rooms};
-use crate::services::unread as read_marks;
+use crate::metrics::Metrics;
+use crate::services::messages::NewMessage;
+use crate::services::rooms::Rooms;
 use crate::services::users::Author;
-use crate::services::writer::{Batch, Committed, MessageWriter, Saved, WriterConfig};
+use crate::services::writer::{MessageWriter, Saved, WriterConfig};
 
 /// How long shutdown waits for stored messages to be delivered before closing sockets.
 const ECHO_GRACE: Duration = Duration::from_secs(5);
@@ -79,114 +81,6 @@ pub struct Origin {
 struct Ticket {
     origin: Option<Origin>,
     reply: oneshot::Sender<Result<Saved, AppError>>,
-}
-
-/// The realtime series of `/metrics`, and the refusal counts summed up in the log.
-pub struct RealtimeMetrics {
-    /// Sockets connected now, by Engine.IO protocol version (`3`: socket.io 1.x/2.x; `4`: 3.x/4.x).
-    pub sockets: [Arc<Gauge>; 2],
-    /// Client events received (before any refusal).
-    pub events_in: Arc<Counter>,
-    /// Messages stored.
-    pub stored: Arc<Counter>,
-    /// Messages between submission and delivery.
-    pub queue_depth: Arc<Gauge>,
-    /// Messages per commit.
-    pub batch_size: Arc<Histogram>,
-    /// Time to commit one batch.
-    pub commit_seconds: Arc<Histogram>,
-    /// Refusals of messages and events, by reason (`chatroom_refusals_total`).
-    pub message_rate: Arc<Counter>,
-    pub event_rate: Arc<Counter>,
-    pub inbox_full: Arc<Counter>,
-    pub queue_full: Arc<Counter>,
-    pub shutting_down: Arc<Counter>,
-    pub store_unavailable: Arc<Counter>,
-    logged: Mutex<[u64; 6]>,
-}
-
-impl RealtimeMetrics {
-    fn new(metrics: &Metrics) -> Self {
-        let r = &metrics.registry;
-        let sockets = |eio: &str| {
-            r.gauge(
-                "chatroom_socket_connections",
-                "Sockets connected now, by Engine.IO protocol version.",
-                &[("eio", eio)],
-            )
-        };
-        Self {
-            sockets: [sockets("3"), sockets("4")],
-            events_in: r.counter(
-                "chatroom_socket_events_total",
-                "Events received from sockets.",
-                &[],
-            ),
-            stored: r.counter(
-                "chatroom_messages_stored_total",
-                "Chat messages stored (resends of stored messages not counted).",
-                &[],
-            ),
-            queue_depth: r.gauge(
-                "chatroom_message_queue_depth",
-                "Messages between submission and delivery.",
-                &[],
-            ),
-            batch_size: r.histogram(
-                "chatroom_writer_batch_messages",
-                "Messages per commit of the message writer.",
-                &[],
-                SIZE_BUCKETS,
-            ),
-            commit_seconds: r.histogram(
-                "chatroom_writer_commit_seconds",
-                "Time to commit one batch of messages.",
-                &[],
-                LATENCY_BUCKETS,
-            ),
-            message_rate: metrics.refusal_counter(Refusal::MessageRate),
-            event_rate: metrics.refusal_counter(Refusal::EventRate),
-            inbox_full: metrics.refusal_counter(Refusal::SocketInboxFull),
-            queue_full: metrics.refusal_counter(Refusal::MessageQueueFull),
-            shutting_down: metrics.refusal_counter(Refusal::ShuttingDown),
-            store_unavailable: metrics.refusal_counter(Refusal::StoreUnavailable),
-            logged: Mutex::new([0; 6]),
-        }
-    }
-
-    /// The socket gauge for a protocol version.
-    pub fn sockets_of(&self, protocol: ProtocolVersion) -> &Arc<Gauge> {
-        match protocol {
-            ProtocolVersion::V4 => &self.sockets[0],
-            ProtocolVersion::V5 => &self.sockets[1],
-        }
-    }
-
-    /// Logs the refusals since the last call, if there were any.
-    fn log_refusals(&self) {
-        let now = [
-            self.message_rate.get(),
-            self.event_rate.get(),
-            self.inbox_full.get(),
-            self.queue_full.get(),
-            self.shutting_down.get(),
-            self.store_unavailable.get(),
-        ];
-        let mut logged = self.logged.lock().unwrap_or_else(PoisonError::into_inner);
-        let delta: Vec<u64> = now.iter().zip(logged.iter()).map(|(n, l)| n - l).collect();
-        *logged = now;
-        if delta.iter().any(|n| *n > 0) {
-            tracing::warn!(
-                message_rate = delta[0],
-                event_rate = delta[1],
-                socket_inbox_full = delta[2],
-                message_queue_full = delta[3],
-                shutting_down = delta[4],
-                store_unavailable = delta[5],
-                "refused messages and events"
-            );
-        }
-    }
 }
 
 /// The realtime server. Cheap to clone.
@@ -290,14 +184,14 @@ impl Realtime {
             metrics: RealtimeMetrics::new(metrics),
             bus,
         });
-        let announcer = tokio::spawn(announce_all(inner.clone(), committed_rx));
+        let announcer = tokio::spawn(announce::announce_all(inner.clone(), committed_rx));
         *inner
             .announcer
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(announcer);
         tokio::spawn(presence::run_rounds(presence, pusher));
-        tokio::spawn(tick_unread(Arc::downgrade(&inner)));
-        tokio::spawn(load_latest_ids(inner.clone()));
+        tokio::spawn(ticks::tick_unread(Arc::downgrade(&inner)));
+        tokio::spawn(ticks::load_latest_ids(inner.clone()));
         Self { inner }
     }
 
@@ -472,7 +366,7 @@ impl Realtime {
         {
             tracing::warn!("some stored messages were not delivered before shutdown");
         }
-        flush_marks(&self.inner).await;
+        ticks::flush_marks(&self.inner).await;
         self.disconnect_all().await;
         self.inner.metrics.log_refusals();
         self.inner.io.close().await;
@@ -526,188 +420,11 @@ impl Realtime {
         let _ = tokio::time::timeout(ECHO_GRACE, closed.wait_for(|c| *c)).await;
     }
 }
-
 /// The sockets of this node bound with token `jti` of `user` stop acting for the user.
 fn revoke_here(pusher: &Pusher, user: UserId, jti: &str) {
     for socket in pusher.user_sockets(user) {
         if let Some(conn) = socket.extensions.get::<Arc<Conn>>() {
             let _ = conn.post(Inbound::Revoke(jti.to_owned()), &socket);
-        }
-    }
-}
-
-/// Delivers stored messages in commit order, then resolves their receipts.
-async fn announce_all(inner: Arc<Inner>, mut batches: mpsc::Receiver<Batch<Ticket>>) {
-    while let Some(Batch { committed, took }) = batches.recv().await {
-        let metrics = &inner.metrics;
-        metrics.batch_size.observe(committed.len() as f64);
-        metrics.commit_seconds.observe(took.as_secs_f64());
-        metrics
-            .queue_depth
-            .set(inner.writer.in_flight(inner.queue_capacity) as i64);
-        for Committed { ticket, result, .. } in committed {
-            match &result {
-                Ok(Saved::New(m)) => {
-                    metrics.stored.inc();
-                    inner.announce(m, ticket.origin).await;
-                }
-                Ok(Saved::Existing(m)) => {
-                    // Stored before: only the sender hears of it again, to mark it sent.
-                    if let Some(origin) = ticket.origin {
-                        let event = Outbound::Message(Arc::new(m.clone()));
-                        inner
-                            .pusher
-                            .push(&Target::Socket(origin.socket), &event)
-                            .await;
-                    }
-                }
-                // The database did not answer (a reused client id is the sender's mistake, not a
-                // refusal).
-                Err(AppError::Unavailable) => metrics.store_unavailable.inc(),
-                Err(_) => {}
-            }
-            let _ = ticket.reply.send(result);
-        }
-        // This batch's places were given back as its items were dropped: idle means 0.
-        metrics
-            .queue_depth
-            .set(inner.writer.in_flight(inner.queue_capacity) as i64);
-    }
-    tracing::debug!("announcer drained");
-}
-
-impl Inner {
-    fn is_user_id_online(&self, user: UserId) -> bool {
-        self.presence.is_online(user)
-    }
-
-    /// Delivers a newly stored message: to its room (group) or to both users' sockets (private), to
-    /// the sender's socket as well when the room does not reach it, and into the unread counters.
-    async fn announce(&self, message: &StoredMessage, origin: Option<Origin>) {
-        let event = Outbound::Message(Arc::new(message.clone()));
-        let encoded = self.pusher.encode(&event);
-        match &message.room {
-            Room::Group(room) => {
-                self.pusher
-                    .send(&Target::Room(room.clone()), &encoded)
-                    .await;
-            }
-            Room::Private { high, low } => {
-                let online: Vec<UserId> = [*high, *low]
-                    .into_iter()
-                    .filter(|u| self.is_user_id_online(*u))
-                    .collect();
-                if !online.is_empty() {
-                    self.pusher
-                        .send(&Pusher::to_user_id(&online), &encoded)
-                        .await;
-                }
-            }
-        }
-        if let Some(origin) = origin.filter(|o| !o.reached_by_room) {
-            self.pusher
-                .send(&Target::Socket(origin.socket), &encoded)
-                .await;
-        }
-        self.unread
-            .note_message(&message.room, message.author.id, message.message.id);
-        if let Some(bus) = &self.bus {
-            bus.posted(&message.room, message.author.id, message.message.id);
-        }
-    }
-}
-
-/// Users told their counts by a tick before it lets other tasks run.
-const TOLD_BETWEEN_YIELDS: usize = 16;
-
-/// Pushes unread counts in ticks, one slice of users every [`unread::TICK`] ÷ [`unread::SLICES`] (so
-/// each user at most once per `TICK`), writes read marks every `TICK`, forgets idle rate budgets and
-/// sums up refusals. Sleeps while nothing is pending.
-async fn tick_unread(inner: std::sync::Weak<Inner>) {
-    let step = unread::TICK / unread::SLICES as u32;
-    let mut slice = 0;
-    let mut last_marks = Instant::now();
-    let mut last_summary = Instant::now();
-    loop {
-        let Some(strong) = inner.upgrade() else {
-            return;
-        };
-        let unread = strong.unread.clone();
-        drop(strong);
-        if !unread.any_pending() {
-            tokio::select! {
-                () = unread.wait_for_messages() => {}
-                () = tokio::time::sleep(unread::TICK) => {}
-            }
-        }
-        let Some(inner) = inner.upgrade() else {
-            return;
-        };
-        if inner.pusher.is_closed() {
-            return;
-        }
-        // Who is in each changed room, read once: the tick then takes no lock per user.
-        let rooms: Vec<String> = unread
-            .pending_rooms(slice)
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        if !rooms.is_empty() {
-            let present = inner.presence.member_ids(&rooms);
-            let told = unread.tick(slice, |room, user| {
-                present.get(room).is_some_and(|ids| ids.contains(&user))
-            });
-            for (n, (user, counts)) in told.into_iter().enumerate() {
-                let event = Outbound::Unread(counts);
-                // Every node tells its own sockets from its own counters.
-                inner
-                    .pusher
-                    .push_here(&Target::Users(vec![user]), &event)
-                    .await;
-                // A slice can be hundreds of users: let messages through between every few of
-                // them, so a tick never holds the runtime for long.
-                if n % TOLD_BETWEEN_YIELDS == TOLD_BETWEEN_YIELDS - 1 {
-                    tokio::task::yield_now().await;
-                }
-            }
-        }
-        slice = (slice + 1) % unread::SLICES;
-        if last_marks.elapsed() >= unread::TICK {
-            last_marks = Instant::now();
-            flush_marks(&inner).await;
-        }
-        if last_summary.elapsed() >= REFUSAL_LOG_EVERY {
-            last_summary = Instant::now();
-            inner.metrics.log_refusals();
-            let now = Instant::now();
-            inner
-                .senders
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .retain(|_, bucket| !bucket.is_full(now));
-        }
-        drop(inner);
-        tokio::time::sleep(step).await;
-    }
-}
-
-/// Writes the read marks gathered since the last flush, in one transaction.
-async fn flush_marks(inner: &Inner) {
-    if !inner.unread.has_marks() {
-        return;
-    }
-    let marks = inner.unread.take_marks();
-    if let Err(e) = read_marks::mark_read_many(&inner.db, &marks).await {
-        tracing::warn!(error = %e, count = marks.len(), "could not record read positions");
-    }
-}
-
-/// Reads the newest message id of each group room, so read marks need no query of their own.
-async fn load_latest_ids(inner: Arc<Inner>) {
-    for room in inner.rooms.groups() {
-        match read_marks::latest_id(&inner.db, room).await {
-            Ok(id) => inner.unread.know_latest(room, id),
-            Err(e) => tracing::warn!(error = %e, "could not read a room's newest message"),
         }
     }
 }
