@@ -22,6 +22,7 @@ mod announce;
 pub mod cluster;
 pub mod conn;
 pub mod events;
+pub mod membership;
 pub mod metrics;
 pub mod presence;
 pub mod pusher;
@@ -213,21 +214,6 @@ impl Realtime {
     /// The one way to emit.
     pub fn pusher(&self) -> &Pusher {
         &self.inner.pusher
-    }
-
-    /// Node-local presence.
-    pub fn presence(&self) -> &PresenceHub {
-        &self.inner.presence
-    }
-
-    /// Node-local unread counters.
-    pub fn unread(&self) -> &UnreadHub {
-        &self.inner.unread
-    }
-
-    /// The configured group rooms.
-    pub fn rooms(&self) -> &Rooms {
-        &self.inner.rooms
     }
 
     /// The realtime series of `/metrics` (refusals are also summed up in the log).

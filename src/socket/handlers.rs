@@ -17,7 +17,7 @@ use crate::realtime::events::Outbound;
 use crate::realtime::{Binding, Dialect, Origin, TokenInfo};
 use crate::services::rooms::Room;
 use crate::services::users::Author;
-use crate::services::{messages, sessions, unread};
+use crate::services::{messages, sessions};
 use crate::wire::V3Message;
 
 /// Most messages `sync` replays per room; with more missed, the client reloads the room's history.
@@ -42,16 +42,7 @@ pub async fn disconnect(ctx: Ctx, Disconnected(_): Disconnected) -> HandlerResul
 /// `login`: answered with the user's unread counts of the group rooms (`count`).
 pub async fn login(ctx: Ctx, event: LoginEvent) -> HandlerResult {
     let author = signed_in(&ctx, &event.claims, "login").await?;
-    let groups = ctx.state.rooms.groups();
-    let unread_hub = ctx.realtime().unread();
-    // Another socket of the user may have loaded the counters already; they are kept current since.
-    let counts = match unread_hub.counts(author.id, groups) {
-        Some(counts) => counts,
-        None => {
-            let loaded = unread::counts(&ctx.state.db, author.id, groups).await?;
-            unread_hub.load(author.id, loaded, groups)
-        }
-    };
+    let counts = ctx.realtime().unread_counts(&author).await?;
     ctx.tell(&Outbound::Unread(counts)).await;
     Ok(Reply::Done)
 }
@@ -61,7 +52,9 @@ pub async fn room(ctx: Ctx, event: RoomEvent) -> HandlerResult {
     let author = signed_in(&ctx, &event.claims, "room").await?;
     match ctx.room_of(&event.roomid) {
         Some(Room::Group(room)) => {
-            ctx.enter(&room, &author).await;
+            ctx.realtime()
+                .enter(&ctx.socket, &ctx.conn, &room, &author)
+                .await;
             Ok(Reply::Done)
         }
         _ => Err(AppError::invalid("房间不存在")),
@@ -76,10 +69,10 @@ pub async fn roomout(ctx: Ctx, event: RoomoutEvent) -> HandlerResult {
         Dialect::Laravel => {
             signed_in(&ctx, &event.claims, "roomout").await?;
             match ctx.room_of(&event.roomid) {
-                Some(room) => ctx.leave(&room.id()),
+                Some(room) => ctx.realtime().leave(&ctx.socket, &ctx.conn, &room.id()),
                 None => {
                     for room in ctx.conn.rooms() {
-                        ctx.leave(&room);
+                        ctx.realtime().leave(&ctx.socket, &ctx.conn, &room);
                     }
                 }
             }
