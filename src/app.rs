@@ -41,7 +41,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
     let db = crate::db::connect(&settings.database_url, settings.db_pool).await?;
     crate::db::checkpoints(&db, &settings.database_url);
-    let state = AppState::new(settings, db)?;
+    let engine = crate::socket::engine::build(&settings);
+    let state = AppState::new(settings, db, engine)?;
     crate::socket::mount(&state, routes::websocket::routes());
     Ok(state)
 }

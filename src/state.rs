@@ -11,7 +11,7 @@ use crate::auth::password::PasswordHasher;
 use crate::auth::token::TokenService;
 use crate::config::Settings;
 use crate::metrics::Metrics;
-use crate::realtime::Realtime;
+use crate::realtime::{Engine, Realtime};
 use crate::services::limiter::{RateLimiter, SignInLimits};
 use crate::services::robot::Robot;
 use crate::services::rooms::Rooms;
@@ -51,12 +51,13 @@ pub struct Limits {
 }
 
 impl AppState {
-    /// Builds the state from settings and an open, migrated database.
+    /// Builds the state from settings, an open, migrated database and the Socket.IO engine (configured
+    /// by `socket::engine`).
     ///
     /// # Errors
     /// If the upload directory cannot be created or the robot's HTTP client cannot be built.
     /// Must run inside a Tokio runtime (it starts the message writer).
-    pub fn new(settings: Settings, db: DatabaseConnection) -> anyhow::Result<Self> {
+    pub fn new(settings: Settings, db: DatabaseConnection, engine: Engine) -> anyhow::Result<Self> {
         let quota = UploadQuota {
             per_hour: settings.uploads_per_hour,
             bytes: settings.upload_quota_bytes,
@@ -74,7 +75,7 @@ impl AppState {
         };
         let rooms = Arc::new(Rooms::new(settings.rooms.clone()));
         let metrics = Arc::new(Metrics::new());
-        let realtime = Realtime::new(&settings, db.clone(), rooms.clone(), &metrics);
+        let realtime = Realtime::new(&settings, engine, db.clone(), rooms.clone(), &metrics);
         Ok(Self {
             db,
             realtime,

@@ -17,9 +17,7 @@ use super::envelope::{Envelope, Reject};
 use crate::auth::request::{engine_session, token_from_parts};
 use crate::auth::token::Claims;
 use crate::error::{AppError, LOGIN_REQUIRED};
-use crate::realtime::{Binding, TokenInfo};
 use crate::services::sessions;
-use crate::services::users::Author;
 use crate::state::AppState;
 
 /// A JSON or form body (by `Content-Type`), refused in envelope `E` when malformed.
@@ -115,10 +113,6 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let state = AppState::from_ref(state);
         let (user, claims) = authenticate(&state, token_from_parts(parts).as_deref()).await?;
-        if let Some(sid) = engine_session(parts) {
-            // The same browser's socket, if it is still anonymous, now acts for this user.
-            state.realtime.adopt(&sid, binding(&user, &claims), false);
-        }
         Ok(Self {
             user,
             claims,
@@ -194,14 +188,5 @@ impl<S: Send + Sync> FromRequestParts<S> for EngineSession {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         Ok(Self(engine_session(parts)))
-    }
-}
-
-/// The socket binding for `user`, signed in with the token of `claims`.
-pub fn binding(user: &user::Model, claims: &Claims) -> Binding {
-    Binding {
-        author: Author::from(user),
-        token: Some(TokenInfo::from(claims)),
-        token_hash: None,
     }
 }

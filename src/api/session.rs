@@ -5,9 +5,10 @@ use axum::http::header::SET_COOKIE;
 use axum::response::AppendHeaders;
 use entity::user;
 
-use super::extract::{EngineSession, binding};
+use super::extract::EngineSession;
 use crate::auth::request::auth_cookie;
 use crate::error::AppError;
+use crate::realtime::Binding;
 use crate::services::sessions;
 use crate::state::AppState;
 
@@ -27,9 +28,11 @@ pub fn start(
 ) -> Result<(String, SetCookie), AppError> {
     let issued = sessions::issue(&state.tokens, user)?;
     if let Some(sid) = &socket.0 {
-        state
-            .realtime
-            .adopt(sid, binding(user, &issued.claims), true);
+        state.realtime.adopt(
+            sid,
+            Binding::issued(user, &issued.claims, &issued.token),
+            true,
+        );
     }
     let cookie = auth_cookie(
         &issued.token,

@@ -1,21 +1,15 @@
 //! What chatroom knows about one socket: which client it is, whom it acts for (and with which token),
-//! which chat rooms it is in, its rate budget, and its inbox of events waiting to be handled in order.
-//!
-//! Everything mutable sits behind one small mutex, and the inbox is a plain queue drained by a task
-//! that exists only while there is work: an idle socket costs a few hundred bytes here, not a task
-//! and a channel.
+//! which chat rooms it is in, and its place in the node's counts. Its events wait in its
+//! [`Inbox`] (`realtime/inbox.rs`).
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use socketioxide::extract::{AckSender, SocketRef};
 use socketioxide::socket::Sid;
 
+use super::identity::Binding;
+use super::inbox::Inbox;
 use crate::auth::UserId;
-use crate::auth::token::Claims;
 use crate::metrics::Gauge;
 use crate::services::users::Author;
 
@@ -41,62 +35,6 @@ impl Dialect {
             Self::Laravel => "laravel:",
         }
     }
-}
-
-/// The token a socket was bound with: its id (for revocation) and expiry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenInfo {
-    pub jti: String,
-    pub expires_at: i64,
-}
-
-impl From<&Claims> for TokenInfo {
-    fn from(c: &Claims) -> Self {
-        Self {
-            jti: c.jti.clone(),
-            expires_at: c.exp,
-        }
-    }
-}
-
-/// Who a socket acts for.
-#[derive(Debug, Clone)]
-pub struct Binding {
-    pub author: Author,
-    pub token: Option<TokenInfo>,
-    /// A hash of the raw token last verified for this binding, so a client repeating it in every
-    /// payload (the Laravel-era client) costs one comparison, not a database look-up.
-    pub token_hash: Option<u64>,
-}
-
-/// An item waiting in a socket's inbox.
-pub enum Inbound {
-    /// The socket connected, bound to this user if its handshake carried a usable token.
-    Connect(Option<Binding>),
-    /// A client event: name, first argument, acknowledgement callback.
-    Event {
-        name: String,
-        data: Value,
-        ack: AckSender,
-    },
-    /// The browser holding this socket authenticated over HTTP as this user.
-    Adopt { binding: Binding, replace: bool },
-    /// The browser holding this socket signed this user out over HTTP, or the token was revoked.
-    Release(UserId),
-    /// The token with this id was revoked: a socket bound with it stops acting for its user.
-    Revoke(String),
-    /// The socket is gone.
-    Disconnect(String),
-}
-
-/// Events one socket may have waiting; beyond it new events are refused (`unavailable`).
-pub const INBOX: usize = 64;
-
-/// Starts the task that drains a socket's inbox. Implemented by the socket adapter, which knows how
-/// to handle events; one shared value serves every socket.
-pub trait Drainer: Send + Sync {
-    /// Drains `conn`'s inbox on a new task, with `socket` as the socket handle.
-    fn start(&self, conn: Arc<Conn>, socket: SocketRef);
 }
 
 /// One socket's place in the node's counts: its dialect (which the Pusher reads to skip dialects
@@ -142,60 +80,35 @@ impl Drop for Tally {
     }
 }
 
-/// Per-socket state, shared by the socket's handlers (through the socket's extensions) and the realtime
-/// core (which binds sockets on behalf of HTTP requests).
+/// What the core knows about one socket: its client's dialect, whom it acts for, which chat rooms it
+/// is in, its place in the node's counts, and its [`Inbox`]. Shared by the socket's handlers (through
+/// the socket's extensions) and the core (which binds sockets on behalf of HTTP requests).
 pub struct Conn {
     pub sid: Sid,
     pub dialect: Dialect,
     /// The socket's place in the node's counts, given back when it disconnects or is dropped.
     pub tally: Tally,
-    drainer: Arc<dyn Drainer>,
+    pub(super) inbox: Inbox,
     state: Mutex<State>,
-    /// Held while an event is taken in, and while shutdown disconnects the socket; true once the
-    /// socket was told it is disconnected.
-    farewell: Mutex<bool>,
 }
 
 struct State {
     binding: Option<Binding>,
     /// Chat rooms the socket is in, with the version of the room's list it has seen.
     rooms: Vec<(String, u64)>,
-    inbox: VecDeque<Inbound>,
-    draining: bool,
-    closed: bool,
-    /// Shutting down: events are refused at once, no longer queued.
-    stopping: bool,
-    bucket: Bucket,
-    flood_notice: Option<Instant>,
 }
 
 impl Conn {
-    /// A new connection. Its inbox starts with `Connect(binding)`, handled before any event.
-    pub fn new(
-        sid: Sid,
-        dialect: Dialect,
-        events_per_second: u32,
-        binding: Option<Binding>,
-        drainer: Arc<dyn Drainer>,
-        tally: Tally,
-    ) -> Self {
-        let mut inbox = VecDeque::new();
-        inbox.push_back(Inbound::Connect(binding));
+    /// A new connection, not bound yet: its inbox's first item (`Connect`) binds it.
+    pub fn new(sid: Sid, dialect: Dialect, inbox: Inbox, tally: Tally) -> Self {
         Self {
             sid,
             dialect,
             tally,
-            drainer,
-            farewell: Mutex::new(false),
+            inbox,
             state: Mutex::new(State {
                 binding: None,
                 rooms: Vec::new(),
-                inbox,
-                draining: false,
-                closed: false,
-                stopping: false,
-                bucket: Bucket::new(events_per_second),
-                flood_notice: None,
             }),
         }
     }
@@ -274,166 +187,5 @@ impl Conn {
         if let Some((_, seen)) = self.lock().rooms.iter_mut().find(|(r, _)| r == room) {
             *seen = (*seen).max(version);
         }
-    }
-
-    /// Takes one event's worth from the rate budget. False when the socket is over its rate.
-    pub fn allow_event(&self) -> bool {
-        self.lock().bucket.take(Instant::now())
-    }
-
-    /// Whether a flood refusal should also be told as a `notice` now (at most one per
-    /// [`FLOOD_NOTICE_EVERY`], so the refusals themselves cannot flood).
-    pub fn flood_notice_due(&self) -> bool {
-        let now = Instant::now();
-        let mut state = self.lock();
-        if state
-            .flood_notice
-            .is_some_and(|t| now.duration_since(t) < FLOOD_NOTICE_EVERY)
-        {
-            return false;
-        }
-        state.flood_notice = Some(now);
-        true
-    }
-
-    /// Queues `item` and makes sure a task drains the inbox. Events are refused (handed back) when the
-    /// inbox is full; other items (bindings, the disconnect) are always queued, so presence is always
-    /// cleaned up. Nothing is queued once the socket is gone.
-    ///
-    /// # Errors
-    /// The item itself, when it was not queued.
-    pub fn post(self: &Arc<Self>, item: Inbound, socket: &SocketRef) -> Result<(), Inbound> {
-        let start = {
-            let mut state = self.lock();
-            if state.closed {
-                return Err(item);
-            }
-            if matches!(item, Inbound::Event { .. })
-                && (state.stopping || state.inbox.len() >= INBOX)
-            {
-                return Err(item);
-            }
-            if matches!(item, Inbound::Disconnect(_)) {
-                state.closed = true;
-            }
-            state.inbox.push_back(item);
-            !std::mem::replace(&mut state.draining, true)
-        };
-        if start {
-            self.drainer.start(self.clone(), socket.clone());
-        }
-        Ok(())
-    }
-
-    /// Shutdown: from now on events are refused at once (handed back by [`post`](Self::post)) instead
-    /// of queued, so every event the socket sends until it is disconnected is answered.
-    pub fn stop(&self) {
-        self.lock().stopping = true;
-    }
-
-    /// The gate between taking in events and saying goodbye: holds `true` once the socket was told
-    /// it is disconnected.
-    pub fn gate(&self) -> MutexGuard<'_, bool> {
-        self.farewell.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Whether [`stop`](Self::stop) was called.
-    pub fn is_stopping(&self) -> bool {
-        self.lock().stopping
-    }
-
-    /// Whether the inbox is empty and no task is handling its events or waiting to send their
-    /// replies.
-    pub fn is_idle(&self) -> bool {
-        let state = self.lock();
-        state.inbox.is_empty() && !state.draining
-    }
-
-    /// Starts draining what is queued (the `Connect` item), if no task does yet.
-    pub fn start_draining(self: &Arc<Self>, socket: &SocketRef) {
-        let start = {
-            let mut state = self.lock();
-            !state.inbox.is_empty() && !std::mem::replace(&mut state.draining, true)
-        };
-        if start {
-            self.drainer.start(self.clone(), socket.clone());
-        }
-    }
-
-    /// The next item to handle. `None` tells the draining task to stop: the inbox is empty (and, when
-    /// `idle`, the task has nothing else in flight, so it may end; a later post starts a new one).
-    pub fn next(&self, idle: bool) -> Option<Inbound> {
-        let mut state = self.lock();
-        match state.inbox.pop_front() {
-            Some(item) => Some(item),
-            None => {
-                if idle {
-                    state.draining = false;
-                    if state.inbox.capacity() > 8 {
-                        state.inbox.shrink_to(0);
-                    }
-                }
-                None
-            }
-        }
-    }
-}
-
-/// A token bucket: `rate` tokens per second, holding at most `2 × rate`.
-#[derive(Debug)]
-pub struct Bucket {
-    rate: f32,
-    capacity: f32,
-    tokens: f32,
-    last: Instant,
-}
-
-impl Bucket {
-    /// A bucket for `per_second` events, full.
-    pub fn new(per_second: u32) -> Self {
-        let rate = per_second.max(1) as f32;
-        Self {
-            rate,
-            capacity: rate * 2.0,
-            tokens: rate * 2.0,
-            last: Instant::now(),
-        }
-    }
-
-    /// Whether the bucket has refilled completely by `now` (an idle sender).
-    pub fn is_full(&self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.last);
-        self.tokens + elapsed.as_secs_f32() * self.rate >= self.capacity
-    }
-
-    /// Takes a token at `now`; false when there is none.
-    pub fn take(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.last);
-        self.last = now;
-        self.tokens = (self.tokens + elapsed.as_secs_f32() * self.rate).min(self.capacity);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-/// How long refusals for flooding are spaced out, so the refusals themselves cannot flood.
-pub const FLOOD_NOTICE_EVERY: Duration = Duration::from_secs(1);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_bucket_allows_bursts_then_the_rate() {
-        let mut b = Bucket::new(5);
-        let t = b.last;
-        assert_eq!((0..20).filter(|_| b.take(t)).count(), 10);
-        assert!(!b.take(t));
-        assert!(b.take(t + Duration::from_millis(200)));
-        assert!(!b.take(t + Duration::from_millis(200)));
     }
 }

@@ -22,6 +22,8 @@ mod announce;
 pub mod cluster;
 pub mod conn;
 pub mod events;
+pub mod identity;
+pub mod inbox;
 pub mod membership;
 pub mod metrics;
 pub mod presence;
@@ -36,18 +38,20 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use sea_orm::DatabaseConnection;
+use socketioxide::SocketIo;
 use socketioxide::extract::SocketRef;
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::socket::Sid;
-use socketioxide::{ParserConfig, SocketIo};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-pub use self::conn::{Binding, Conn, Dialect, Drainer, Inbound, TokenInfo};
+pub use self::conn::{Conn, Dialect};
+pub use self::identity::{Binding, TokenInfo};
+pub use self::inbox::{Handlers, Inbound, Inbox, Reply};
 pub use self::metrics::RealtimeMetrics;
 pub use self::pusher::{Pusher, Target};
 
-use self::conn::Bucket;
+use self::inbox::Bucket;
 use self::presence::PresenceHub;
 use self::unread::UnreadHub;
 use crate::auth::UserId;
@@ -84,6 +88,16 @@ struct Ticket {
     reply: oneshot::Sender<Result<Saved, AppError>>,
 }
 
+/// The Socket.IO engine the core emits through, as the socket adapter configured it.
+pub struct Engine {
+    /// The server handle.
+    pub io: SocketIo,
+    /// The tower layer serving `/socket.io/`.
+    pub layer: SocketIoLayer,
+    /// The largest Engine.IO payload taken, in bytes.
+    pub max_packet: usize,
+}
+
 /// The realtime server. Cheap to clone.
 #[derive(Clone)]
 pub struct Realtime {
@@ -105,6 +119,7 @@ struct Inner {
     /// Set once shutdown has closed every transport.
     transports_closed: watch::Sender<bool>,
     messages_per_second: u32,
+    max_sockets_per_user: usize,
     queue_capacity: usize,
     senders: Mutex<HashMap<UserId, Bucket>>,
     metrics: RealtimeMetrics,
@@ -113,33 +128,21 @@ struct Inner {
 }
 
 impl Realtime {
-    /// Builds the socket.io server and starts the writer, the announcer, presence rounds and unread
-    /// ticks. Event handlers are added by the socket adapter (`socket::mount`).
+    /// Takes the Socket.IO engine (configured by the socket adapter: `socket::engine`) and starts the
+    /// writer, the announcer, presence rounds and unread ticks. Event handlers are added by the socket
+    /// adapter (`socket::mount`).
     pub fn new(
         settings: &Settings,
+        engine: Engine,
         db: DatabaseConnection,
         rooms: Arc<Rooms>,
         metrics: &Metrics,
     ) -> Self {
-        // The Laravel-era client sends pictures as base64 data URLs over the socket (which chatroom
-        // ignores: the upload already stored them), so a packet must fit an upload in base64.
-        let max_packet = (settings.upload_max_bytes / 3 * 4 + 64 * 1024).max(1 << 20);
-        // chatroom has no binary events: a packet announcing attachments is refused outright, so a
-        // client cannot park megabytes in half-finished packets.
-        let parser = ParserConfig::common()
-            .max_incoming_binaries(0)
-            .max_incoming_binary_buf_size(64 * 1024)
-            .packet_completion_timeout(Duration::from_secs(5));
-        let (layer, io) = SocketIo::builder()
-            .with_parser(parser)
-            .max_payload(max_packet as u64)
-            .ws_max_message_size(max_packet)
-            .ws_max_frame_size(max_packet)
-            .max_buffer_size(1024)
-            // Chat frames are small; a larger one makes the buffer grow for it. The default (4 KiB)
-            // would cost 4 KiB per idle socket.
-            .ws_read_buffer_size(1024)
-            .build_layer();
+        let Engine {
+            io,
+            layer,
+            max_packet,
+        } = engine;
         let (committed_tx, committed_rx) = mpsc::channel(ANNOUNCE_QUEUE);
         let writer = MessageWriter::spawn(
             db.clone(),
@@ -180,6 +183,7 @@ impl Realtime {
             accepting: AtomicBool::new(true),
             transports_closed: watch::channel(false).0,
             messages_per_second: settings.socket_events_per_second,
+            max_sockets_per_user: settings.max_sockets_per_user,
             queue_capacity: settings.message_queue,
             senders: Mutex::new(HashMap::new()),
             metrics: RealtimeMetrics::new(metrics),
@@ -236,12 +240,6 @@ impl Realtime {
     /// cluster, on another.
     pub fn is_user_id_online(&self, user: UserId) -> bool {
         self.inner.is_user_id_online(user)
-    }
-
-    /// Whether `user` already has `limit` or more sockets bound on this node (work grows with that
-    /// user's sockets only).
-    pub fn user_has_sockets(&self, user: UserId, limit: usize) -> bool {
-        self.inner.pusher.user_sockets(user).len() >= limit
     }
 
     /// Hands `new`, sent by `author` (from the socket `origin`, if any), to the writer. Returns at once;

@@ -14,14 +14,11 @@ use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::socket::DisconnectReason;
 
-use super::inbox::{InboxRunner, refuse};
+use super::inbox::InboxRunner;
 use super::router::EventRouter;
 use crate::auth::request::{cookie_token, header_token, query_has, query_token, usable};
-use crate::error::{AppError, TOO_MANY_SOCKETS};
-use crate::realtime::events::{Refusal, ack_refused};
-use crate::realtime::{Binding, Conn, Dialect, Drainer, Inbound, TokenInfo};
-use crate::services::sessions;
-use crate::services::users::Author;
+use crate::error::AppError;
+use crate::realtime::{Binding, Conn, Dialect, Inbound, Inbox, identity};
 use crate::state::AppState;
 
 /// Why a connection is refused (shown to the client as `connect_error` / `error`).
@@ -83,7 +80,7 @@ async fn identify(
         .or_else(|| query_token(parts))
         .or_else(|| header_token(parts));
     let binding = match explicit {
-        Some(token) => match bind(state, &token).await {
+        Some(token) => match identity::resolve(&state.db, &state.tokens, &token).await {
             Ok(binding) => Some(binding),
             Err(AppError::Unauthenticated(_)) if dialect == Dialect::Laravel => None,
             Err(AppError::Unauthenticated(_)) => {
@@ -95,29 +92,20 @@ async fn identify(
             }
         },
         None => match cookie_token(parts) {
-            Some(token) => bind(state, &token).await.ok(),
+            Some(token) => identity::resolve(&state.db, &state.tokens, &token)
+                .await
+                .ok(),
             None => None,
         },
     };
-    if let Some(b) = &binding
-        && state
+    if let Some(b) = &binding {
+        state
             .realtime
-            .user_has_sockets(b.author.id, state.settings.max_sockets_per_user)
-    {
-        return Err(ConnectRefused(TOO_MANY_SOCKETS.into()));
+            .admit(b)
+            .map_err(|e| ConnectRefused(e.public_message()))?;
     }
     prepare(state, runner, socket, dialect, binding);
     Ok(())
-}
-
-/// The binding a token stands for.
-async fn bind(state: &AppState, token: &str) -> Result<Binding, AppError> {
-    let (user, claims) = sessions::resolve(&state.db, &state.tokens, token).await?;
-    Ok(Binding {
-        author: Author::from(&user),
-        token: Some(TokenInfo::from(&claims)),
-        token_hash: None,
-    })
 }
 
 /// Sets up a socket's state and event handlers.
@@ -128,50 +116,42 @@ fn prepare(
     dialect: Dialect,
     binding: Option<Binding>,
 ) {
-    let drainer: Arc<dyn Drainer> = runner.clone();
     let realtime = state.realtime.clone();
     let gauge = realtime.metrics().sockets_of(socket.protocol()).clone();
+    let router = runner.router.clone();
+    let inbox = Inbox::new(state.settings.socket_events_per_second, binding, runner);
     let conn = Arc::new(Conn::new(
         socket.id,
         dialect,
-        state.settings.socket_events_per_second,
-        binding,
-        drainer,
+        inbox,
         realtime.pusher().tally(dialect, gauge),
     ));
     socket.extensions.insert(conn.clone());
     let events = conn.clone();
+    let core = realtime.clone();
     socket.on_fallback(
         move |socket: SocketRef,
               Event(event): Event,
               TryData(data): TryData<Value>,
               ack: AckSender| {
-            // Shutdown disconnects the socket under this gate: an event is either answered
-            // before the DISCONNECT packet, or not at all (the client was told it is gone).
-            let gate = events.gate();
-            let refused = if *gate {
-                None
-            } else {
-                receive(
-                    &runner,
-                    &events,
-                    &socket,
-                    event,
-                    data.unwrap_or(Value::Null),
-                    ack,
-                )
-            };
-            drop(gate);
+            let known = router.event_exists(&event);
+            let data = data.unwrap_or(Value::Null);
+            let notice = core.receive(&socket, &events, event, data, ack, known);
             async move {
-                if let Some((pusher, sid, event, error)) = refused {
-                    refuse(&pusher, sid, &event, &error).await;
+                if let Some(notice) = notice {
+                    notice.send().await;
                 }
             }
         },
     );
     socket.on_disconnect(move |socket: SocketRef, reason: DisconnectReason| {
         conn.tally.release();
-        let _ = conn.post(Inbound::Disconnect(format!("{reason:?}")), &socket);
+        if conn
+            .post(Inbound::Disconnect(format!("{reason:?}")), &socket)
+            .is_err()
+        {
+            tracing::debug!(sid = %socket.id, "a socket disconnected twice");
+        }
         let realtime = realtime.clone();
         async move {
             if reason == DisconnectReason::ServerNSDisconnect && !realtime.is_accepting() {
@@ -182,60 +162,4 @@ fn prepare(
             }
         }
     });
-}
-
-type Notice = (
-    crate::realtime::Pusher,
-    socketioxide::socket::Sid,
-    String,
-    AppError,
-);
-
-/// Queues an event, or refuses it at once: unknown events, events over the socket's rate, and events
-/// that find the inbox full are answered here. Returns a refusal to tell as a `notice` as well.
-fn receive(
-    runner: &InboxRunner,
-    conn: &Arc<Conn>,
-    socket: &SocketRef,
-    event: String,
-    data: Value,
-    ack: AckSender,
-) -> Option<Notice> {
-    let realtime = &runner.state.realtime;
-    realtime.metrics().events_in.inc();
-    if !runner.router.event_exists(&event) {
-        // The name is client-chosen: log a bounded prefix, never the payload.
-        let name: String = event.chars().take(40).collect();
-        tracing::debug!(sid = %socket.id, event = name, "refused an unknown event");
-        let _ = ack.send(&ack_refused(&Refusal::from(&AppError::invalid("未知事件"))));
-        return None;
-    }
-    if !conn.allow_event() {
-        realtime.metrics().event_rate.inc();
-        let error = AppError::RateLimited;
-        let _ = ack.send(&ack_refused(&Refusal::from(&error)));
-        if conn.flood_notice_due() {
-            tracing::warn!(sid = %socket.id, "socket over its event rate");
-            return Some((realtime.pusher().clone(), socket.id, event, error));
-        }
-        return None;
-    }
-    if let Err(Inbound::Event { ack, name, .. }) = conn.post(
-        Inbound::Event {
-            name: event,
-            data,
-            ack,
-        },
-        socket,
-    ) {
-        let error = AppError::Unavailable;
-        let _ = ack.send(&ack_refused(&Refusal::from(&error)));
-        if conn.is_stopping() {
-            // Shutdown: answered here, since the inbox takes nothing more; told as a notice too.
-            realtime.metrics().shutting_down.inc();
-            return Some((realtime.pusher().clone(), socket.id, name, error));
-        }
-        realtime.metrics().inbox_full.inc();
-    }
-    None
 }

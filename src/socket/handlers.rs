@@ -1,8 +1,6 @@
 //! Event handlers: check who is asking, call the realtime core and services, reply. Identity always
 //! comes from the socket's binding; identity fields in payloads are only compared against it.
 
-use std::hash::{Hash, Hasher};
-
 use serde_json::{Map, Value, json};
 
 use super::Ctx;
@@ -12,12 +10,12 @@ use super::payloads::{
 };
 use super::router::{HandlerResult, Reply};
 use crate::auth::request::usable;
-use crate::error::{AppError, LOGIN_REQUIRED, TOO_MANY_SOCKETS};
+use crate::error::{AppError, LOGIN_REQUIRED};
 use crate::realtime::events::Outbound;
-use crate::realtime::{Binding, Dialect, Origin, TokenInfo};
+use crate::realtime::{Dialect, Origin, identity};
+use crate::services::messages;
 use crate::services::rooms::Room;
 use crate::services::users::Author;
-use crate::services::{messages, sessions};
 use crate::wire::V3Message;
 
 /// Most messages `sync` replays per room; with more missed, the client reloads the room's history.
@@ -185,35 +183,18 @@ async fn sync_room(
 /// including after a sign-in that its socket did not see) binds an unbound socket; it never re-binds a
 /// socket bound to someone else. Repeating the token the socket is bound with costs nothing.
 async fn signed_in(ctx: &Ctx, claims: &Claims, event: &str) -> Result<Author, AppError> {
-    if let Some(token) = claims.api_token.text().filter(|t| usable(t)) {
-        let hash = token_hash(token);
-        let known = ctx
-            .conn
-            .binding()
-            .is_some_and(|b| b.token_hash == Some(hash));
-        if !known
-            && let Ok((user, token_claims)) =
-                sessions::resolve(&ctx.state.db, &ctx.state.tokens, token).await
-        {
-            let binding = Binding {
-                author: Author::from(&user),
-                token: Some(TokenInfo::from(&token_claims)),
-                token_hash: Some(hash),
-            };
-            match ctx.conn.user_id() {
-                Some(bound) if bound != user.id => {
-                    return Err(AppError::Forbidden("身份与当前登录用户不符".into()));
-                }
-                None if ctx
-                    .realtime()
-                    .user_has_sockets(user.id, ctx.state.settings.max_sockets_per_user) =>
-                {
-                    return Err(AppError::OverQuota {
-                        message: TOO_MANY_SOCKETS.into(),
-                        storage: false,
-                    });
-                }
-                _ => ctx.login_using(binding),
+    if let Some(token) = claims.api_token.text().filter(|t| usable(t))
+        && !ctx.conn.binding().is_some_and(|b| b.holds(token))
+        && let Ok(binding) = identity::resolve(&ctx.state.db, &ctx.state.tokens, token).await
+    {
+        match ctx.conn.user_id() {
+            Some(bound) if bound != binding.author.id => {
+                return Err(AppError::Forbidden("身份与当前登录用户不符".into()));
+            }
+            Some(_) => ctx.login_using(binding),
+            None => {
+                ctx.realtime().admit(&binding)?;
+                ctx.login_using(binding);
             }
         }
     }
@@ -231,12 +212,6 @@ async fn signed_in(ctx: &Ctx, claims: &Claims, event: &str) -> Result<Author, Ap
     }
     check_claims(claims, &binding.author, ctx.conn.dialect, event)?;
     Ok(binding.author)
-}
-
-fn token_hash(token: &str) -> u64 {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    token.hash(&mut hasher);
-    hasher.finish()
 }
 
 /// Refuses a payload whose identity fields name someone other than `user`. Absent, empty and `false`

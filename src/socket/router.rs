@@ -13,7 +13,8 @@ use serde_json::Value;
 
 use super::Ctx;
 use crate::error::AppError;
-use crate::realtime::{Binding, Receipt};
+use crate::realtime::Binding;
+pub use crate::realtime::Reply;
 
 /// A payload on its way to a handler.
 pub enum Payload {
@@ -32,16 +33,6 @@ pub trait FromPayload: Sized {
     /// # Errors
     /// [`AppError::Invalid`] when it does not fit.
     fn from_payload(payload: Payload) -> Result<Self, AppError>;
-}
-
-/// How a handled event is acknowledged.
-pub enum Reply {
-    /// `{ok: true}`.
-    Done,
-    /// `{ok: true, …}` with these fields (`ok` is added).
-    With(serde_json::Map<String, Value>),
-    /// `{ok: true, id}` once the message is stored and delivered, or a refusal if that fails.
-    Pending(Receipt),
 }
 
 /// What a handler returns.
