@@ -42,10 +42,9 @@ use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::conn::Dialect;
 use super::events::Frame;
 use super::presence::{Change, PresenceHub, Snapshot};
-use super::pusher::{Pusher, Target};
+use super::pusher::{Publish, Pusher, Target};
 use super::unread::UnreadHub;
 use crate::auth::UserId;
 use crate::metrics::{Counter, Gauge, Metrics};
@@ -189,6 +188,12 @@ struct BusInner {
     nodes: Arc<Gauge>,
 }
 
+impl Publish for Bus {
+    fn emit(&self, target: &Target, frames: [&[Frame]; 2]) {
+        self.publish_emit(target, frames);
+    }
+}
+
 impl Bus {
     /// Whether notes both go out and come in: false while Redis is away (the node is degraded).
     pub fn is_connected(&self) -> bool {
@@ -244,7 +249,7 @@ impl Bus {
     }
 
     /// Publishes an event pushed to `target` (rooms and users only: a single socket is always local).
-    pub(crate) fn emit(&self, target: &Target, frames: [&[Frame]; 2]) {
+    fn publish_emit(&self, target: &Target, frames: [&[Frame]; 2]) {
         let to = match target {
             Target::Room(room) | Target::RoomExcept(room, _) => To::Room(room.clone()),
             Target::Users(users) => To::Users(users.clone()),
@@ -739,14 +744,6 @@ fn replace(
     }
     peer.online = online;
     peer.rooms = rooms;
-}
-
-/// The frames of a received emit for `dialect`.
-pub(crate) fn frames_for(frames: &Frames, dialect: Dialect) -> &[(String, Box<RawValue>)] {
-    match dialect {
-        Dialect::V3 => &frames[0],
-        Dialect::Laravel => &frames[1],
-    }
 }
 
 #[cfg(test)]

@@ -7,35 +7,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use socketioxide::socket::Sid;
 
+use super::dialect::Dialect;
 use super::identity::Binding;
 use super::inbox::Inbox;
 use crate::auth::UserId;
 use crate::metrics::Gauge;
 use crate::services::users::Author;
-
-/// The two client generations, told apart at connect: the Laravel-era client always puts `api_token`
-/// in the handshake query (even before sign-in), the v3 client and modern clients never do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Dialect {
-    /// hua1995116/webchat and any socket.io 3/4 client: `roomid: 'room1'`, presence keyed by name.
-    V3,
-    /// The LaravelS tutorial's client: `roomid: '1'`, presence keyed by user id.
-    Laravel,
-}
-
-impl Dialect {
-    /// Both dialects.
-    pub const ALL: [Self; 2] = [Self::V3, Self::Laravel];
-
-    /// The prefix of this dialect's socket.io rooms: every chat room and every user has one room per
-    /// dialect, so an event encoded once per dialect goes to exactly the sockets that read it.
-    pub fn prefix(self) -> &'static str {
-        match self {
-            Self::V3 => "",
-            Self::Laravel => "laravel:",
-        }
-    }
-}
 
 /// One socket's place in the node's counts: its dialect (which the Pusher reads to skip dialects
 /// nobody here speaks) and `chatroom_socket_connections`. Given back exactly once: when the socket

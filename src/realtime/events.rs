@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use super::conn::Dialect;
+use super::dialect::Dialect;
 use crate::error::AppError;
 use crate::services::messages::StoredMessage;
 use crate::services::rooms::Rooms;

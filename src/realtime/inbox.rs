@@ -26,8 +26,9 @@ use serde_json::Value;
 use socketioxide::extract::{AckSender, SocketRef};
 use socketioxide::socket::Sid;
 
+use super::conn::Conn;
 use super::events::{Outbound, Refusal, ack_ok, ack_refused};
-use super::{Binding, Conn, Pusher, Realtime, Receipt, Target};
+use super::{Binding, Pusher, Realtime, Receipt, Target};
 use crate::auth::UserId;
 use crate::error::AppError;
 

@@ -21,6 +21,7 @@
 mod announce;
 pub mod cluster;
 pub mod conn;
+pub mod dialect;
 pub mod events;
 pub mod identity;
 pub mod inbox;
@@ -45,7 +46,8 @@ use socketioxide::socket::Sid;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-pub use self::conn::{Conn, Dialect};
+pub use self::conn::Conn;
+pub use self::dialect::Dialect;
 pub use self::identity::{Binding, TokenInfo};
 pub use self::inbox::{Handlers, Inbound, Inbox, Reply};
 pub use self::metrics::RealtimeMetrics;
@@ -158,7 +160,10 @@ impl Realtime {
                 .ok()
         });
         let bus = cluster.as_ref().map(|(bus, _)| bus.clone());
-        let pusher = Pusher::new(io.clone(), rooms.clone(), bus.clone());
+        let publish = bus
+            .clone()
+            .map(|bus| Arc::new(bus) as Arc<dyn pusher::Publish>);
+        let pusher = Pusher::new(io.clone(), rooms.clone(), publish);
         let presence = Arc::new(PresenceHub::new(settings.presence_max_members));
         let unread = Arc::new(UnreadHub::default());
         if let Some((bus, starter)) = cluster {

@@ -19,9 +19,9 @@ use socketioxide::extract::SocketRef;
 use socketioxide::operators::BroadcastOperators;
 use socketioxide::socket::Sid;
 
-use super::cluster::{self, Bus};
-use super::conn::{Conn, Dialect, Tally};
-use super::events::{Encoded, Outbound};
+use super::conn::{Conn, Tally};
+use super::dialect::Dialect;
+use super::events::{Encoded, Frame, Outbound};
 use crate::auth::UserId;
 use crate::metrics::Gauge;
 use crate::services::rooms::Rooms;
@@ -49,6 +49,14 @@ pub fn user_channel(user: UserId, dialect: Dialect) -> String {
     format!("{}uid:{user}", dialect.prefix())
 }
 
+/// Where the Pusher publishes what the sockets of other nodes must hear: the cluster bus
+/// (`realtime/cluster.rs`), when this node is one of several.
+pub trait Publish: Send + Sync {
+    /// Publishes an event for `target` (never a single socket), with its frames in both dialects
+    /// (`[v3, laravel]`).
+    fn emit(&self, target: &Target, frames: [&[Frame]; 2]);
+}
+
 /// Sends events. Cheap to clone.
 #[derive(Clone)]
 pub struct Pusher {
@@ -58,12 +66,12 @@ pub struct Pusher {
     /// nodes address their own sockets).
     dialects: Arc<[AtomicUsize; 2]>,
     /// The cluster bus, when this node is one of several.
-    bus: Option<Bus>,
+    bus: Option<Arc<dyn Publish>>,
 }
 
 impl Pusher {
     /// A pusher over `io`, numbering group rooms as `rooms` does for the Laravel-era client.
-    pub fn new(io: SocketIo, rooms: Arc<Rooms>, bus: Option<Bus>) -> Self {
+    pub fn new(io: SocketIo, rooms: Arc<Rooms>, bus: Option<Arc<dyn Publish>>) -> Self {
         Self {
             io,
             rooms,
@@ -185,7 +193,7 @@ impl Pusher {
             let Some(operators) = self.operators(target, dialect) else {
                 continue;
             };
-            for (name, payload) in cluster::frames_for(frames, dialect) {
+            for (name, payload) in &frames[dialect as usize] {
                 emit(&operators, name, payload).await;
             }
         }
