@@ -56,7 +56,7 @@ pub fn user_channel(user: UserId, dialect: Dialect) -> String {
 pub struct Tally {
     dialects: Arc<[AtomicUsize; 2]>,
     dialect: Dialect,
-    gauge: Arc<Gauge>,
+    gauge: Gauge,
     counted: AtomicBool,
 }
 
@@ -100,7 +100,7 @@ impl Pusher {
     }
 
     /// Counts a socket of `dialect` here, and in `gauge`, until the returned tally is released.
-    pub fn tally(&self, dialect: Dialect, gauge: Arc<Gauge>) -> Tally {
+    pub fn tally(&self, dialect: Dialect, gauge: Gauge) -> Tally {
         self.dialects[dialect as usize].fetch_add(1, Ordering::Relaxed);
         gauge.inc();
         Tally {
