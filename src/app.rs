@@ -5,7 +5,6 @@
 //! listener until a shutdown future completes. [`run`] is what `main` calls.
 
 use std::any::Any;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -129,7 +128,7 @@ pub fn catch_panics(metrics: &Metrics) -> CatchPanicLayer<PanicReply> {
 /// What [`catch_panics`] answers.
 #[derive(Clone)]
 pub struct PanicReply {
-    panics: Arc<Counter>,
+    panics: Counter,
 }
 
 impl ResponseForPanic for PanicReply {

@@ -14,7 +14,6 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -29,7 +28,7 @@ pub struct WriteDeadline<S> {
     timeout: Duration,
     /// Running while a write is pending; reset by any progress.
     stalled: Option<Pin<Box<Sleep>>>,
-    cut: Arc<Counter>,
+    cut: Counter,
     /// The deadline passed: reads fail too, so whoever waits on the connection lets it go.
     tripped: bool,
     /// The task waiting to read, woken when the deadline passes.
@@ -38,7 +37,7 @@ pub struct WriteDeadline<S> {
 
 impl<S> WriteDeadline<S> {
     /// Wraps `inner`; cuts are counted in `cut`. A zero `timeout` turns the deadline off.
-    pub fn new(inner: S, timeout: Duration, cut: Arc<Counter>) -> Self {
+    pub fn new(inner: S, timeout: Duration, cut: Counter) -> Self {
         Self {
             inner,
             timeout,
@@ -141,7 +140,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_peer_that_stops_reading_is_cut_off_and_one_that_reads_is_not() {
-        let cut = Arc::new(Counter::default());
+        let cut = Counter::default();
         let (near, mut far) = tokio::io::duplex(1024);
         let mut stream = WriteDeadline::new(near, Duration::from_millis(200), cut.clone());
         // The far end reads: 64 KiB pass through a 1 KiB pipe.

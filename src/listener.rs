@@ -56,7 +56,7 @@ pub struct ServeOptions {
     /// Time a write may make no progress before the connection is closed (zero: no deadline).
     pub write_timeout: Duration,
     /// Connections closed for that (`chatroom_slow_consumer_disconnects_total`).
-    pub slow_consumers: Arc<Counter>,
+    pub slow_consumers: Counter,
     /// Open connections at most.
     pub max_connections: usize,
     /// Open connections at most per client address.
@@ -74,22 +74,13 @@ impl ServeOptions {
         Self {
             header_timeout: settings.header_timeout,
             write_timeout: settings.write_timeout,
-            slow_consumers: slow_consumer_counter(&state.metrics),
+            slow_consumers: state.metrics.http.slow_consumers.clone(),
             max_connections: settings.max_connections,
             max_connections_per_ip: settings.max_connections_per_ip,
             trusted_proxies: settings.trusted_proxies.clone(),
             metrics: state.metrics.clone(),
         }
     }
-}
-
-/// The counter of connections closed because their peer stopped reading.
-pub fn slow_consumer_counter(metrics: &Metrics) -> Arc<Counter> {
-    metrics.registry.counter(
-        "chatroom_slow_consumer_disconnects_total",
-        "Connections closed because the client stopped reading for the write timeout.",
-        &[],
-    )
 }
 
 /// Open connections per client address.

@@ -1,341 +1,88 @@
-//! Counters, gauges and histograms, rendered in the Prometheus text format at `GET /metrics`.
+//! Counters, gauges and histograms, kept and encoded by the Prometheus project's client crate
+//! (`prometheus-client`) and served at `GET /metrics` in the Prometheus text format (version 0.0.4).
 //!
 //! # How to add a series
 //!
-//! Register once, keep the handle, and update it on the hot path with one atomic operation:
+//! Register once with [`Metrics::register`], keep the handle it gives back (a clone shares the
+//! series), update it on the hot path, and add the series' lines to `SERIES` in
+//! `tests/hardening/metrics.rs`, the list of what dashboards may rely on:
 //!
 //! ```
-//! use chatroom::metrics::{Metrics, LATENCY_BUCKETS};
+//! use chatroom::metrics::{Counter, Family, Gauge, Histogram, LATENCY_BUCKETS, Label, Metrics};
 //!
 //! let metrics = Metrics::new();
-//! let stored = metrics.registry.counter(
+//! let stored = metrics.register(
 //!     "chatroom_messages_stored_total",
 //!     "Chat messages committed to the database.",
-//!     &[],
+//!     Counter::default(),
 //! );
-//! let v4 = metrics.registry.gauge(
+//! let sockets = metrics.register(
 //!     "chatroom_socket_connections",
 //!     "Connected sockets by Engine.IO protocol version.",
-//!     &[("eio", "4")],
+//!     Family::<Label, Gauge>::default(),
 //! );
-//! let commit = metrics.registry.histogram(
+//! let commit = metrics.register(
 //!     "chatroom_writer_commit_seconds",
 //!     "Time to commit one batch of messages.",
-//!     &[],
-//!     LATENCY_BUCKETS,
+//!     Histogram::new(LATENCY_BUCKETS),
 //! );
-//! stored.add(3);
+//! let v4 = sockets.get_or_create_owned(&[("eio", "4")]);
+//! stored.inc_by(3);
 //! v4.inc();
 //! commit.observe(0.004);
 //! assert!(metrics.render().contains("chatroom_socket_connections{eio=\"4\"} 1"));
 //! ```
 //!
-//! * [`Registry::counter`], [`Registry::gauge`] and [`Registry::histogram`] return the existing
-//!   series when the same name and labels were registered before, so two parts of the code may ask
-//!   for the same series. Asking for an existing name with another kind returns a detached handle
-//!   (updates go nowhere) and logs an error: the name is a programming error to fix.
-//! * Names follow Prometheus conventions: `chatroom_` prefix, `_total` for counters, base units
-//!   (`_seconds`, `_bytes`). Label values are escaped; keep their number small and bounded (never a
-//!   user id, room id or address).
-//! * Reasons for refusals go through [`Metrics::refused`], one series per reason of
+//! * A name is registered once, where its handles are made; registering it again is a programming
+//!   error (logged, and the second handle is detached). Series under one name that differ by a label
+//!   are one [`Family`]; take each label set's handle with `get_or_create_owned` once and keep it.
+//! * Names follow Prometheus conventions and are written in full, as dashboards see them:
+//!   `chatroom_` prefix, `_total` for counters (the crate wants counters registered without it;
+//!   [`Metrics::register`] strips it), base units (`_seconds`, `_bytes`). Help texts end with a
+//!   period (the crate writes it). Keep the number of label values small and bounded (never a user
+//!   id, room id or address).
+//! * Cost on the hot path: a [`Counter`] or [`Gauge`] is an `Arc` of one atomic integer, so `inc`,
+//!   `dec`, `set` are one relaxed atomic operation, as they were with our own types. A
+//!   [`Histogram`] takes a short lock per observation; ours are observed once per writer batch,
+//!   not per message. Keep histograms off per-message and per-event paths.
+//! * Reasons for refusals go through [`Metrics::refused`] (a lookup in the family; hot paths keep
+//!   a handle from [`Metrics::refusal_counter`]), one series per reason of
 //!   `chatroom_refusals_total`; reasons in use are listed in [`Refusal`].
-//! * [`HttpMetrics`] holds the HTTP side (requests by status class, open connections, connection-cap
-//!   refusals, header timeouts), fed by the accept loop in [`crate::listener`].
+//! * [`HttpMetrics`] holds the HTTP side (requests by status class, open and accepted connections,
+//!   panics, slow consumers), fed by the accept loop in [`crate::listener`].
 //!
 //! Everything is in-process and per node; scrape every node. Reading `/metrics` is allowed to direct
 //! requests from the loopback interface and to holders of `--metrics-token`.
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::collections::HashSet;
+use std::sync::{Mutex, PoisonError};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric as _, prometheus_text};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::{Metric, Registry};
+
+pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+pub use prometheus_client::metrics::family::Family;
+pub use prometheus_client::metrics::histogram::Histogram;
+
+/// A number that only goes up: an `Arc` of one `AtomicU64` (a clone shares it).
+pub type Counter = prometheus_client::metrics::counter::Counter;
+/// A number that goes up and down: an `Arc` of one `AtomicI64` (a clone shares it).
+pub type Gauge = prometheus_client::metrics::gauge::Gauge;
+
+/// The label set of chatroom's labelled series: one label, such as `[("eio", "4")]`.
+pub type Label = [(&'static str, &'static str); 1];
 
 /// Buckets for latencies in seconds, from 0.5 ms to 10 s.
-pub const LATENCY_BUCKETS: &[f64] = &[
+pub const LATENCY_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 /// Buckets for sizes counted in items (batch sizes), from 1 to 4096.
-pub const SIZE_BUCKETS: &[f64] = &[
+pub const SIZE_BUCKETS: [f64; 12] = [
     1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
 ];
-
-/// A number that only goes up.
-#[derive(Debug, Default)]
-pub struct Counter(AtomicU64);
-
-impl Counter {
-    /// Adds one.
-    pub fn inc(&self) {
-        self.add(1);
-    }
-
-    /// Adds `n`.
-    pub fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// The current value.
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-/// A number that goes up and down.
-#[derive(Debug, Default)]
-pub struct Gauge(AtomicI64);
-
-impl Gauge {
-    /// Adds one.
-    pub fn inc(&self) {
-        self.add(1);
-    }
-
-    /// Subtracts one.
-    pub fn dec(&self) {
-        self.add(-1);
-    }
-
-    /// Adds `n` (which may be negative).
-    pub fn add(&self, n: i64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// Sets the value.
-    pub fn set(&self, n: i64) {
-        self.0.store(n, Ordering::Relaxed);
-    }
-
-    /// The current value.
-    pub fn get(&self) -> i64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-/// Observations counted into fixed buckets, with their sum and count.
-#[derive(Debug)]
-pub struct Histogram {
-    bounds: &'static [f64],
-    /// One per bound plus `+Inf`; not cumulative (rendering adds them up).
-    buckets: Box<[AtomicU64]>,
-    /// The sum of observations, as `f64` bits.
-    sum: AtomicU64,
-    count: AtomicU64,
-}
-
-impl Histogram {
-    fn new(bounds: &'static [f64]) -> Self {
-        Self {
-            bounds,
-            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
-            sum: AtomicU64::new(0f64.to_bits()),
-            count: AtomicU64::new(0),
-        }
-    }
-
-    /// Records one observation.
-    pub fn observe(&self, value: f64) {
-        let i = self
-            .bounds
-            .iter()
-            .position(|b| value <= *b)
-            .unwrap_or(self.bounds.len());
-        self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        let _ = self
-            .sum
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
-                Some((f64::from_bits(bits) + value).to_bits())
-            });
-        self.count.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// How many observations were recorded.
-    pub fn count(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
-    }
-}
-
-#[derive(Debug, Clone)]
-enum Series {
-    Counter(Arc<Counter>),
-    Gauge(Arc<Gauge>),
-    Histogram(Arc<Histogram>),
-}
-
-impl Series {
-    fn kind(&self) -> &'static str {
-        match self {
-            Self::Counter(_) => "counter",
-            Self::Gauge(_) => "gauge",
-            Self::Histogram(_) => "histogram",
-        }
-    }
-}
-
-#[derive(Debug)]
-struct Family {
-    name: &'static str,
-    help: &'static str,
-    kind: &'static str,
-    /// Rendered label sets (`{a="b"}` or empty) and their series, in registration order.
-    series: Vec<(String, Series)>,
-}
-
-/// The set of registered series.
-#[derive(Debug, Default)]
-pub struct Registry {
-    families: RwLock<Vec<Family>>,
-}
-
-impl Registry {
-    /// The counter `name{labels}`, registered on first use.
-    pub fn counter(
-        &self,
-        name: &'static str,
-        help: &'static str,
-        labels: &[(&str, &str)],
-    ) -> Arc<Counter> {
-        match self.series(name, help, labels, || Series::Counter(Arc::default())) {
-            Series::Counter(c) => c,
-            _ => Arc::default(),
-        }
-    }
-
-    /// The gauge `name{labels}`, registered on first use.
-    pub fn gauge(
-        &self,
-        name: &'static str,
-        help: &'static str,
-        labels: &[(&str, &str)],
-    ) -> Arc<Gauge> {
-        match self.series(name, help, labels, || Series::Gauge(Arc::default())) {
-            Series::Gauge(g) => g,
-            _ => Arc::default(),
-        }
-    }
-
-    /// The histogram `name{labels}` with bucket upper bounds `bounds` (ascending), registered on
-    /// first use.
-    pub fn histogram(
-        &self,
-        name: &'static str,
-        help: &'static str,
-        labels: &[(&str, &str)],
-        bounds: &'static [f64],
-    ) -> Arc<Histogram> {
-        match self.series(name, help, labels, || {
-            Series::Histogram(Arc::new(Histogram::new(bounds)))
-        }) {
-            Series::Histogram(h) => h,
-            _ => Arc::new(Histogram::new(bounds)),
-        }
-    }
-
-    fn series(
-        &self,
-        name: &'static str,
-        help: &'static str,
-        labels: &[(&str, &str)],
-        make: impl FnOnce() -> Series,
-    ) -> Series {
-        let labels = render_labels(labels);
-        let mut families = self
-            .families
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let fresh = make();
-        let family = match families.iter_mut().position(|f| f.name == name) {
-            Some(i) => &mut families[i],
-            None => {
-                families.push(Family {
-                    name,
-                    help,
-                    kind: fresh.kind(),
-                    series: Vec::new(),
-                });
-                families.last_mut().unwrap_or_else(|| unreachable!())
-            }
-        };
-        if family.kind != fresh.kind() {
-            tracing::error!(
-                metric = name,
-                "metric registered again with another kind; updates are dropped"
-            );
-            return fresh;
-        }
-        if let Some((_, existing)) = family.series.iter().find(|(l, _)| *l == labels) {
-            return existing.clone();
-        }
-        family.series.push((labels, fresh.clone()));
-        fresh
-    }
-
-    /// Every series in the Prometheus text exposition format (version 0.0.4).
-    pub fn render(&self) -> String {
-        let families = self
-            .families
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut out = String::with_capacity(4096);
-        for family in families.iter() {
-            let _ = writeln!(out, "# HELP {} {}", family.name, escape_help(family.help));
-            let _ = writeln!(out, "# TYPE {} {}", family.name, family.kind);
-            for (labels, series) in &family.series {
-                match series {
-                    Series::Counter(c) => {
-                        let _ = writeln!(out, "{}{labels} {}", family.name, c.get());
-                    }
-                    Series::Gauge(g) => {
-                        let _ = writeln!(out, "{}{labels} {}", family.name, g.get());
-                    }
-                    Series::Histogram(h) => render_histogram(&mut out, family.name, labels, h),
-                }
-            }
-        }
-        out
-    }
-}
-
-fn render_histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
-    // `{a="b"}` → `a="b",` to prepend to `le`.
-    let inner = labels
-        .strip_prefix('{')
-        .and_then(|l| l.strip_suffix('}'))
-        .map(|l| format!("{l},"))
-        .unwrap_or_default();
-    let mut cumulative = 0;
-    for (i, bucket) in h.buckets.iter().enumerate() {
-        cumulative += bucket.load(Ordering::Relaxed);
-        let le = h
-            .bounds
-            .get(i)
-            .map_or_else(|| "+Inf".to_owned(), |b| format!("{b}"));
-        let _ = writeln!(out, "{name}_bucket{{{inner}le=\"{le}\"}} {cumulative}");
-    }
-    let sum = f64::from_bits(h.sum.load(Ordering::Relaxed));
-    let _ = writeln!(out, "{name}_sum{labels} {sum}");
-    let _ = writeln!(out, "{name}_count{labels} {cumulative}");
-}
-
-fn render_labels(labels: &[(&str, &str)]) -> String {
-    if labels.is_empty() {
-        return String::new();
-    }
-    let pairs: Vec<String> = labels
-        .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
-        .collect();
-    format!("{{{}}}", pairs.join(","))
-}
-
-fn escape_label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-fn escape_help(help: &str) -> String {
-    help.replace('\\', "\\\\").replace('\n', "\\n")
-}
 
 /// Why a request or connection was refused by a limit, for `chatroom_refusals_total{reason}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -371,6 +118,24 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// Every reason; each is in `/metrics` from the start, at 0.
+    pub const ALL: [Self; 14] = [
+        Self::SigninAccount,
+        Self::SigninIp,
+        Self::UploadRate,
+        Self::UploadStorage,
+        Self::BodyTooLarge,
+        Self::ConnectionCap,
+        Self::ConnectionIpCap,
+        Self::HeaderTimeout,
+        Self::MessageRate,
+        Self::EventRate,
+        Self::SocketInboxFull,
+        Self::MessageQueueFull,
+        Self::ShuttingDown,
+        Self::StoreUnavailable,
+    ];
+
     /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -390,52 +155,56 @@ impl Refusal {
             Self::StoreUnavailable => "store_unavailable",
         }
     }
+
+    fn label(self) -> Label {
+        [("reason", self.as_str())]
+    }
 }
 
 /// The HTTP side: connections and requests.
 #[derive(Debug)]
 pub struct HttpMetrics {
     /// Requests answered, by status class (`1xx` … `5xx`).
-    requests: [Arc<Counter>; 5],
+    requests: [Counter; 5],
     /// Connections open now.
-    pub open_connections: Arc<Gauge>,
+    pub open_connections: Gauge,
     /// Connections accepted since start.
-    pub accepted_connections: Arc<Counter>,
+    pub accepted_connections: Counter,
     /// Requests whose handling panicked (each answered `500`).
-    pub panics: Arc<Counter>,
+    pub panics: Counter,
+    /// Connections closed because their peer stopped reading.
+    pub slow_consumers: Counter,
 }
 
 impl HttpMetrics {
-    fn new(registry: &Registry) -> Self {
-        let class = |c: &str| {
-            registry.counter(
-                "chatroom_http_requests_total",
-                "HTTP requests answered, by status class.",
-                &[("class", c)],
-            )
-        };
+    fn new(series: &mut Series) -> Self {
+        let requests: Family<Label, Counter> = series.register(
+            "chatroom_http_requests_total",
+            "HTTP requests answered, by status class.",
+            Family::default(),
+        );
         Self {
-            requests: [
-                class("1xx"),
-                class("2xx"),
-                class("3xx"),
-                class("4xx"),
-                class("5xx"),
-            ],
-            open_connections: registry.gauge(
+            requests: ["1xx", "2xx", "3xx", "4xx", "5xx"]
+                .map(|class| requests.get_or_create_owned(&[("class", class)])),
+            open_connections: series.register(
                 "chatroom_http_connections_open",
                 "TCP connections open now (HTTP, long-polling and WebSocket).",
-                &[],
+                Gauge::default(),
             ),
-            accepted_connections: registry.counter(
+            accepted_connections: series.register(
                 "chatroom_http_connections_accepted_total",
                 "TCP connections accepted and served.",
-                &[],
+                Counter::default(),
             ),
-            panics: registry.counter(
+            panics: series.register(
                 "chatroom_http_panics_total",
                 "Requests whose handling panicked; each was answered 500 and logged.",
-                &[],
+                Counter::default(),
+            ),
+            slow_consumers: series.register(
+                "chatroom_slow_consumer_disconnects_total",
+                "Connections closed because the client stopped reading for the write timeout.",
+                Counter::default(),
             ),
         }
     }
@@ -447,13 +216,73 @@ impl HttpMetrics {
     }
 }
 
-/// chatroom's metrics: the registry and the series the HTTP layer feeds.
+/// The registry and the names registered in it.
+#[derive(Debug, Default)]
+struct Series {
+    registry: Registry,
+    names: HashSet<&'static str>,
+}
+
+impl Series {
+    fn register<M: Metric + Clone>(&mut self, name: &'static str, help: &str, metric: M) -> M {
+        let fresh = self.names.insert(name);
+        debug_assert!(fresh, "metric {name} registered twice");
+        if !fresh {
+            tracing::error!(
+                metric = name,
+                "metric registered twice; updates are dropped"
+            );
+            return metric;
+        }
+        // The crate writes a counter's `_total` and the help's final period itself.
+        let family = if metric.metric_type() == MetricType::Counter {
+            debug_assert!(
+                name.ends_with("_total"),
+                "counter {name} must end in _total"
+            );
+            name.strip_suffix("_total").unwrap_or(name)
+        } else {
+            name
+        };
+        let help = help.strip_suffix('.').unwrap_or(help);
+        self.registry.register(family, help, metric.clone());
+        metric
+    }
+}
+
+/// `process_open_fds` and `process_max_fds`, read at each scrape.
+#[derive(Debug)]
+struct ProcessFds;
+
+impl Collector for ProcessFds {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let open = crate::sys::open_fds().and_then(|n| u64::try_from(n).ok());
+        let limit = Some(crate::sys::open_file_limit());
+        for (name, help, value) in [
+            ("process_open_fds", "Open file descriptors.", open),
+            ("process_max_fds", "The open-file limit.", limit),
+        ] {
+            if let Some(value) = value {
+                let gauge = ConstGauge::new(value);
+                gauge.encode(encoder.encode_descriptor(
+                    name,
+                    help,
+                    None,
+                    gauge.metric_type(),
+                )?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// chatroom's metrics: the registry, the HTTP series and the refusals by reason.
 #[derive(Debug)]
 pub struct Metrics {
-    /// Every series; register new ones here.
-    pub registry: Registry,
+    series: Mutex<Series>,
     /// The HTTP side.
     pub http: HttpMetrics,
+    refusals: Family<Label, Counter>,
 }
 
 impl Default for Metrics {
@@ -463,70 +292,60 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// A registry with the HTTP series registered.
+    /// A registry with the HTTP series, every refusal reason (at 0) and the process's file
+    /// descriptors registered.
     pub fn new() -> Self {
-        let registry = Registry::default();
-        let http = HttpMetrics::new(&registry);
-        for reason in [
-            Refusal::SigninAccount,
-            Refusal::SigninIp,
-            Refusal::UploadRate,
-            Refusal::UploadStorage,
-            Refusal::BodyTooLarge,
-            Refusal::ConnectionCap,
-            Refusal::ConnectionIpCap,
-            Refusal::HeaderTimeout,
-            Refusal::MessageRate,
-            Refusal::EventRate,
-            Refusal::SocketInboxFull,
-            Refusal::MessageQueueFull,
-            Refusal::ShuttingDown,
-            Refusal::StoreUnavailable,
-        ] {
-            refusals(&registry, reason.as_str());
+        let mut series = Series::default();
+        let http = HttpMetrics::new(&mut series);
+        let refusals: Family<Label, Counter> = series.register(
+            "chatroom_refusals_total",
+            "Requests and connections refused by a limit, by reason.",
+            Family::default(),
+        );
+        for reason in Refusal::ALL {
+            drop(refusals.get_or_create(&reason.label()));
         }
-        Self { registry, http }
+        series.registry.register_collector(Box::new(ProcessFds));
+        Self {
+            series: Mutex::new(series),
+            http,
+            refusals,
+        }
+    }
+
+    /// Registers `metric` (a [`Counter`], [`Gauge`], [`Histogram`] or a [`Family`] of them) as
+    /// `name`, exactly as it appears in `/metrics`, and gives it back to keep.
+    pub fn register<M: Metric + Clone>(&self, name: &'static str, help: &str, metric: M) -> M {
+        self.series
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .register(name, help, metric)
     }
 
     /// The counter of refusals for `reason`, to keep and update on a hot path.
-    pub fn refusal_counter(&self, reason: Refusal) -> Arc<Counter> {
-        refusals(&self.registry, reason.as_str())
+    pub fn refusal_counter(&self, reason: Refusal) -> Counter {
+        self.refusals.get_or_create_owned(&reason.label())
     }
 
     /// Counts a refusal for `reason`.
     pub fn refused(&self, reason: Refusal) {
-        refusals(&self.registry, reason.as_str()).inc();
+        self.refusals.get_or_create(&reason.label()).inc();
     }
 
     /// The refusal count for `reason` so far.
     pub fn refusals(&self, reason: Refusal) -> u64 {
-        refusals(&self.registry, reason.as_str()).get()
+        self.refusals.get_or_create(&reason.label()).get()
     }
 
-    /// The exposition text, with the process's open file descriptors appended (on Linux).
+    /// Every series in the Prometheus text format (version 0.0.4; see [`CONTENT_TYPE`]).
     pub fn render(&self) -> String {
-        let mut out = self.registry.render();
-        if let Some(open) = crate::sys::open_fds() {
-            let _ = writeln!(
-                out,
-                "# HELP process_open_fds Open file descriptors.\n# TYPE process_open_fds gauge\nprocess_open_fds {open}"
-            );
+        let series = self.series.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut out = String::with_capacity(8192);
+        if let Err(e) = prometheus_text::encode(&mut out, &series.registry) {
+            tracing::error!(error = %e, "encoding /metrics failed; the text is cut short");
         }
-        let limit = crate::sys::open_file_limit();
-        let _ = writeln!(
-            out,
-            "# HELP process_max_fds The open-file limit.\n# TYPE process_max_fds gauge\nprocess_max_fds {limit}"
-        );
         out
     }
-}
-
-fn refusals(registry: &Registry, reason: &str) -> Arc<Counter> {
-    registry.counter(
-        "chatroom_refusals_total",
-        "Requests and connections refused by a limit, by reason.",
-        &[("reason", reason)],
-    )
 }
 
 #[cfg(test)]
@@ -535,43 +354,40 @@ mod tests {
 
     #[test]
     fn renders_prometheus_text() {
-        let registry = Registry::default();
-        let a = registry.counter("x_total", "An x.", &[("k", "a\"b")]);
-        a.add(2);
-        registry.counter("x_total", "An x.", &[("k", "a\"b")]).inc();
-        registry.gauge("g", "A g.", &[]).set(-3);
-        let h = registry.histogram("h_seconds", "An h.", &[("p", "1")], &[0.1, 1.0]);
+        let metrics = Metrics::new();
+        let x: Family<[(&str, &str); 1], Counter> =
+            metrics.register("x_total", "An x.", Family::default());
+        let a = x.get_or_create_owned(&[("k", "a\"b")]);
+        a.inc_by(2);
+        x.get_or_create(&[("k", "a\"b")]).inc();
+        metrics.register("g", "A g.", Gauge::default()).set(-3);
+        let h = metrics.register("h_seconds", "An h.", Histogram::new([0.1, 1.0]));
         h.observe(0.05);
         h.observe(0.5);
         h.observe(7.0);
-        let text = registry.render();
-        assert!(text.contains("# TYPE x_total counter\n"), "{text}");
+        let text = metrics.render();
+        assert!(
+            text.contains("# HELP x_total An x.\n# TYPE x_total counter\n"),
+            "{text}"
+        );
         assert!(text.contains("x_total{k=\"a\\\"b\"} 3\n"), "{text}");
-        assert!(text.contains("g -3\n"), "{text}");
-        assert!(
-            text.contains("h_seconds_bucket{p=\"1\",le=\"0.1\"} 1\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("h_seconds_bucket{p=\"1\",le=\"1\"} 2\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("h_seconds_bucket{p=\"1\",le=\"+Inf\"} 3\n"),
-            "{text}"
-        );
-        assert!(text.contains("h_seconds_count{p=\"1\"} 3\n"), "{text}");
-        assert!(text.contains("h_seconds_sum{p=\"1\"} 7.55\n"), "{text}");
+        assert!(text.contains("\ng -3\n"), "{text}");
+        assert!(text.contains("h_seconds_bucket{le=\"0.1\"} 1\n"), "{text}");
+        assert!(text.contains("h_seconds_bucket{le=\"1\"} 2\n"), "{text}");
+        assert!(text.contains("h_seconds_bucket{le=\"+Inf\"} 3\n"), "{text}");
+        assert!(text.contains("h_seconds_count 3\n"), "{text}");
+        assert!(text.contains("h_seconds_sum 7.55\n"), "{text}");
         assert_eq!(text.matches("# HELP x_total").count(), 1);
+        assert!(!text.contains("# EOF"), "{text}");
     }
 
     #[test]
-    fn a_name_keeps_its_kind() {
-        let registry = Registry::default();
-        registry.counter("same", "c", &[]).inc();
-        let detached = registry.gauge("same", "g", &[]);
-        detached.set(5);
-        assert!(registry.render().contains("same 1\n"));
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "registered twice")]
+    fn a_name_is_registered_once() {
+        // In release builds the second handle is detached and the error logged.
+        let metrics = Metrics::new();
+        metrics.register("chatroom_http_panics_total", "Again.", Counter::default());
     }
 
     #[test]
@@ -581,11 +397,12 @@ mod tests {
         metrics.http.answered(404);
         metrics.http.answered(999);
         metrics.refused(Refusal::UploadRate);
+        metrics.refusal_counter(Refusal::UploadRate).inc();
         let text = metrics.render();
         assert!(text.contains("chatroom_http_requests_total{class=\"1xx\"} 1"));
         assert!(text.contains("chatroom_http_requests_total{class=\"4xx\"} 1"));
         assert!(text.contains("chatroom_http_requests_total{class=\"5xx\"} 1"));
-        assert!(text.contains("chatroom_refusals_total{reason=\"upload_rate\"} 1"));
-        assert_eq!(metrics.refusals(Refusal::UploadRate), 1);
+        assert!(text.contains("chatroom_refusals_total{reason=\"upload_rate\"} 2"));
+        assert_eq!(metrics.refusals(Refusal::UploadRate), 2);
     }
 }

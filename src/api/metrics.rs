@@ -32,7 +32,7 @@ pub async fn metrics(
         return (StatusCode::FORBIDDEN, "forbidden").into_response();
     }
     (
-        [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
         state.metrics.render(),
     )
         .into_response()

@@ -42,7 +42,9 @@ pub(super) async fn announce_all(inner: Arc<Inner>, mut batches: mpsc::Receiver<
                 }
                 // The database did not answer (a reused client id is the sender's mistake, not a
                 // refusal).
-                Err(AppError::Unavailable) => metrics.store_unavailable.inc(),
+                Err(AppError::Unavailable) => {
+                    metrics.store_unavailable.inc();
+                }
                 Err(_) => {}
             }
             let _ = ticket.reply.send(result);

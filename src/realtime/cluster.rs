@@ -181,11 +181,11 @@ struct BusInner {
     subscribed: AtomicBool,
     dropped: AtomicU64,
     /// `chatroom_cluster_connected`: 1 while notes go out and come in.
-    connected: Arc<Gauge>,
+    connected: Gauge,
     /// `chatroom_cluster_notes_dropped_total`.
-    dropped_total: Arc<Counter>,
+    dropped_total: Counter,
     /// `chatroom_cluster_nodes`: the other nodes heard from.
-    nodes: Arc<Gauge>,
+    nodes: Gauge,
 }
 
 impl Publish for Bus {
@@ -343,20 +343,20 @@ pub fn start(url: &str, prefix: &str, metrics: &Metrics) -> redis::RedisResult<(
             publishing: AtomicBool::new(false),
             subscribed: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
-            connected: metrics.registry.gauge(
+            connected: metrics.register(
                 "chatroom_cluster_connected",
                 "1 while this node reaches the cluster's Redis both ways, 0 while it is degraded.",
-                &[],
+                Gauge::default(),
             ),
-            dropped_total: metrics.registry.counter(
+            dropped_total: metrics.register(
                 "chatroom_cluster_notes_dropped_total",
                 "Notes for the other nodes dropped because Redis was away or too slow.",
-                &[],
+                Counter::default(),
             ),
-            nodes: metrics.registry.gauge(
+            nodes: metrics.register(
                 "chatroom_cluster_nodes",
                 "Other nodes of the cluster heard from lately.",
-                &[],
+                Gauge::default(),
             ),
         }),
     };
@@ -762,9 +762,9 @@ mod tests {
                 publishing: AtomicBool::new(true),
                 subscribed: AtomicBool::new(true),
                 dropped: AtomicU64::new(0),
-                connected: Arc::default(),
-                dropped_total: Arc::default(),
-                nodes: Arc::default(),
+                connected: Gauge::default(),
+                dropped_total: Counter::default(),
+                nodes: Gauge::default(),
             }),
         };
         let payload = serde_json::value::to_raw_value(&serde_json::json!({"msg": "<b>hi</b>"}))

@@ -21,17 +21,13 @@ use crate::services::users::Author;
 pub struct Tally {
     dialects: Arc<[AtomicUsize; 2]>,
     dialect: Dialect,
-    gauge: Arc<Gauge>,
+    gauge: Gauge,
     counted: AtomicBool,
 }
 
 impl Tally {
     /// Counts a socket of `dialect` in `dialects` (the Pusher's) and in `gauge`.
-    pub(super) fn new(
-        dialects: Arc<[AtomicUsize; 2]>,
-        dialect: Dialect,
-        gauge: Arc<Gauge>,
-    ) -> Self {
+    pub(super) fn new(dialects: Arc<[AtomicUsize; 2]>, dialect: Dialect, gauge: Gauge) -> Self {
         dialects[dialect as usize].fetch_add(1, Ordering::Relaxed);
         gauge.inc();
         Self {

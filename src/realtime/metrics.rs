@@ -1,74 +1,71 @@
 //! The realtime series of `/metrics` (sockets, events, the message queue and writer, refusals), and
 //! the refusals summed up in the log every [`super::REFUSAL_LOG_EVERY`].
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 
 use socketioxide::ProtocolVersion;
 
-use crate::metrics::{Counter, Gauge, Histogram, LATENCY_BUCKETS, Metrics, Refusal, SIZE_BUCKETS};
+use crate::metrics::{
+    Counter, Family, Gauge, Histogram, LATENCY_BUCKETS, Label, Metrics, Refusal, SIZE_BUCKETS,
+};
 
 /// The realtime series of `/metrics`, and the refusal counts summed up in the log.
 pub struct RealtimeMetrics {
     /// Sockets connected now, by Engine.IO protocol version (`3`: socket.io 1.x/2.x; `4`: 3.x/4.x).
-    pub sockets: [Arc<Gauge>; 2],
+    pub sockets: [Gauge; 2],
     /// Client events received (before any refusal).
-    pub events_in: Arc<Counter>,
+    pub events_in: Counter,
     /// Messages stored.
-    pub stored: Arc<Counter>,
+    pub stored: Counter,
     /// Messages between submission and delivery.
-    pub queue_depth: Arc<Gauge>,
+    pub queue_depth: Gauge,
     /// Messages per commit.
-    pub batch_size: Arc<Histogram>,
+    pub batch_size: Histogram,
     /// Time to commit one batch.
-    pub commit_seconds: Arc<Histogram>,
+    pub commit_seconds: Histogram,
     /// Refusals of messages and events, by reason (`chatroom_refusals_total`).
-    pub message_rate: Arc<Counter>,
-    pub event_rate: Arc<Counter>,
-    pub inbox_full: Arc<Counter>,
-    pub queue_full: Arc<Counter>,
-    pub shutting_down: Arc<Counter>,
-    pub store_unavailable: Arc<Counter>,
+    pub message_rate: Counter,
+    pub event_rate: Counter,
+    pub inbox_full: Counter,
+    pub queue_full: Counter,
+    pub shutting_down: Counter,
+    pub store_unavailable: Counter,
     logged: Mutex<[u64; 6]>,
 }
 
 impl RealtimeMetrics {
     pub(super) fn new(metrics: &Metrics) -> Self {
-        let r = &metrics.registry;
-        let sockets = |eio: &str| {
-            r.gauge(
-                "chatroom_socket_connections",
-                "Sockets connected now, by Engine.IO protocol version.",
-                &[("eio", eio)],
-            )
-        };
+        let sockets: Family<Label, Gauge> = metrics.register(
+            "chatroom_socket_connections",
+            "Sockets connected now, by Engine.IO protocol version.",
+            Family::default(),
+        );
         Self {
-            sockets: [sockets("3"), sockets("4")],
-            events_in: r.counter(
+            sockets: ["3", "4"].map(|eio| sockets.get_or_create_owned(&[("eio", eio)])),
+            events_in: metrics.register(
                 "chatroom_socket_events_total",
                 "Events received from sockets.",
-                &[],
+                Counter::default(),
             ),
-            stored: r.counter(
+            stored: metrics.register(
                 "chatroom_messages_stored_total",
                 "Chat messages stored (resends of stored messages not counted).",
-                &[],
+                Counter::default(),
             ),
-            queue_depth: r.gauge(
+            queue_depth: metrics.register(
                 "chatroom_message_queue_depth",
                 "Messages between submission and delivery.",
-                &[],
+                Gauge::default(),
             ),
-            batch_size: r.histogram(
+            batch_size: metrics.register(
                 "chatroom_writer_batch_messages",
                 "Messages per commit of the message writer.",
-                &[],
-                SIZE_BUCKETS,
+                Histogram::new(SIZE_BUCKETS),
             ),
-            commit_seconds: r.histogram(
+            commit_seconds: metrics.register(
                 "chatroom_writer_commit_seconds",
                 "Time to commit one batch of messages.",
-                &[],
-                LATENCY_BUCKETS,
+                Histogram::new(LATENCY_BUCKETS),
             ),
             message_rate: metrics.refusal_counter(Refusal::MessageRate),
             event_rate: metrics.refusal_counter(Refusal::EventRate),
@@ -81,7 +78,7 @@ impl RealtimeMetrics {
     }
 
     /// The socket gauge for a protocol version.
-    pub fn sockets_of(&self, protocol: ProtocolVersion) -> &Arc<Gauge> {
+    pub fn sockets_of(&self, protocol: ProtocolVersion) -> &Gauge {
         match protocol {
             ProtocolVersion::V4 => &self.sockets[0],
             ProtocolVersion::V5 => &self.sockets[1],

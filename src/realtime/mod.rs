@@ -272,7 +272,9 @@ impl Realtime {
         self.inner
             .writer
             .submit(new, author, Ticket { origin, reply })
-            .inspect_err(|_| metrics.queue_full.inc())?;
+            .inspect_err(|_| {
+                metrics.queue_full.inc();
+            })?;
         Ok(receipt)
     }
 

@@ -81,7 +81,7 @@ impl Pusher {
     }
 
     /// Counts a socket of `dialect` here, and in `gauge`, until the returned tally is released.
-    pub fn tally(&self, dialect: Dialect, gauge: Arc<Gauge>) -> Tally {
+    pub fn tally(&self, dialect: Dialect, gauge: Gauge) -> Tally {
         Tally::new(self.dialects.clone(), dialect, gauge)
     }
 

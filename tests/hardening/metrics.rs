@@ -60,6 +60,126 @@ async fn metrics_are_prometheus_text_for_local_scrapers_and_token_holders() {
     assert_eq!(wrong.status(), 403);
 }
 
+/// Every series of one node's `/metrics` (a node of a cluster adds `chatroom_cluster_*`), without
+/// values: `# HELP` and `# TYPE` lines, names, labels and histogram buckets, as dashboards knew them
+/// before `prometheus-client` kept and wrote them.
+const SERIES: &str = r#"# HELP chatroom_http_requests_total HTTP requests answered, by status class.
+# TYPE chatroom_http_requests_total counter
+chatroom_http_requests_total{class="1xx"}
+chatroom_http_requests_total{class="2xx"}
+chatroom_http_requests_total{class="3xx"}
+chatroom_http_requests_total{class="4xx"}
+chatroom_http_requests_total{class="5xx"}
+# HELP chatroom_http_connections_open TCP connections open now (HTTP, long-polling and WebSocket).
+# TYPE chatroom_http_connections_open gauge
+chatroom_http_connections_open
+# HELP chatroom_http_connections_accepted_total TCP connections accepted and served.
+# TYPE chatroom_http_connections_accepted_total counter
+chatroom_http_connections_accepted_total
+# HELP chatroom_http_panics_total Requests whose handling panicked; each was answered 500 and logged.
+# TYPE chatroom_http_panics_total counter
+chatroom_http_panics_total
+# HELP chatroom_refusals_total Requests and connections refused by a limit, by reason.
+# TYPE chatroom_refusals_total counter
+chatroom_refusals_total{reason="signin_account"}
+chatroom_refusals_total{reason="signin_ip"}
+chatroom_refusals_total{reason="upload_rate"}
+chatroom_refusals_total{reason="upload_storage"}
+chatroom_refusals_total{reason="body_too_large"}
+chatroom_refusals_total{reason="connection_cap"}
+chatroom_refusals_total{reason="connection_ip_cap"}
+chatroom_refusals_total{reason="header_timeout"}
+chatroom_refusals_total{reason="message_rate"}
+chatroom_refusals_total{reason="event_rate"}
+chatroom_refusals_total{reason="socket_inbox_full"}
+chatroom_refusals_total{reason="message_queue_full"}
+chatroom_refusals_total{reason="shutting_down"}
+chatroom_refusals_total{reason="store_unavailable"}
+# HELP chatroom_socket_connections Sockets connected now, by Engine.IO protocol version.
+# TYPE chatroom_socket_connections gauge
+chatroom_socket_connections{eio="3"}
+chatroom_socket_connections{eio="4"}
+# HELP chatroom_socket_events_total Events received from sockets.
+# TYPE chatroom_socket_events_total counter
+chatroom_socket_events_total
+# HELP chatroom_messages_stored_total Chat messages stored (resends of stored messages not counted).
+# TYPE chatroom_messages_stored_total counter
+chatroom_messages_stored_total
+# HELP chatroom_message_queue_depth Messages between submission and delivery.
+# TYPE chatroom_message_queue_depth gauge
+chatroom_message_queue_depth
+# HELP chatroom_writer_batch_messages Messages per commit of the message writer.
+# TYPE chatroom_writer_batch_messages histogram
+chatroom_writer_batch_messages_bucket{le="1"}
+chatroom_writer_batch_messages_bucket{le="2"}
+chatroom_writer_batch_messages_bucket{le="4"}
+chatroom_writer_batch_messages_bucket{le="8"}
+chatroom_writer_batch_messages_bucket{le="16"}
+chatroom_writer_batch_messages_bucket{le="32"}
+chatroom_writer_batch_messages_bucket{le="64"}
+chatroom_writer_batch_messages_bucket{le="128"}
+chatroom_writer_batch_messages_bucket{le="256"}
+chatroom_writer_batch_messages_bucket{le="512"}
+chatroom_writer_batch_messages_bucket{le="1024"}
+chatroom_writer_batch_messages_bucket{le="4096"}
+chatroom_writer_batch_messages_bucket{le="+Inf"}
+chatroom_writer_batch_messages_sum
+chatroom_writer_batch_messages_count
+# HELP chatroom_writer_commit_seconds Time to commit one batch of messages.
+# TYPE chatroom_writer_commit_seconds histogram
+chatroom_writer_commit_seconds_bucket{le="0.0005"}
+chatroom_writer_commit_seconds_bucket{le="0.001"}
+chatroom_writer_commit_seconds_bucket{le="0.0025"}
+chatroom_writer_commit_seconds_bucket{le="0.005"}
+chatroom_writer_commit_seconds_bucket{le="0.01"}
+chatroom_writer_commit_seconds_bucket{le="0.025"}
+chatroom_writer_commit_seconds_bucket{le="0.05"}
+chatroom_writer_commit_seconds_bucket{le="0.1"}
+chatroom_writer_commit_seconds_bucket{le="0.25"}
+chatroom_writer_commit_seconds_bucket{le="0.5"}
+chatroom_writer_commit_seconds_bucket{le="1"}
+chatroom_writer_commit_seconds_bucket{le="2.5"}
+chatroom_writer_commit_seconds_bucket{le="5"}
+chatroom_writer_commit_seconds_bucket{le="10"}
+chatroom_writer_commit_seconds_bucket{le="+Inf"}
+chatroom_writer_commit_seconds_sum
+chatroom_writer_commit_seconds_count
+# HELP chatroom_slow_consumer_disconnects_total Connections closed because the client stopped reading for the write timeout.
+# TYPE chatroom_slow_consumer_disconnects_total counter
+chatroom_slow_consumer_disconnects_total
+# HELP process_open_fds Open file descriptors.
+# TYPE process_open_fds gauge
+process_open_fds
+# HELP process_max_fds The open-file limit.
+# TYPE process_max_fds gauge
+process_max_fds
+"#;
+
+#[tokio::test]
+async fn every_series_keeps_its_name_labels_type_and_help() {
+    let app = TestApp::spawn().await;
+    let text = app
+        .get("/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut seen: Vec<&str> = text
+        .lines()
+        .map(|l| match l.rsplit_once(' ') {
+            Some((series, _)) if !l.starts_with('#') => series,
+            _ => l,
+        })
+        .collect();
+    // Series in a family come in no fixed order.
+    seen.sort_unstable();
+    let mut expected: Vec<&str> = SERIES.lines().collect();
+    expected.sort_unstable();
+    assert_eq!(seen, expected, "{text}");
+}
+
 #[tokio::test]
 async fn forwarded_addresses_count_only_through_trusted_proxies() {
     // No trusted proxy: a client cannot dodge the per-IP sign-up limit by naming other addresses.
