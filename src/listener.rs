@@ -7,7 +7,8 @@
 //!   connections get a short `503` and are closed, so `accept` never starts failing for lack of
 //!   descriptors and the ones already open keep working;
 //! * **a per-client-address cap**, so one client cannot take the whole budget (trusted proxies are
-//!   exempt: every client behind them shares their address; they must limit connections themselves);
+//!   exempt: every client behind them shares their address; they must limit connections themselves).
+//!   An IPv6 client counts per /64 (`--ipv6-prefix`, see [`AddrKey`]);
 //! * both caps count a connection until it closes, WebSockets included: the upgraded socket keeps
 //!   the stream, and the stream holds the connection's places;
 //! * **a header-read timeout**: a connection that does not finish its request headers in time (a
@@ -24,7 +25,7 @@
 //! HTTP/1.1 only: browsers speak HTTP/2 only over TLS, which a terminating proxy handles.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -42,7 +43,7 @@ use tower::ServiceExt as _;
 
 use crate::deadline::WriteDeadline;
 use crate::metrics::{Counter, Metrics, Refusal};
-use crate::proxy::{ClientAddr, PeerAddr, TrustedProxies, canonical};
+use crate::proxy::{AddrKey, ClientAddr, PeerAddr, TrustedProxies, canonical};
 use crate::state::AppState;
 
 /// How long shutdown waits for requests in flight once the listener is closed.
@@ -61,6 +62,8 @@ pub struct ServeOptions {
     pub max_connections: usize,
     /// Open connections at most per client address.
     pub max_connections_per_ip: usize,
+    /// Leading bits of an IPv6 address that the per-address cap counts as one client.
+    pub ipv6_prefix: u8,
     /// Peers whose forwarding headers are believed, and which are not capped per address.
     pub trusted_proxies: TrustedProxies,
     /// Where connection counts and refusals are recorded.
@@ -77,6 +80,7 @@ impl ServeOptions {
             slow_consumers: slow_consumer_counter(&state.metrics),
             max_connections: settings.max_connections,
             max_connections_per_ip: settings.max_connections_per_ip,
+            ipv6_prefix: settings.ipv6_prefix,
             trusted_proxies: settings.trusted_proxies.clone(),
             metrics: state.metrics.clone(),
         }
@@ -92,21 +96,21 @@ pub fn slow_consumer_counter(metrics: &Metrics) -> Arc<Counter> {
     )
 }
 
-/// Open connections per client address.
+/// Open connections per client address (per network for IPv6).
 #[derive(Debug, Default)]
 struct PerIp {
     limit: usize,
-    open: Mutex<HashMap<IpAddr, usize>>,
+    open: Mutex<HashMap<AddrKey, usize>>,
 }
 
 /// One counted connection of an address; uncounts it when dropped.
 struct IpSlot {
-    ip: IpAddr,
+    ip: AddrKey,
     table: Arc<PerIp>,
 }
 
 impl PerIp {
-    fn acquire(table: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
+    fn acquire(table: &Arc<Self>, ip: AddrKey) -> Option<IpSlot> {
         let mut open = table
             .open
             .lock()
@@ -203,7 +207,8 @@ pub async fn serve(
         };
         let ip_slot = if options.trusted_proxies.contains(ip) {
             None
-        } else if let Some(ip_slot) = PerIp::acquire(&per_ip, ip) {
+        } else if let Some(ip_slot) = PerIp::acquire(&per_ip, AddrKey::new(ip, options.ipv6_prefix))
+        {
             Some(ip_slot)
         } else {
             options.metrics.refused(Refusal::ConnectionIpCap);

@@ -82,7 +82,7 @@ pub async fn check_sign_in(
         &state.hasher,
         &state.limits.signin,
         &state.metrics,
-        ip,
+        state.settings.addr_key(ip),
         name,
         password,
     )
@@ -100,12 +100,13 @@ fn signed_in(
     Ok((cookie, body).into_response())
 }
 
-/// Counts a sign-up from `ip`.
+/// Counts a sign-up from `ip` (its network for IPv6).
 ///
 /// # Errors
 /// [`AppError::RateLimited`] past the hourly limit.
 pub fn allow_signup(state: &AppState, ip: std::net::IpAddr) -> Result<(), AppError> {
-    if state.limits.signup.hit(&ip.to_string()) {
+    let key = state.settings.addr_key(ip).to_string();
+    if state.limits.signup.hit(&key) {
         Ok(())
     } else {
         Err(AppError::RateLimited)

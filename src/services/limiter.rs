@@ -1,15 +1,15 @@
-//! Fixed-window rate limits keyed by strings (an IP, an account, a user id), and the sign-in limits
-//! built on them.
+//! Fixed-window rate limits keyed by strings (an address, an account, a user id), and the sign-in
+//! limits built on them.
 //!
 //! Node-local and in memory: a limit on one node is enough to blunt password guessing and robot spam.
 //! The number of tracked keys is capped, so an attacker rotating keys cannot grow memory without bound.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::metrics::Refusal;
+use crate::proxy::AddrKey;
 
 const MAX_KEYS: usize = 100_000;
 
@@ -144,7 +144,7 @@ impl SignInLimits {
     ///
     /// # Errors
     /// Which limit refuses it; a refused attempt is not counted.
-    pub fn begin(&self, ip: IpAddr, account: &str) -> Result<SignInAttempt<'_>, Refusal> {
+    pub fn begin(&self, ip: AddrKey, account: &str) -> Result<SignInAttempt<'_>, Refusal> {
         let ip = ip.to_string();
         if !self.ip.try_acquire(&ip) {
             return Err(Refusal::SigninIp);
@@ -203,8 +203,8 @@ mod tests {
     #[test]
     fn sign_in_attempts_count_per_account_and_per_address() {
         let limits = SignInLimits::new(2, 3, Duration::from_secs(60));
-        let ip: IpAddr = [10, 0, 0, 1].into();
-        let other: IpAddr = [10, 0, 0, 2].into();
+        let ip = AddrKey::new([10, 0, 0, 1].into(), 64);
+        let other = AddrKey::new([10, 0, 0, 2].into(), 64);
         drop(limits.begin(ip, "user:1").unwrap());
         drop(limits.begin(other, "user:1").unwrap());
         assert_eq!(

@@ -7,12 +7,11 @@ use sea_orm::{
     QueryOrder, QuerySelect, Set, sea_query::Expr, sea_query::Func,
 };
 
-use std::net::IpAddr;
-
 use crate::auth::UserId;
 use crate::auth::password::PasswordHasher;
 use crate::error::{AppError, ResultExt};
 use crate::metrics::Metrics;
+use crate::proxy::AddrKey;
 use crate::services::limiter::SignInLimits;
 
 /// The longest name the v3 client lets users pick.
@@ -136,7 +135,7 @@ pub async fn sign_in_limited<C: ConnectionTrait>(
     hasher: &PasswordHasher,
     limits: &SignInLimits,
     metrics: &Metrics,
-    ip: IpAddr,
+    ip: AddrKey,
     login: &str,
     password: &str,
 ) -> Result<user::Model, AppError> {
