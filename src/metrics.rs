@@ -340,7 +340,7 @@ fn escape_help(help: &str) -> String {
 /// Why a request or connection was refused by a limit, for `chatroom_refusals_total{reason}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// Too many sign-in attempts for one account.
+    /// Too many failed sign-ins at one account from one client address.
     SigninAccount,
     /// Too many sign-in attempts from one client address.
     SigninIp,

@@ -67,7 +67,8 @@ pub async fn signin(
     signed_in(&state, &user, "登录成功", &socket)
 }
 
-/// Checks a sign-in under the sign-in limits (per account and per client address).
+/// Checks a sign-in under the sign-in limits (per account and address pair, per client address,
+/// slowed per account).
 ///
 /// # Errors
 /// [`AppError::RateLimited`] past a limit; the sign-in's own refusal otherwise.
