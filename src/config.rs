@@ -94,15 +94,29 @@ pub struct Config {
     #[arg(long, env = "CHATROOM_SIGNUP_PER_HOUR", default_value_t = 30)]
     pub signup_per_hour: u32,
 
-    /// Sign-in attempts allowed per account per 15 minutes before it is throttled. An account is the
-    /// user a name or e-mail address resolves to (any capitalisation of the address); a successful
-    /// sign-in clears its count. Unknown names are counted the same way.
+    /// Failed sign-ins allowed per account and client address per 15 minutes; past it that address is
+    /// refused at that account (its owner elsewhere is not). An account is the user a name or e-mail
+    /// address resolves to (any capitalisation of the address); a successful sign-in clears the pair's
+    /// count. Unknown names are counted the same way.
     #[arg(long, env = "CHATROOM_SIGNIN_FAILURES", default_value_t = 10)]
     pub signin_failures: u32,
 
     /// Sign-in attempts allowed per client IP per 15 minutes, whatever account they name.
     #[arg(long, env = "CHATROOM_SIGNIN_PER_IP", default_value_t = 50)]
     pub signin_per_ip: u32,
+
+    /// Failed sign-ins at one account per 15 minutes, from all addresses together, past which every
+    /// further attempt at it waits before its password is checked (a delay that doubles as the
+    /// failures go on, at most 5 s). Attempts are slowed, never refused, so the owner still gets in.
+    #[arg(long, env = "CHATROOM_SIGNIN_ACCOUNT_CEILING", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub signin_account_ceiling: u32,
+
+    /// IPv6 clients are counted per network of this many leading bits by every per-address limit
+    /// (connections, sign-ups, sign-ins): one host usually holds a whole /64. 128 counts each address.
+    #[arg(long, env = "CHATROOM_IPV6_PREFIX", default_value_t = 64,
+          value_parser = clap::value_parser!(u8).range(1..=128))]
+    pub ipv6_prefix: u8,
 
     /// Uploads (pictures and avatars) one user may store per hour.
     #[arg(long, env = "CHATROOM_UPLOADS_PER_HOUR", default_value_t = 100)]
@@ -250,6 +264,8 @@ pub struct Settings {
     pub signup_per_hour: u32,
     pub signin_failures: u32,
     pub signin_per_ip: u32,
+    pub signin_account_ceiling: u32,
+    pub ipv6_prefix: u8,
     pub uploads_per_hour: u32,
     pub upload_quota_bytes: u64,
     pub header_timeout: Duration,
@@ -291,6 +307,8 @@ impl std::fmt::Debug for Settings {
             .field("signup_per_hour", &self.signup_per_hour)
             .field("signin_failures", &self.signin_failures)
             .field("signin_per_ip", &self.signin_per_ip)
+            .field("signin_account_ceiling", &self.signin_account_ceiling)
+            .field("ipv6_prefix", &self.ipv6_prefix)
             .field("uploads_per_hour", &self.uploads_per_hour)
             .field("upload_quota_bytes", &self.upload_quota_bytes)
             .field("header_timeout", &self.header_timeout)
@@ -399,6 +417,8 @@ impl Config {
             signup_per_hour: self.signup_per_hour,
             signin_failures: self.signin_failures,
             signin_per_ip: self.signin_per_ip,
+            signin_account_ceiling: self.signin_account_ceiling.max(1),
+            ipv6_prefix: self.ipv6_prefix.clamp(1, 128),
             uploads_per_hour: self.uploads_per_hour,
             upload_quota_bytes: self.upload_quota_bytes,
             header_timeout: Duration::from_secs(self.header_timeout),
@@ -422,6 +442,12 @@ impl Config {
 }
 
 impl Settings {
+    /// What per-address limits count for the client address `ip` (its /64 for IPv6; see
+    /// [`AddrKey`](crate::proxy::AddrKey)).
+    pub fn addr_key(&self, ip: std::net::IpAddr) -> crate::proxy::AddrKey {
+        crate::proxy::AddrKey::new(ip, self.ipv6_prefix)
+    }
+
     /// Settings for tests and embedding: everything explicit, nothing read from the environment.
     pub fn for_tests(database_url: impl Into<String>, upload_dir: impl Into<PathBuf>) -> Self {
         Self {
@@ -441,6 +467,8 @@ impl Settings {
             signup_per_hour: 10_000,
             signin_failures: 10,
             signin_per_ip: 1000,
+            signin_account_ceiling: 100,
+            ipv6_prefix: 64,
             uploads_per_hour: 1000,
             upload_quota_bytes: 1 << 30,
             header_timeout: Duration::from_secs(10),

@@ -87,7 +87,7 @@ pub const SIZE_BUCKETS: [f64; 12] = [
 /// Why a request or connection was refused by a limit, for `chatroom_refusals_total{reason}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// Too many sign-in attempts for one account.
+    /// Too many failed sign-ins at one account from one client address.
     SigninAccount,
     /// Too many sign-in attempts from one client address.
     SigninIp,
@@ -174,6 +174,11 @@ pub struct HttpMetrics {
     pub panics: Counter,
     /// Connections closed because their peer stopped reading.
     pub slow_consumers: Counter,
+    /// Connections closed, while they waited for a request's headers, to make room for new ones
+    /// under the global cap.
+    pub evicted: Counter,
+    /// Sign-in attempts that waited because their account was past its ceiling.
+    pub signin_delayed: Counter,
 }
 
 impl HttpMetrics {
@@ -204,6 +209,18 @@ impl HttpMetrics {
             slow_consumers: series.register(
                 "chatroom_slow_consumer_disconnects_total",
                 "Connections closed because the client stopped reading for the write timeout.",
+                Counter::default(),
+            ),
+            evicted: series.register(
+                "chatroom_connections_evicted_total",
+                "Connections waiting for a request's headers (new, or idle between requests) closed to \
+                 make room for new ones while the connection cap was full.",
+                Counter::default(),
+            ),
+            signin_delayed: series.register(
+                "chatroom_signin_delayed_total",
+                "Sign-in attempts slowed down because their account had too many failures from all \
+                 addresses.",
                 Counter::default(),
             ),
         }

@@ -1,11 +1,12 @@
 //! The client address behind reverse proxies.
 //!
-//! Every per-IP limit (connections, sign-ups, sign-ins) keys on the client's address. Directly
-//! connected, that is the TCP peer. Behind a proxy the peer is the proxy, and the client is named by
+//! Every per-IP limit (connections, sign-ups, sign-ins) keys on the client's address, as an
+//! [`AddrKey`]: an IPv4 address, or an IPv6 client's /64 (`--ipv6-prefix`). Directly connected,
+//! that is the TCP peer. Behind a proxy the peer is the proxy, and the client is named by
 //! the proxy in `X-Forwarded-For` (or `X-Real-IP`). Those headers are believed only when the peer is a
 //! configured trusted proxy (`--trusted-proxies`): anyone else could write any address there.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use axum::http::HeaderMap;
 
@@ -56,6 +57,34 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         IpAddr::V4(_) => ip,
+    }
+}
+
+/// What every per-address limit counts: an IPv4 address, or the IPv6 network of the address's first
+/// `ipv6_prefix` bits. An IPv6 host is usually given a whole /64, so counting its addresses apart
+/// would hand it billions of budgets; a network of 64 bits is one client.
+///
+/// Shown as the (masked) address, which is unique among keys made with one prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AddrKey(IpAddr);
+
+impl AddrKey {
+    /// The key of client address `ip` (IPv4-mapped IPv6 addresses count as their IPv4 address).
+    pub fn new(ip: IpAddr, ipv6_prefix: u8) -> Self {
+        match canonical(ip) {
+            IpAddr::V6(v6) => {
+                let bits = u32::from(ipv6_prefix.clamp(1, 128));
+                let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+                Self(IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask)))
+            }
+            v4 @ IpAddr::V4(_) => Self(v4),
+        }
+    }
+}
+
+impl std::fmt::Display for AddrKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
     }
 }
 
@@ -238,6 +267,30 @@ mod tests {
         assert_eq!(p.client_ip(ip("127.0.0.1"), &h), ip("10.0.0.3"));
         let h = headers(&[("x-forwarded-for", "")]);
         assert_eq!(p.client_ip(ip("127.0.0.1"), &h), ip("127.0.0.1"));
+    }
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_their_network() {
+        let key = |s: &str, prefix| AddrKey::new(ip(s), prefix);
+        // One /64: any address in it is one key.
+        assert_eq!(
+            key("2001:db8::1", 64),
+            key("2001:db8::ffff:ffff:ffff:ffff", 64)
+        );
+        assert_eq!(key("2001:db8:0:0:abcd::1", 64), key("2001:db8::", 64));
+        assert_eq!(key("2001:db8::1", 64).to_string(), "2001:db8::");
+        // The next /64 is another client.
+        assert_ne!(key("2001:db8::1", 64), key("2001:db8:0:1::1", 64));
+        // Other prefixes: /48 groups more, /128 counts every address.
+        assert_eq!(key("2001:db8:0:1::1", 48), key("2001:db8:0:ffff::1", 48));
+        assert_ne!(key("2001:db8::1", 128), key("2001:db8::2", 128));
+        assert_eq!(key("::1", 64), key("::2", 64));
+        assert_eq!(key("2001:db8::1", 1).to_string(), "::");
+        assert_eq!(key("8000::1", 1).to_string(), "8000::");
+        // IPv4, also seen through an IPv6 socket, is counted per address whatever the prefix.
+        assert_ne!(key("10.0.0.1", 64), key("10.0.0.2", 64));
+        assert_eq!(key("::ffff:10.0.0.1", 64), key("10.0.0.1", 64));
+        assert_eq!(key("::ffff:10.0.0.1", 64).to_string(), "10.0.0.1");
     }
 
     #[test]

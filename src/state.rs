@@ -42,9 +42,9 @@ pub struct AppState {
 /// Per-node rate limits.
 #[derive(Clone)]
 pub struct Limits {
-    /// Sign-ups per client IP.
+    /// Sign-ups per client address (per network for IPv6).
     pub signup: RateLimiter,
-    /// Sign-in attempts per account and per client IP.
+    /// Sign-in attempts per account and address pair and per client address, slowed per account.
     pub signin: SignInLimits,
     /// Robot questions per user.
     pub robot: RateLimiter,
@@ -69,6 +69,7 @@ impl AppState {
             signin: SignInLimits::new(
                 settings.signin_failures,
                 settings.signin_per_ip,
+                settings.signin_account_ceiling,
                 Duration::from_secs(15 * 60),
             ),
             robot: RateLimiter::new(30, Duration::from_secs(60)),

@@ -67,7 +67,8 @@ pub async fn signin(
     signed_in(&state, &user, "登录成功", &socket)
 }
 
-/// Checks a sign-in under the sign-in limits (per account and per client address).
+/// Checks a sign-in under the sign-in limits (per account and address pair, per client address,
+/// slowed per account).
 ///
 /// # Errors
 /// [`AppError::RateLimited`] past a limit; the sign-in's own refusal otherwise.
@@ -82,7 +83,7 @@ pub async fn check_sign_in(
         &state.hasher,
         &state.limits.signin,
         &state.metrics,
-        ip,
+        state.settings.addr_key(ip),
         name,
         password,
     )
@@ -100,12 +101,13 @@ fn signed_in(
     Ok((cookie, body).into_response())
 }
 
-/// Counts a sign-up from `ip`.
+/// Counts a sign-up from `ip` (its network for IPv6).
 ///
 /// # Errors
 /// [`AppError::RateLimited`] past the hourly limit.
 pub fn allow_signup(state: &AppState, ip: std::net::IpAddr) -> Result<(), AppError> {
-    if state.limits.signup.hit(&ip.to_string()) {
+    let key = state.settings.addr_key(ip).to_string();
+    if state.limits.signup.hit(&key) {
         Ok(())
     } else {
         Err(AppError::RateLimited)

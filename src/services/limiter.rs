@@ -1,15 +1,15 @@
-//! Fixed-window rate limits keyed by strings (an IP, an account, a user id), and the sign-in limits
-//! built on them.
+//! Fixed-window rate limits keyed by strings (an address, an account, a user id), and the sign-in
+//! limits built on them.
 //!
 //! Node-local and in memory: a limit on one node is enough to blunt password guessing and robot spam.
 //! The number of tracked keys is capped, so an attacker rotating keys cannot grow memory without bound.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::metrics::Refusal;
+use crate::proxy::AddrKey;
 
 const MAX_KEYS: usize = 100_000;
 
@@ -64,6 +64,28 @@ impl RateLimiter {
         entry.1 <= self.limit
     }
 
+    /// Counts a hit for `key` whatever its limit; returns its hits in the current window, or
+    /// `u32::MAX` when the table is full of live keys and cannot track it.
+    pub fn count(&self, key: &str) -> u32 {
+        let now = Instant::now();
+        let mut hits = self
+            .hits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if hits.len() >= MAX_KEYS && !hits.contains_key(key) {
+            hits.retain(|_, (start, _)| now.duration_since(*start) < self.window);
+            if hits.len() >= MAX_KEYS {
+                return u32::MAX;
+            }
+        }
+        let entry = hits.entry(key.to_owned()).or_insert((now, 0));
+        if now.duration_since(entry.0) >= self.window {
+            *entry = (now, 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+        entry.1
+    }
+
     /// Forgets `key` (e.g. after a successful sign-in).
     pub fn reset(&self, key: &str) {
         self.hits
@@ -110,33 +132,64 @@ impl RateLimiter {
     }
 }
 
-/// Sign-in attempts, limited per account and per client address.
+/// Sign-in attempts, limited per (account, client address) pair and per client address, and slowed
+/// down per account.
+///
+/// * **Per pair**: `per_pair` failed attempts at one account from one address (an IPv6 client's
+///   network, see [`AddrKey`]) per window; past it, that address is refused at that account. Its
+///   owner, signing in from anywhere else, is not: guessing at a name from one address cannot keep
+///   its owner out.
+/// * **Per address**: `per_ip` attempts per window across accounts, so one address cannot try a
+///   password on every account.
+/// * **Per account, a ceiling far above the pair budget**: failed attempts at one account from all
+///   addresses together. Past `ceiling` in a window, each further attempt at the account waits
+///   before its password is checked, 100 ms doubling every `ceiling / 4` further failures, at most
+///   [`MAX_SIGNIN_DELAY`]. Attempts are slowed, never refused, so the owner with the right password
+///   gets in (after at most that delay) while a guessing run spread over many addresses pays it on
+///   every guess.
 ///
 /// An attempt is counted **before** the password is checked (the check is slow on purpose), so
 /// parallel guesses are counted as they arrive instead of after they have all been checked. Once the
-/// attempt is settled: a success clears the account's count (its owner proved the password) and
-/// gives back the address's one attempt; a wrong password stays counted; a failure of ours gives both
-/// back.
+/// attempt is settled: a success clears the pair's count (its owner proved the password), and gives
+/// back the address's and the account's one attempt (it was no failure; the account's other
+/// failures stay counted, so the owner signing in does not lift a slow-down of guessers); a wrong
+/// password stays counted; a failure of ours gives all back.
+///
+/// Memory: each of the three tables holds at most 100 000 keys, and a key's window expires after
+/// `window`. A pair or address table full of live keys refuses new keys; a full account table
+/// counts a new account as past its ceiling (the longest delay), never as refused.
 #[derive(Clone)]
 pub struct SignInLimits {
-    account: RateLimiter,
+    pair: RateLimiter,
     ip: RateLimiter,
+    account: RateLimiter,
+    ceiling: u32,
 }
+
+/// The longest an attempt at an account past its ceiling waits before its password is checked.
+pub const MAX_SIGNIN_DELAY: Duration = Duration::from_secs(5);
+const FIRST_SIGNIN_DELAY: Duration = Duration::from_millis(100);
 
 /// A counted sign-in attempt. Dropping it leaves it counted (a failed attempt).
 #[must_use = "settle the attempt, or drop it to count it as failed"]
 pub struct SignInAttempt<'a> {
     limits: &'a SignInLimits,
+    pair: String,
     account: String,
     ip: String,
+    delay: Option<Duration>,
 }
 
 impl SignInLimits {
-    /// `per_account` attempts per account and `per_ip` per client address in each `window`.
-    pub fn new(per_account: u32, per_ip: u32, window: Duration) -> Self {
+    /// `per_pair` failed attempts per account and address, `per_ip` attempts per client address,
+    /// each in a `window`; attempts at an account with more than `ceiling` failures in a `window`
+    /// are slowed down.
+    pub fn new(per_pair: u32, per_ip: u32, ceiling: u32, window: Duration) -> Self {
         Self {
-            account: RateLimiter::new(per_account, window),
+            pair: RateLimiter::new(per_pair, window),
             ip: RateLimiter::new(per_ip, window),
+            account: RateLimiter::new(ceiling, window),
+            ceiling: ceiling.max(1),
         }
     }
 
@@ -144,34 +197,55 @@ impl SignInLimits {
     ///
     /// # Errors
     /// Which limit refuses it; a refused attempt is not counted.
-    pub fn begin(&self, ip: IpAddr, account: &str) -> Result<SignInAttempt<'_>, Refusal> {
+    pub fn begin(&self, ip: AddrKey, account: &str) -> Result<SignInAttempt<'_>, Refusal> {
         let ip = ip.to_string();
         if !self.ip.try_acquire(&ip) {
             return Err(Refusal::SigninIp);
         }
-        if !self.account.try_acquire(account) {
+        let pair = format!("{account} {ip}");
+        if !self.pair.try_acquire(&pair) {
             self.ip.release(&ip);
             return Err(Refusal::SigninAccount);
         }
+        let failures = self.account.count(account);
         Ok(SignInAttempt {
             limits: self,
+            pair,
             account: account.to_owned(),
             ip,
+            delay: signin_delay(failures, self.ceiling),
         })
     }
 }
 
+/// How long an attempt waits when its account has `failures` (this attempt included) in the
+/// window: nothing up to `ceiling`, then 100 ms doubling every `ceiling / 4` failures, at most
+/// [`MAX_SIGNIN_DELAY`].
+fn signin_delay(failures: u32, ceiling: u32) -> Option<Duration> {
+    let excess = failures.checked_sub(ceiling).filter(|e| *e > 0)?;
+    let doublings = (excess - 1) / (ceiling / 4).max(1);
+    let delay = FIRST_SIGNIN_DELAY.saturating_mul(1u32.checked_shl(doublings).unwrap_or(u32::MAX));
+    Some(delay.min(MAX_SIGNIN_DELAY))
+}
+
 impl SignInAttempt<'_> {
+    /// How long to wait before checking the password: `Some` when the account is past its ceiling.
+    pub fn delay(&self) -> Option<Duration> {
+        self.delay
+    }
+
     /// The password was right.
     pub fn succeeded(self) {
-        self.limits.account.reset(&self.account);
+        self.limits.pair.reset(&self.pair);
         self.limits.ip.release(&self.ip);
+        self.limits.account.release(&self.account);
     }
 
     /// The attempt could not be judged (our failure): it does not count.
     pub fn void(self) {
-        self.limits.account.release(&self.account);
+        self.limits.pair.release(&self.pair);
         self.limits.ip.release(&self.ip);
+        self.limits.account.release(&self.account);
     }
 }
 
@@ -200,23 +274,74 @@ mod tests {
         assert!(!limiter.try_acquire("a"));
     }
 
+    fn key(ip: [u8; 4]) -> AddrKey {
+        AddrKey::new(ip.into(), 64)
+    }
+
     #[test]
-    fn sign_in_attempts_count_per_account_and_per_address() {
-        let limits = SignInLimits::new(2, 3, Duration::from_secs(60));
-        let ip: IpAddr = [10, 0, 0, 1].into();
-        let other: IpAddr = [10, 0, 0, 2].into();
+    fn sign_in_attempts_count_per_account_and_address_pair_and_per_address() {
+        let limits = SignInLimits::new(2, 4, 100, Duration::from_secs(60));
+        let ip = key([10, 0, 0, 1]);
+        let other = key([10, 0, 0, 2]);
         drop(limits.begin(ip, "user:1").unwrap());
-        drop(limits.begin(other, "user:1").unwrap());
+        drop(limits.begin(ip, "user:1").unwrap());
         assert_eq!(
             limits.begin(ip, "user:1").err(),
             Some(Refusal::SigninAccount)
         );
-        // The refusal did not use up the address's budget.
-        drop(limits.begin(ip, "user:2").unwrap());
+        // Another address is not refused at that account, and a success there clears its pair only.
+        limits.begin(other, "user:1").unwrap().succeeded();
+        assert_eq!(
+            limits.begin(ip, "user:1").err(),
+            Some(Refusal::SigninAccount)
+        );
+        // The refusals did not use up the address's budget.
         limits.begin(ip, "user:3").unwrap().void();
         limits.begin(ip, "user:3").unwrap().succeeded();
         drop(limits.begin(ip, "user:4").unwrap());
-        assert_eq!(limits.begin(ip, "user:5").err(), Some(Refusal::SigninIp));
+        drop(limits.begin(ip, "user:5").unwrap());
+        assert_eq!(limits.begin(ip, "user:6").err(), Some(Refusal::SigninIp));
+    }
+
+    #[test]
+    fn attempts_past_the_account_ceiling_wait_longer_and_longer_but_are_not_refused() {
+        let limits = SignInLimits::new(1, 1000, 8, Duration::from_secs(60));
+        let mut delays = Vec::new();
+        for i in 0..40u8 {
+            let attempt = limits.begin(key([10, 0, 1, i]), "user:1").unwrap();
+            delays.push(attempt.delay().map(|d| d.as_millis()));
+        }
+        assert!(delays[..8].iter().all(Option::is_none), "{delays:?}");
+        assert_eq!(
+            delays[8..16],
+            [100, 100, 200, 200, 400, 400, 800, 800].map(Some)
+        );
+        assert_eq!(delays[39], Some(5000), "capped");
+        // A success waits like any attempt, and does not count as a failure.
+        let owner = limits.begin(key([10, 0, 2, 1]), "user:1").unwrap();
+        assert_eq!(owner.delay(), Some(Duration::from_secs(5)));
+        owner.succeeded();
+        let next = limits.begin(key([10, 0, 2, 2]), "user:1").unwrap();
+        assert_eq!(next.delay(), Some(Duration::from_secs(5)));
+        // Other accounts are not slowed.
+        assert_eq!(
+            limits.begin(key([10, 0, 2, 3]), "user:2").unwrap().delay(),
+            None
+        );
+    }
+
+    #[test]
+    fn the_delay_grows_and_is_capped() {
+        assert_eq!(signin_delay(100, 100), None);
+        assert_eq!(signin_delay(101, 100), Some(Duration::from_millis(100)));
+        assert_eq!(signin_delay(125, 100), Some(Duration::from_millis(100)));
+        assert_eq!(signin_delay(126, 100), Some(Duration::from_millis(200)));
+        assert_eq!(signin_delay(226, 100), Some(Duration::from_millis(3200)));
+        assert_eq!(signin_delay(251, 100), Some(MAX_SIGNIN_DELAY));
+        assert_eq!(signin_delay(u32::MAX, 100), Some(MAX_SIGNIN_DELAY));
+        assert_eq!(signin_delay(u32::MAX, 1), Some(MAX_SIGNIN_DELAY));
+        assert_eq!(signin_delay(2, 1), Some(Duration::from_millis(100)));
+        assert_eq!(signin_delay(3, 1), Some(Duration::from_millis(200)));
     }
 
     #[test]

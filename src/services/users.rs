@@ -7,12 +7,11 @@ use sea_orm::{
     QueryOrder, QuerySelect, Set, sea_query::Expr, sea_query::Func,
 };
 
-use std::net::IpAddr;
-
 use crate::auth::UserId;
 use crate::auth::password::PasswordHasher;
 use crate::error::{AppError, ResultExt};
 use crate::metrics::Metrics;
+use crate::proxy::AddrKey;
 use crate::services::limiter::SignInLimits;
 
 /// The longest name the v3 client lets users pick.
@@ -126,7 +125,8 @@ pub async fn sign_in<C: ConnectionTrait>(
 
 /// Checks a sign-in under `limits`: the attempt is counted against the account `login` names and
 /// the client address `ip` before the (deliberately slow) password check, so parallel guesses
-/// cannot all pass the limit; see [`SignInLimits`]. Refusals are counted in `metrics`.
+/// cannot all pass the limit; an attempt at an account past its ceiling of failures waits first.
+/// See [`SignInLimits`]. Refusals and waits are counted in `metrics`.
 ///
 /// # Errors
 /// [`AppError::RateLimited`] past a limit (the password is then not checked at all); otherwise as
@@ -136,7 +136,7 @@ pub async fn sign_in_limited<C: ConnectionTrait>(
     hasher: &PasswordHasher,
     limits: &SignInLimits,
     metrics: &Metrics,
-    ip: IpAddr,
+    ip: AddrKey,
     login: &str,
     password: &str,
 ) -> Result<user::Model, AppError> {
@@ -146,6 +146,11 @@ pub async fn sign_in_limited<C: ConnectionTrait>(
         metrics.refused(refusal);
         AppError::RateLimited
     })?;
+    if let Some(delay) = attempt.delay() {
+        // Dropped while waiting (the client gave up), the attempt stays counted as failed.
+        metrics.http.signin_delayed.inc();
+        tokio::time::sleep(delay).await;
+    }
     match check_sign_in_password(hasher, found, password).await {
         Ok(user) => {
             attempt.succeeded();

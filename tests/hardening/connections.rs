@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use chatroom::metrics::Refusal;
 use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
 use super::{connect_from, raw_request, read_until_closed};
 use crate::common::TestApp;
@@ -83,18 +84,29 @@ async fn a_slowloris_flood_from_one_address_cannot_starve_others() {
     assert_eq!(status, 200, "the address may connect again");
 }
 
+/// A request whose headers are complete and whose body is still on its way: being served.
+async fn half_sent_sign_in(from: [u8; 4], app: &TestApp, name: &str) -> (TcpStream, Vec<u8>) {
+    let body = serde_json::json!({"name": name, "password": "secret123"}).to_string();
+    let head = format!(
+        "POST /api/user/signin HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let mut c = connect_from(from, app.addr).await;
+    c.write_all(head.as_bytes()).await.unwrap();
+    let (first, rest) = body.as_bytes().split_at(5);
+    c.write_all(first).await.unwrap();
+    (c, rest.to_vec())
+}
+
 #[tokio::test]
 async fn the_global_cap_refuses_new_connections_and_recovers() {
-    let app = TestApp::spawn_with(|s| {
-        s.header_timeout = Duration::from_secs(2);
-        s.max_connections = 12;
-    })
-    .await;
+    let app = TestApp::spawn_with(|s| s.max_connections = 12).await;
+    // Twelve requests being served (headers complete, bodies on their way) fill the cap: they are
+    // never dropped to make room, so a thirteenth connection is refused.
     let mut held = Vec::new();
     for i in 0..12u8 {
-        let mut c = connect_from([127, 0, 1, i + 1], app.addr).await;
-        c.write_all(STUCK).await.unwrap();
-        held.push(c);
+        held.push(half_sent_sign_in([127, 0, 1, i + 1], &app, "holder").await);
     }
     until_open(&app, 12).await;
     let mut over = connect_from([127, 0, 2, 1], app.addr).await;
@@ -106,15 +118,80 @@ async fn the_global_cap_refuses_new_connections_and_recovers() {
         "{reply:?}"
     );
     assert_eq!(app.state.metrics.refusals(Refusal::ConnectionCap), 1);
-    for c in &mut held {
-        assert!(
-            read_until_closed(c, Duration::from_secs(30))
-                .await
-                .is_some()
-        );
+    // The held requests were not disturbed: each finishes and is answered.
+    for (c, rest) in &mut held {
+        c.write_all(rest).await.unwrap();
+        let reply = read_until_closed(c, Duration::from_secs(30))
+            .await
+            .expect("answered and closed");
+        let text = String::from_utf8_lossy(&reply);
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     }
     let (status, _) = raw_request(&mut connect_from([127, 0, 2, 1], app.addr).await, HEALTHZ).await;
     assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn unfinished_requests_from_many_addresses_make_room_oldest_first() {
+    // Issue 20 item 5: 40 addresses × 60 unfinished requests, each address under its cap, used to
+    // fill `--max-connections` and answer every other client `503`. Scaled down: 8 × 10 on a cap of 40.
+    let app = TestApp::spawn_with(|s| {
+        s.max_connections = 40;
+        s.max_connections_per_ip = 10;
+    })
+    .await;
+    let user = app.signup("resident").await;
+    // Established before the flood: a socket.io client over WebSocket, and a request being served.
+    let sock = app
+        .try_sio(
+            Auth::Payload(&user.token),
+            rust_socketio::TransportType::Websocket,
+        )
+        .await
+        .expect("socket connects");
+    let (mut serving, rest) = half_sent_sign_in([127, 0, 0, 5], &app, "resident").await;
+
+    let mut stuck = Vec::new();
+    for a in 0..8u8 {
+        for _ in 0..10 {
+            let mut c = connect_from([127, 0, 3, a + 1], app.addr).await;
+            let _ = c.write_all(STUCK).await;
+            stuck.push(c);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The cap is full of unfinished requests, yet other clients are served...
+    for _ in 0..10 {
+        let (status, body) =
+            raw_request(&mut connect_from([127, 0, 0, 9], app.addr).await, HEALTHZ).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // ...because the oldest unfinished requests were closed to make room, and only those.
+    let evicted = app.state.metrics.http.evicted.get();
+    // 80 stuck, the sign-up's idle keep-alive connection and 10 probes passed through a cap of 40.
+    assert!(evicted >= 40, "{evicted} evicted");
+    assert_eq!(app.state.metrics.refusals(Refusal::ConnectionCap), 0);
+    assert!(
+        read_until_closed(&mut stuck[0], Duration::from_secs(5))
+            .await
+            .is_some(),
+        "the oldest unfinished request is closed"
+    );
+    // The socket and the request being served were never dropped for them.
+    let ack = sock
+        .ack("room", serde_json::json!({"roomid": "room1"}))
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    serving.write_all(&rest).await.unwrap();
+    let reply = read_until_closed(&mut serving, Duration::from_secs(30))
+        .await
+        .expect("answered and closed");
+    let text = String::from_utf8_lossy(&reply);
+    assert!(
+        text.starts_with("HTTP/1.1 200") && text.contains("\"token\""),
+        "{text}"
+    );
+    sock.disconnect().await;
 }
 
 #[tokio::test]

@@ -147,6 +147,12 @@ chatroom_writer_commit_seconds_count
 # HELP chatroom_slow_consumer_disconnects_total Connections closed because the client stopped reading for the write timeout.
 # TYPE chatroom_slow_consumer_disconnects_total counter
 chatroom_slow_consumer_disconnects_total
+# HELP chatroom_connections_evicted_total Connections waiting for a request's headers (new, or idle between requests) closed to make room for new ones while the connection cap was full.
+# TYPE chatroom_connections_evicted_total counter
+chatroom_connections_evicted_total
+# HELP chatroom_signin_delayed_total Sign-in attempts slowed down because their account had too many failures from all addresses.
+# TYPE chatroom_signin_delayed_total counter
+chatroom_signin_delayed_total
 # HELP process_open_fds Open file descriptors.
 # TYPE process_open_fds gauge
 process_open_fds
