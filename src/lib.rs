@@ -3,10 +3,13 @@
 //! # Layout
 //! * [`routes`]   – route tables only (`routes/api.rs`, `routes/web.rs`, `routes/websocket.rs`), Laravel-style.
 //! * [`api`]      – axum handlers: extract, call a service, shape the reply for the client's envelope.
-//! * [`socket`]   – the Socket.IO adapter: connect, the ordered inbox, event handlers, socket auth,
-//!   old-client compat.
-//! * [`realtime`] – the transport-neutral core both adapters call: posting messages (writer and
-//!   announcer), presence, unread counts, the Pusher.
+//! * [`socket`]   – the Socket.IO adapter: the engine's configuration, connect, the event table run
+//!   for each socket, event handlers, socket auth, old-client compat.
+//! * [`realtime`] – the transport-neutral core both adapters call, through [`realtime::Realtime`]:
+//!   where a token becomes a user ([`realtime::identity`]), where a user enters a room
+//!   ([`realtime::membership`]), where a socket's event is admitted and handled in order
+//!   ([`realtime::inbox`]); posting messages (writer and announcer), presence, unread counts, the
+//!   Pusher.
 //! * [`services`] – business logic over sea-orm; no framework types.
 //! * [`wire`]     – the JSON shapes clients read, over both transports.
 //! * [`auth`]     – the `Authenticatable` contract, tokens, passwords, where requests carry credentials,
