@@ -33,7 +33,7 @@ impl From<&user::Model> for UserInfo {
 }
 
 /// Another user as lists show them (`{_id, name, src}`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct PublicUser {
     #[serde(rename = "_id")]
     pub id: String,
@@ -98,7 +98,7 @@ pub struct HotUser {
 }
 
 /// An entry of `/api/friend/list` (and of the `friend` socket event).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct FriendView {
     #[serde(rename = "_id")]
     pub id: String,

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::envelope::{ApiResult, V3};
 use super::extract::{AuthUser, Body, MaybeUser};
@@ -68,7 +68,7 @@ async fn push_friend_list(state: &AppState, user: i64) {
     match friends::list(&state.db, user).await {
         Ok(entries) => {
             let data: Vec<FriendView> = entries.iter().map(FriendView::from).collect();
-            let event = Outbound::Friends(json!(data));
+            let event = Outbound::Friends(data);
             state
                 .realtime
                 .pusher()

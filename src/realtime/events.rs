@@ -11,18 +11,19 @@
 //! An [`Encoded`] event holds each dialect's JSON, written on first use and then reused for every
 //! recipient of that dialect: a message's room broadcast and its sender's echo share one encoding.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 use serde::Serialize;
+use serde_json::json;
 use serde_json::value::RawValue;
-use serde_json::{Value, json};
 
 use super::dialect::Dialect;
 use crate::error::AppError;
 use crate::services::messages::StoredMessage;
 use crate::services::rooms::Rooms;
 use crate::services::users::Author;
-use crate::wire::{LegacyMessage, V3Message};
+use crate::wire::{FriendView, LegacyMessage, V3Message};
 
 /// Something to tell clients.
 #[derive(Debug, Clone)]
@@ -38,8 +39,8 @@ pub enum Outbound {
     },
     /// Unread counts of some rooms.
     Unread(Vec<(Arc<str>, u64)>),
-    /// The recipient's friend list (already in its client shape).
-    Friends(Value),
+    /// The recipient's friend list.
+    Friends(Vec<FriendView>),
     /// A refused event.
     Notice { event: String, error: Refusal },
 }
@@ -253,15 +254,60 @@ fn presence(dialect: Dialect, room: &str, members: &[Author]) -> Box<RawValue> {
     }
 }
 
-/// The acknowledgement of an event that was handled.
-pub fn ack_ok(id: Option<i64>) -> Value {
-    match id {
-        Some(id) => json!({ "ok": true, "id": id }),
-        None => json!({ "ok": true }),
+/// An acknowledgement, as both clients read it.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Ack {
+    /// `{ok: true}`, or `{ok: true, id}` for a stored message.
+    Done {
+        ok: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<i64>,
+    },
+    /// `{ok: true, rooms}`: what `sync` found, room by room.
+    Synced {
+        ok: bool,
+        rooms: BTreeMap<String, SyncedRoom>,
+    },
+    /// `{ok: false, error, code}`.
+    Refused {
+        ok: bool,
+        error: String,
+        code: &'static str,
+    },
+}
+
+impl Ack {
+    /// An event handled; `id` is a stored message's.
+    pub fn done(id: Option<i64>) -> Self {
+        Self::Done { ok: true, id }
+    }
+
+    /// `sync`'s answer.
+    pub fn synced(rooms: BTreeMap<String, SyncedRoom>) -> Self {
+        Self::Synced { ok: true, rooms }
+    }
+
+    /// An event refused.
+    pub fn refused(error: &Refusal) -> Self {
+        Self::Refused {
+            ok: false,
+            error: error.message.clone(),
+            code: error.code,
+        }
     }
 }
 
-/// The acknowledgement of a refused event.
-pub fn ack_refused(error: &Refusal) -> Value {
-    json!({ "ok": false, "error": error.message, "code": error.code })
+/// One room of a `sync` answer.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum SyncedRoom {
+    /// The messages after the client's newest, oldest first; or none and `resync: true` when there
+    /// were too many (the client reloads the room's history).
+    Missed {
+        messages: Vec<V3Message>,
+        resync: bool,
+    },
+    /// This room could not be read.
+    Refused { error: String, code: &'static str },
 }

@@ -16,7 +16,7 @@
 //!
 //! An idle socket costs a few hundred bytes here, not a task and a channel.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -27,7 +27,7 @@ use socketioxide::extract::{AckSender, SocketRef};
 use socketioxide::socket::Sid;
 
 use super::conn::Conn;
-use super::events::{Outbound, Refusal, ack_ok, ack_refused};
+use super::events::{Ack, Outbound, Refusal, SyncedRoom};
 use super::{Binding, Pusher, Realtime, Receipt, Target};
 use crate::auth::UserId;
 use crate::error::AppError;
@@ -63,8 +63,8 @@ pub enum Inbound {
 pub enum Reply {
     /// `{ok: true}`.
     Done,
-    /// `{ok: true, …}` with these fields (`ok` is added).
-    With(serde_json::Map<String, Value>),
+    /// `{ok: true, rooms}`: what `sync` found.
+    Synced(BTreeMap<String, SyncedRoom>),
     /// `{ok: true, id}` once the message is stored and delivered, or a refusal if that fails.
     Pending(Receipt),
 }
@@ -288,7 +288,7 @@ impl Realtime {
             let event: String = name.chars().take(40).collect();
             tracing::debug!(sid = %socket.id, event, "refused an unknown event");
             let error = AppError::invalid("未知事件");
-            send_ack(socket.id, ack, &ack_refused(&Refusal::from(&error)));
+            send_ack(socket.id, ack, &Ack::refused(&Refusal::from(&error)));
             return None;
         }
         let notice = |event: String, error: AppError| Notice {
@@ -300,7 +300,7 @@ impl Realtime {
         if !conn.inbox.allow_event() {
             metrics.event_rate.inc();
             let error = AppError::RateLimited;
-            send_ack(socket.id, ack, &ack_refused(&Refusal::from(&error)));
+            send_ack(socket.id, ack, &Ack::refused(&Refusal::from(&error)));
             if conn.inbox.flood_notice_due() {
                 tracing::warn!(sid = %socket.id, "socket over its event rate");
                 return Some(notice(name, error));
@@ -313,7 +313,7 @@ impl Realtime {
             return None;
         };
         let error = AppError::Unavailable;
-        send_ack(socket.id, ack, &ack_refused(&Refusal::from(&error)));
+        send_ack(socket.id, ack, &Ack::refused(&Refusal::from(&error)));
         if conn.inbox.lock().stopping {
             // Shutdown: answered here, since the inbox takes nothing more; told as a notice too.
             metrics.shutting_down.inc();
@@ -325,7 +325,7 @@ impl Realtime {
     }
 }
 
-type PendingReply = Pin<Box<dyn Future<Output = (AckSender, Value)> + Send>>;
+type PendingReply = Pin<Box<dyn Future<Output = (AckSender, Ack)> + Send>>;
 
 /// Handles `conn`'s inbox until it is empty and every reply is sent.
 async fn drain(socket: SocketRef, conn: Arc<Conn>) {
@@ -366,15 +366,12 @@ async fn handle(
             let pusher = core.pusher().clone();
             let sid = socket.id;
             let reply: PendingReply = match result {
-                Ok(Reply::Done) => Box::pin(async move { (ack, ack_ok(None)) }),
-                Ok(Reply::With(mut fields)) => {
-                    fields.insert("ok".into(), Value::Bool(true));
-                    Box::pin(async move { (ack, Value::Object(fields)) })
-                }
+                Ok(Reply::Done) => Box::pin(async move { (ack, Ack::done(None)) }),
+                Ok(Reply::Synced(rooms)) => Box::pin(async move { (ack, Ack::synced(rooms)) }),
                 Ok(Reply::Pending(receipt)) => Box::pin(async move {
                     let outcome = receipt.await.unwrap_or(Err(AppError::Unavailable));
                     let reply = match outcome {
-                        Ok(saved) => ack_ok(Some(saved.message().message.id)),
+                        Ok(saved) => Ack::done(Some(saved.message().message.id)),
                         Err(error) => refuse(&pusher, sid, &name, &error).await,
                     };
                     (ack, reply)
@@ -412,7 +409,7 @@ async fn handle(
 
 /// Sends an acknowledgement; one that cannot be sent (the socket is gone or its buffer is full) is
 /// logged, since the client will not hear the outcome.
-pub fn send_ack(sid: Sid, ack: AckSender, reply: &Value) {
+pub fn send_ack(sid: Sid, ack: AckSender, reply: &Ack) {
     if let Err(e) = ack.send(reply) {
         tracing::debug!(%sid, error = %e, "an acknowledgement could not be sent");
     }
@@ -420,14 +417,14 @@ pub fn send_ack(sid: Sid, ack: AckSender, reply: &Value) {
 
 /// Tells the socket `sid` that its `event` was refused (`notice`), and returns the refusing
 /// acknowledgement.
-pub async fn refuse(pusher: &Pusher, sid: Sid, event: &str, error: &AppError) -> Value {
+pub async fn refuse(pusher: &Pusher, sid: Sid, event: &str, error: &AppError) -> Ack {
     if error.is_internal() {
         tracing::error!(%sid, event, %error, "event failed");
     } else {
         tracing::debug!(%sid, event, %error, "event refused");
     }
     let refusal = Refusal::from(error);
-    let reply = ack_refused(&refusal);
+    let reply = Ack::refused(&refusal);
     let notice = Outbound::Notice {
         event: event.to_owned(),
         error: refusal,

@@ -1,7 +1,7 @@
 //! Event handlers: check who is asking, call the realtime core and services, reply. Identity always
 //! comes from the socket's binding; identity fields in payloads are only compared against it.
 
-use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
 
 use super::Ctx;
 use super::auth::SocketAuthenticatable;
@@ -11,7 +11,7 @@ use super::payloads::{
 use super::router::{HandlerResult, Reply};
 use crate::auth::request::usable;
 use crate::error::{AppError, LOGIN_REQUIRED};
-use crate::realtime::events::Outbound;
+use crate::realtime::events::{Outbound, Refusal, SyncedRoom};
 use crate::realtime::{Dialect, Origin, identity};
 use crate::services::messages;
 use crate::services::rooms::Room;
@@ -126,21 +126,22 @@ pub async fn sync(ctx: Ctx, event: SyncEvent) -> HandlerResult {
         return Err(AppError::Invalid(format!("最多同步{SYNC_ROOMS}个房间")));
     }
     let reader = ctx.conn.user_id();
-    let mut rooms = Map::new();
+    let mut rooms = BTreeMap::new();
     for (roomid, last) in &event.rooms {
         let entry = match sync_room(&ctx, reader, roomid, last.text()).await {
             Ok(entry) => entry,
             Err(e) if e.is_internal() => return Err(e),
             Err(e) => {
-                let refusal = crate::realtime::events::Refusal::from(&e);
-                json!({ "error": refusal.message, "code": refusal.code })
+                let refusal = Refusal::from(&e);
+                SyncedRoom::Refused {
+                    error: refusal.message,
+                    code: refusal.code,
+                }
             }
         };
         rooms.insert(roomid.clone(), entry);
     }
-    let mut reply = Map::new();
-    reply.insert("rooms".into(), Value::Object(rooms));
-    Ok(Reply::With(reply))
+    Ok(Reply::Synced(rooms))
 }
 
 async fn sync_room(
@@ -148,7 +149,7 @@ async fn sync_room(
     reader: Option<crate::auth::UserId>,
     roomid: &str,
     last: Option<&str>,
-) -> Result<Value, AppError> {
+) -> Result<SyncedRoom, AppError> {
     let room = ctx
         .state
         .rooms
@@ -165,15 +166,15 @@ async fn sync_room(
             .filter(|id| *id >= 0)
             .ok_or_else(|| AppError::invalid("消息 id 无效"))?,
     };
-    Ok(
-        match messages::since(&ctx.state.db, &room, after, SYNC_LIMIT).await? {
-            Some(missed) => {
-                let missed: Vec<V3Message> = missed.iter().map(V3Message::from).collect();
-                json!({ "messages": missed, "resync": false })
-            }
-            None => json!({ "messages": [], "resync": true }),
-        },
-    )
+    let missed = messages::since(&ctx.state.db, &room, after, SYNC_LIMIT).await?;
+    Ok(SyncedRoom::Missed {
+        resync: missed.is_none(),
+        messages: missed
+            .unwrap_or_default()
+            .iter()
+            .map(V3Message::from)
+            .collect(),
+    })
 }
 
 /// The bound user, after checking the payload does not claim to be someone else and the socket's token
