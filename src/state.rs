@@ -59,33 +59,39 @@ impl AppState {
     /// Must run inside a Tokio runtime (it starts the message writer).
     pub fn new(settings: Settings, db: DatabaseConnection, engine: Engine) -> anyhow::Result<Self> {
         let quota = UploadQuota {
-            per_hour: settings.uploads_per_hour,
-            bytes: settings.upload_quota_bytes,
+            per_hour: settings.uploads.per_hour,
+            bytes: settings.uploads.quota_bytes,
         };
         let uploads =
-            UploadStore::with_quota(&settings.upload_dir, settings.upload_max_bytes, quota)?;
+            UploadStore::with_quota(&settings.uploads.dir, settings.uploads.max_bytes, quota)?;
         let limits = Limits {
-            signup: RateLimiter::new(settings.signup_per_hour, Duration::from_secs(3600)),
+            signup: RateLimiter::new(settings.auth.signup_per_hour, Duration::from_secs(3600)),
             signin: SignInLimits::new(
-                settings.signin_failures,
-                settings.signin_per_ip,
-                settings.signin_account_ceiling,
+                settings.auth.signin_failures,
+                settings.auth.signin_per_ip,
+                settings.auth.signin_account_ceiling,
                 Duration::from_secs(15 * 60),
             ),
             robot: RateLimiter::new(30, Duration::from_secs(60)),
         };
-        let rooms = Arc::new(Rooms::new(settings.rooms.clone()));
+        let rooms = Arc::new(Rooms::new(settings.realtime.rooms.clone()));
         let metrics = Arc::new(Metrics::new());
         let realtime = Realtime::new(&settings, engine, db.clone(), rooms.clone(), &metrics);
         Ok(Self {
             db,
             realtime,
-            tokens: TokenService::new(&settings.token_secret, settings.token_ttl),
-            hasher: PasswordHasher::new(settings.bcrypt_cost),
+            tokens: TokenService::new(settings.auth.token_secret.expose(), settings.auth.token_ttl),
+            hasher: PasswordHasher::new(settings.auth.bcrypt_cost),
             rooms,
             uploads,
             upload_permits: Arc::new(Semaphore::new(CONCURRENT_UPLOADS)),
-            robot: Robot::new(settings.robot_url.clone())?,
+            robot: Robot::new(
+                settings
+                    .realtime
+                    .robot_url
+                    .as_ref()
+                    .map(|url| url.expose().to_owned()),
+            )?,
             limits,
             metrics,
             settings: Arc::new(settings),

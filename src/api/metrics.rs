@@ -24,8 +24,10 @@ pub async fn metrics(
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    let token_ok = match (&state.settings.metrics_token, presented) {
-        (Some(expected), Some(given)) => same(expected.as_bytes(), given.trim().as_bytes()),
+    let token_ok = match (&state.settings.http.metrics_token, presented) {
+        (Some(expected), Some(given)) => {
+            same(expected.expose().as_bytes(), given.trim().as_bytes())
+        }
         _ => false,
     };
     if !local && !token_ok {

@@ -83,7 +83,7 @@ pub async fn check_sign_in(
         &state.hasher,
         &state.limits.signin,
         &state.metrics,
-        state.settings.addr_key(ip),
+        state.settings.http.addr_key(ip),
         name,
         password,
     )
@@ -106,7 +106,7 @@ fn signed_in(
 /// # Errors
 /// [`AppError::RateLimited`] past the hourly limit.
 pub fn allow_signup(state: &AppState, ip: std::net::IpAddr) -> Result<(), AppError> {
-    let key = state.settings.addr_key(ip).to_string();
+    let key = state.settings.http.addr_key(ip).to_string();
     if state.limits.signup.hit(&key) {
         Ok(())
     } else {
@@ -130,7 +130,7 @@ pub async fn logout<E: Envelope>(
     if let Some(sid) = socket.0 {
         state.realtime.release(&sid, user.id);
     }
-    let cookie = clear_auth_cookie(state.settings.cookie_secure);
+    let cookie = clear_auth_cookie(state.settings.http.cookie_secure);
     let body = E::ok(json!({ "data": "已退出登录", "message": "已退出登录" }));
     Ok((AppendHeaders([(SET_COOKIE, cookie)]), body).into_response())
 }
@@ -143,7 +143,7 @@ pub struct LogoutForm {
 
 /// `GET /api/user/vipuser`: the configured VIP users.
 pub async fn vip(State(state): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
-    let users = users::by_names(&state.db, &state.settings.vip_users).await?;
+    let users = users::by_names(&state.db, &state.settings.realtime.vip_users).await?;
     let data: Vec<PublicUser> = users.iter().map(PublicUser::from).collect();
     Ok(V3::data(data))
 }

@@ -31,7 +31,7 @@ const OWN_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; 
 /// production bundle connects to this server only when `debug` appears in the page URL; served without
 /// a trailing slash, its relative `static/…` links still resolve to `/static/…`.
 pub async fn index(State(state): State<AppState>) -> Response {
-    let Some(dir) = &state.settings.static_dir else {
+    let Some(dir) = &state.settings.http.static_dir else {
         return embedded("index.html").unwrap_or_else(|| StatusCode::NOT_FOUND.into_response());
     };
     match tokio::fs::read(dir.join("index.html")).await {

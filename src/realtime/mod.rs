@@ -149,13 +149,13 @@ impl Realtime {
         let writer = MessageWriter::spawn(
             db.clone(),
             WriterConfig {
-                capacity: settings.message_queue,
+                capacity: settings.realtime.message_queue,
                 ..WriterConfig::default()
             },
             committed_tx,
         );
-        let cluster = settings.redis_url.as_deref().and_then(|url| {
-            cluster::start(url, &settings.redis_prefix, metrics)
+        let cluster = settings.cluster.redis_url.as_ref().and_then(|url| {
+            cluster::start(url.expose(), &settings.cluster.redis_prefix, metrics)
                 .inspect_err(|e| tracing::error!(error = %e, "cannot use the Redis URL"))
                 .ok()
         });
@@ -164,7 +164,7 @@ impl Realtime {
             .clone()
             .map(|bus| Arc::new(bus) as Arc<dyn pusher::Publish>);
         let pusher = Pusher::new(io.clone(), rooms.clone(), publish);
-        let presence = Arc::new(PresenceHub::new(settings.presence_max_members));
+        let presence = Arc::new(PresenceHub::new(settings.realtime.presence_max_members));
         let unread = Arc::new(UnreadHub::default());
         if let Some((bus, starter)) = cluster {
             presence.observe(Box::new(move |change| bus.presence(change)));
@@ -187,9 +187,9 @@ impl Realtime {
             announcer: Mutex::new(None),
             accepting: AtomicBool::new(true),
             transports_closed: watch::channel(false).0,
-            messages_per_second: settings.socket_events_per_second,
-            max_sockets_per_user: settings.max_sockets_per_user,
-            queue_capacity: settings.message_queue,
+            messages_per_second: settings.realtime.socket_events_per_second,
+            max_sockets_per_user: settings.realtime.max_sockets_per_user,
+            queue_capacity: settings.realtime.message_queue,
             senders: Mutex::new(HashMap::new()),
             metrics: RealtimeMetrics::new(metrics),
             bus,
