@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sea_orm::DatabaseConnection;
-use tokio::sync::Semaphore;
 
 use crate::auth::password::PasswordHasher;
 use crate::auth::token::TokenService;
@@ -17,9 +16,6 @@ use crate::services::robot::Robot;
 use crate::services::rooms::Rooms;
 use crate::services::uploads::{UploadQuota, UploadStore};
 
-/// Uploads being checked at once; each holds at most one file in memory.
-const CONCURRENT_UPLOADS: usize = 8;
-
 /// Everything handlers share. Cheap to clone: every field is a handle.
 #[derive(Clone)]
 pub struct AppState {
@@ -28,8 +24,8 @@ pub struct AppState {
     pub tokens: TokenService,
     pub hasher: PasswordHasher,
     pub rooms: Arc<Rooms>,
+    /// Uploaded images, their quotas, and the permits to read one into memory.
     pub uploads: UploadStore,
-    pub upload_permits: Arc<Semaphore>,
     pub robot: Robot,
     pub limits: Limits,
     /// Sockets, presence, the Pusher and the message writer.
@@ -84,7 +80,6 @@ impl AppState {
             hasher: PasswordHasher::new(settings.auth.bcrypt_cost),
             rooms,
             uploads,
-            upload_permits: Arc::new(Semaphore::new(CONCURRENT_UPLOADS)),
             robot: Robot::new(
                 settings
                     .realtime

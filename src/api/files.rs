@@ -172,11 +172,7 @@ async fn receive(
     };
     let mut multipart =
         multipart.map_err(|_| AppError::invalid("请以 multipart/form-data 上传图片"))?;
-    let _permit = state
-        .upload_permits
-        .acquire()
-        .await
-        .map_err(|_| AppError::Unavailable)?;
+    let _permit = state.uploads.permit().await?;
     let mut form = UploadForm::default();
     while let Some(mut field) = multipart
         .next_field()
