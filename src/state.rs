@@ -1,7 +1,6 @@
 //! Shared application state handed to every handler.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sea_orm::DatabaseConnection;
@@ -32,7 +31,6 @@ pub struct AppState {
     pub realtime: Realtime,
     /// Counters and gauges served at `/metrics`.
     pub metrics: Arc<Metrics>,
-    draining: Arc<AtomicBool>,
 }
 
 /// Per-node rate limits.
@@ -90,17 +88,17 @@ impl AppState {
             limits,
             metrics,
             settings: Arc::new(settings),
-            draining: Arc::default(),
         })
     }
 
-    /// Marks the node as shutting down: readiness fails from now on.
+    /// Marks the node as shutting down: readiness fails and new messages are refused from now on
+    /// (the core's shutdown phase, [`Realtime::stop_accepting`]).
     pub fn start_draining(&self) {
-        self.draining.store(true, Ordering::SeqCst);
+        self.realtime.stop_accepting();
     }
 
-    /// Whether the node is shutting down.
+    /// Whether the node is shutting down (the core no longer takes messages).
     pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::SeqCst)
+        !self.realtime.is_accepting()
     }
 }

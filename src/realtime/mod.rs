@@ -230,9 +230,16 @@ impl Realtime {
         &self.inner.metrics
     }
 
-    /// Whether new messages are taken (false while shutting down).
+    /// Whether new messages are taken (false while shutting down). This is the node's one shutdown
+    /// phase: readiness (`/readyz`) reads it too.
     pub fn is_accepting(&self) -> bool {
         self.inner.accepting.load(Ordering::SeqCst)
+    }
+
+    /// Enters the shutdown phase: new messages are refused with `unavailable` and readiness fails.
+    /// [`shutdown`](Self::shutdown) starts with it.
+    pub fn stop_accepting(&self) {
+        self.inner.accepting.store(false, Ordering::SeqCst);
     }
 
     /// Whether this node is one of several, and if so whether it reaches the others: `Some(false)`
@@ -344,7 +351,7 @@ impl Realtime {
     /// one, writes the read marks, sends every socket the replies it is owed and a Socket.IO
     /// DISCONNECT, then closes every transport.
     pub async fn shutdown(&self) {
-        self.inner.accepting.store(false, Ordering::SeqCst);
+        self.stop_accepting();
         self.inner.writer.close().await;
         let announcer = self
             .inner
