@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::FromRef;
 use sea_orm::DatabaseConnection;
 
 use crate::auth::password::PasswordHasher;
@@ -15,8 +16,10 @@ use crate::services::robot::Robot;
 use crate::services::rooms::Rooms;
 use crate::services::uploads::{UploadQuota, UploadStore};
 
-/// Everything handlers share. Cheap to clone: every field is a handle.
-#[derive(Clone)]
+/// Everything handlers share. Cheap to clone: every field is a handle. A handler that needs one or
+/// two of them takes those as sub-states (`State<DatabaseConnection>`, `State<Arc<Settings>>`, …,
+/// through the derived `FromRef`).
+#[derive(Clone, FromRef)]
 pub struct AppState {
     pub db: DatabaseConnection,
     pub settings: Arc<Settings>,
@@ -95,10 +98,5 @@ impl AppState {
     /// (the core's shutdown phase, [`Realtime::stop_accepting`]).
     pub fn start_draining(&self) {
         self.realtime.stop_accepting();
-    }
-
-    /// Whether the node is shutting down (the core no longer takes messages).
-    pub fn is_draining(&self) -> bool {
-        !self.realtime.is_accepting()
     }
 }

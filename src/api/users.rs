@@ -1,9 +1,12 @@
 //! v3 account endpoints: `/api/user/*`.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::header::SET_COOKIE;
 use axum::response::{AppendHeaders, IntoResponse, Response};
+use sea_orm::DatabaseConnection;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -11,6 +14,7 @@ use super::envelope::{ApiResult, Envelope, V3};
 use super::extract::{AuthUser, BearerToken, Body, ClientIp, EngineSession, Query, authenticate};
 use super::session;
 use crate::auth::request::{clear_auth_cookie, usable};
+use crate::config::Settings;
 use crate::error::AppError;
 use crate::services::{sessions, users};
 use crate::state::AppState;
@@ -142,8 +146,11 @@ pub struct LogoutForm {
 }
 
 /// `GET /api/user/vipuser`: the configured VIP users.
-pub async fn vip(State(state): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
-    let users = users::by_names(&state.db, &state.settings.realtime.vip_users).await?;
+pub async fn vip(
+    State(db): State<DatabaseConnection>,
+    State(settings): State<Arc<Settings>>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let users = users::by_names(&db, &settings.realtime.vip_users).await?;
     let data: Vec<PublicUser> = users.iter().map(PublicUser::from).collect();
     Ok(V3::data(data))
 }
