@@ -17,7 +17,7 @@ use super::extract::{BearerToken, authenticate};
 use crate::auth::request::usable;
 use crate::error::AppError;
 use crate::metrics::Refusal;
-use crate::services::messages::{Kind, NewMessage};
+use crate::services::messages;
 use crate::services::uploads::{StoredFile, UploadTicket};
 use crate::services::users::{self, Author};
 use crate::state::AppState;
@@ -65,16 +65,13 @@ async fn legacy_image(
         .filter(|r| r.admits(user.id))
         .ok_or_else(|| AppError::invalid("无效的房间"))?;
     let stored = store(state, ticket, &form.file.unwrap_or_default()).await?;
-    let new = NewMessage {
-        sender: user.id,
-        room,
-        kind: Kind::Image,
-        body: String::new(),
-        image: stored.url.clone(),
-        client_id: None,
+    // Composed, stored and announced like a socket message: the room sees the picture at once.
+    let max_chars = state.settings.realtime.message_max_chars;
+    let posted = match messages::compose(user.id, room, "", &stored.url, None, max_chars) {
+        Ok(new) => state.realtime.store(new, Author::from(&user), None).await,
+        Err(e) => Err(e),
     };
-    // Stored and announced like a socket message: the room sees the picture at once.
-    if let Err(e) = state.realtime.store(new, Author::from(&user), None).await {
+    if let Err(e) = posted {
         state.uploads.discard(&stored).await;
         return Err(e.into());
     }

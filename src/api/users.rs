@@ -105,17 +105,12 @@ fn signed_in(
     Ok((cookie, body).into_response())
 }
 
-/// Counts a sign-up from `ip` (its network for IPv6).
+/// Counts a sign-up from `ip` (its network for IPv6) against the hourly limit.
 ///
 /// # Errors
 /// [`AppError::RateLimited`] past the hourly limit.
 pub fn allow_signup(state: &AppState, ip: std::net::IpAddr) -> Result<(), AppError> {
-    let key = state.settings.http.addr_key(ip).to_string();
-    if state.limits.signup.hit(&key) {
-        Ok(())
-    } else {
-        Err(AppError::RateLimited)
-    }
+    users::allow_sign_up(&state.limits.signup, state.settings.http.addr_key(ip))
 }
 
 /// `POST /api/user/logout` (and the Laravel-era `POST /api/logout`): revokes the token the request

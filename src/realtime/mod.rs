@@ -19,6 +19,7 @@
 //! (`chatroom_refusals_total{reason}`) and summed up in the log every [`REFUSAL_LOG_EVERY`].
 
 mod announce;
+mod bucket;
 pub mod cluster;
 pub mod conn;
 pub mod dialect;
@@ -53,7 +54,7 @@ pub use self::inbox::{Handlers, Inbound, Inbox, Reply};
 pub use self::metrics::RealtimeMetrics;
 pub use self::pusher::{Pusher, Target};
 
-use self::inbox::Bucket;
+use self::bucket::Bucket;
 use self::presence::PresenceHub;
 use self::unread::UnreadHub;
 use crate::auth::UserId;

@@ -4,7 +4,7 @@
 //! each encoding only to that dialect's sockets, by addressing a socket.io room per dialect: every chat
 //! room and every user has one room per dialect (see [`Dialect::prefix`]). A push therefore costs what
 //! its recipients cost, never what everyone online costs. In a cluster, a push to a room or to users is
-//! also published on the bus ([`Bus`]) with both dialects' frames, and every other node hands them to
+//! also published through [`Publish`] (the cluster bus) with both dialects' frames, and every other node hands them to
 //! its own sockets (`send_frames_here`); single sockets are always local, and so are the
 //! `_here` sends (presence rounds and unread counts, which every node serves to its own sockets).
 //!

@@ -3,6 +3,14 @@
 //!
 //! Node-local and in memory: a limit on one node is enough to blunt password guessing and robot spam.
 //! The number of tracked keys is capped, so an attacker rotating keys cannot grow memory without bound.
+//!
+//! Why not `governor` (the ecosystem's keyed limiter, weighed for issue 17): its GCRA cells cannot give
+//! a hit back, and sign-in needs that: an attempt is counted *before* its password is checked (so
+//! parallel guesses cannot slip past the limit) and handed back when it succeeds or never reached
+//! the check ([`SignInAttempt::succeeded`], [`SignInAttempt::void`], [`RateLimiter::release`]).
+//! Its keyed store is also unbounded between `retain_recent` sweeps, where these tables hold at most
+//! [`MAX_KEYS`] keys each whatever an attacker sends. The fixed windows are the documented semantics
+//! of every `--*-per-*` flag ("N per window").
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,7 +19,8 @@ use std::time::{Duration, Instant};
 use crate::metrics::Refusal;
 use crate::proxy::AddrKey;
 
-const MAX_KEYS: usize = 100_000;
+/// Keys one table tracks at most.
+pub const MAX_KEYS: usize = 100_000;
 
 /// Allows `limit` hits per key in each window of `window`.
 #[derive(Clone)]

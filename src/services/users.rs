@@ -12,7 +12,7 @@ use crate::auth::password::PasswordHasher;
 use crate::error::{AppError, ResultExt};
 use crate::metrics::Metrics;
 use crate::proxy::AddrKey;
-use crate::services::limiter::SignInLimits;
+use crate::services::limiter::{RateLimiter, SignInLimits};
 
 /// The longest name the v3 client lets users pick.
 pub const MAX_NAME_CHARS: usize = 15;
@@ -41,6 +41,18 @@ impl From<&user::Model> for Author {
             name: u.name.clone(),
             avatar: u.avatar.clone(),
         }
+    }
+}
+
+/// Counts a sign-up from the client `from` against `limiter` (sign-ups per address per hour).
+///
+/// # Errors
+/// [`AppError::RateLimited`] past the limit.
+pub fn allow_sign_up(limiter: &RateLimiter, from: AddrKey) -> Result<(), AppError> {
+    if limiter.hit(&from.to_string()) {
+        Ok(())
+    } else {
+        Err(AppError::RateLimited)
     }
 }
 

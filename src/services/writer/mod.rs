@@ -25,22 +25,19 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use chrono::Utc;
-use entity::message;
-use sea_orm::sea_query::OnConflict;
-use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend,
-    EntityTrait, QueryFilter, Statement, TransactionTrait,
-};
-use serde::Serialize;
+use sea_orm::DatabaseConnection;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::auth::UserId;
 use crate::error::AppError;
-use crate::services::messages::{self, NewMessage, StoredMessage};
+use crate::services::messages::{NewMessage, StoredMessage};
 use crate::services::users::Author;
+
+mod store;
+
+use self::store::{settle_repeat, store, store_one};
 
 /// Queue and batch sizes.
 #[derive(Debug, Clone, Copy)]
@@ -371,243 +368,11 @@ async fn commit<T: Send + Sync>(
         .collect()
 }
 
-/// A message whose client id is already stored: the stored row if it is the same message, a refusal
-/// if it is another one.
-fn settle_repeat(new: &NewMessage, stored: &StoredMessage) -> Result<Saved, AppError> {
-    if new.is_same_as(&stored.message) {
-        Ok(Saved::Existing(stored.clone()))
-    } else {
-        Err(AppError::Conflict(
-            "clientId 已被另一条消息使用，请换一个".into(),
-        ))
-    }
-}
-
-/// Stores the jobs at `indexes` of `batch` in one transaction. Rows whose `(sender, client id)` is
-/// already stored are skipped by the database (`ON CONFLICT DO NOTHING`) and answered from the stored row.
-async fn store<T: Send + Sync>(
-    db: &DatabaseConnection,
-    batch: &[Job<T>],
-    indexes: &[usize],
-) -> Result<Vec<Result<Saved, AppError>>, AppError> {
-    if indexes.is_empty() {
-        return Ok(Vec::new());
-    }
-    let txn = db.begin().await?;
-    let jobs: Vec<&Job<T>> = indexes.iter().map(|i| &batch[*i]).collect();
-    let inserted = match txn.get_database_backend() {
-        DbBackend::Postgres => insert_as_json(&txn, &jobs).await?,
-        _ => insert_as_values(&txn, &jobs).await?,
-    };
-    let (mut results, skipped) = match_rows(&jobs, inserted);
-    if !skipped.is_empty() {
-        let keys: Vec<Key> = skipped.iter().filter_map(|i| key(&jobs[*i].new)).collect();
-        let existing = stored_with_keys(&txn, &keys).await?;
-        for i in skipped {
-            let job = jobs[i];
-            results[i] = Some(match key(&job.new).and_then(|k| existing.get(&k)) {
-                Some(row) => settle_repeat(&job.new, &stored(row.clone(), job)),
-                // Skipped, yet not there: deleted meanwhile. Rare enough to refuse.
-                None => Err(AppError::Unavailable),
-            });
-        }
-    }
-    txn.commit().await?;
-    Ok(results
-        .into_iter()
-        .map(|r| r.unwrap_or(Err(AppError::Unavailable)))
-        .collect())
-}
-
-/// The multi-row `INSERT … VALUES` both databases take: SQLite runs it fast.
-async fn insert_as_values<T>(
-    txn: &DatabaseTransaction,
-    jobs: &[&Job<T>],
-) -> Result<Vec<message::Model>, AppError> {
-    let mut inserted: Vec<message::Model> = Vec::with_capacity(jobs.len());
-    for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
-        let rows = chunk.iter().map(|job| job.new.to_row());
-        let mut returned = message::Entity::insert_many(rows)
-            .on_conflict(
-                OnConflict::columns([message::Column::SenderId, message::Column::ClientId])
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .exec_with_returning(txn)
-            .await?;
-        inserted.append(&mut returned);
-    }
-    Ok(inserted)
-}
-
-/// One row of [`insert_as_json`]'s parameter.
-#[derive(Serialize)]
-struct JsonRow<'a> {
-    sender_id: i64,
-    room_id: String,
-    room_type: &'static str,
-    kind: &'static str,
-    body: &'a str,
-    image: &'a str,
-    client_id: Option<&'a str>,
-    created_at: chrono::DateTime<Utc>,
-}
-
-/// PostgreSQL plans a `VALUES` list of thousands of parameters slowly (about 100 µs a row); the
-/// same batch as one JSON parameter expanded by `json_to_recordset` costs a few µs a row.
-const INSERT_JSON: &str = "INSERT INTO messages \
-    (sender_id, room_id, room_type, kind, body, image, client_id, created_at) \
-    SELECT sender_id, room_id, room_type, kind, body, image, client_id, created_at \
-    FROM json_to_recordset($1::json) AS t(sender_id bigint, room_id text, room_type text, \
-    kind text, body text, image text, client_id text, created_at timestamptz) \
-    ON CONFLICT (sender_id, client_id) DO NOTHING \
-    RETURNING id, sender_id, room_id, room_type, kind, body, image, client_id, created_at";
-
-async fn insert_as_json<T>(
-    txn: &DatabaseTransaction,
-    jobs: &[&Job<T>],
-) -> Result<Vec<message::Model>, AppError> {
-    let now = Utc::now();
-    let rows: Vec<JsonRow<'_>> = jobs
-        .iter()
-        .map(|job| JsonRow {
-            sender_id: job.new.sender,
-            room_id: job.new.room.id(),
-            room_type: job.new.room.kind(),
-            kind: job.new.kind.as_str(),
-            body: &job.new.body,
-            image: &job.new.image,
-            client_id: job.new.client_id.as_deref(),
-            created_at: now,
-        })
-        .collect();
-    let json = serde_json::to_string(&rows).map_err(|e| AppError::Internal(e.into()))?;
-    let statement = Statement::from_sql_and_values(DbBackend::Postgres, INSERT_JSON, [json.into()]);
-    Ok(message::Entity::find()
-        .from_raw_sql(statement)
-        .all(txn)
-        .await?)
-}
-
-/// Pairs inserted rows with their jobs. A multi-row INSERT assigns increasing ids in the order of its
-/// rows on both SQLite and PostgreSQL, and only rows with a client id can be skipped; each pairing is
-/// still checked against the row's content, and a row that does not fit is looked up by content.
-/// Returns the results (by job index) and the indexes of the jobs the database skipped.
-fn match_rows<T>(
-    jobs: &[&Job<T>],
-    mut inserted: Vec<message::Model>,
-) -> (Vec<Option<Result<Saved, AppError>>>, Vec<usize>) {
-    inserted.sort_by_key(|m| m.id);
-    let inserted_keys: HashMap<Key, usize> = inserted
-        .iter()
-        .enumerate()
-        .filter_map(|(n, m)| Some(((m.sender_id, m.client_id.clone()?), n)))
-        .collect();
-    let mut taken = vec![false; inserted.len()];
-    let mut results: Vec<Option<Result<Saved, AppError>>> = (0..jobs.len()).map(|_| None).collect();
-    let mut skipped = Vec::new();
-    let mut next = 0;
-    for (i, job) in jobs.iter().enumerate() {
-        let found = match key(&job.new) {
-            Some(k) => match inserted_keys.get(&k) {
-                Some(n) => Some(*n),
-                None => {
-                    skipped.push(i);
-                    continue;
-                }
-            },
-            None => {
-                while next < inserted.len() && taken[next] {
-                    next += 1;
-                }
-                let fits = next < inserted.len()
-                    && inserted[next].client_id.is_none()
-                    && job.new.is_same_as(&inserted[next]);
-                if fits {
-                    Some(next)
-                } else {
-                    (0..inserted.len()).find(|n| {
-                        !taken[*n]
-                            && inserted[*n].client_id.is_none()
-                            && job.new.is_same_as(&inserted[*n])
-                    })
-                }
-            }
-        };
-        results[i] = Some(match found {
-            Some(n) => {
-                taken[n] = true;
-                Ok(Saved::New(stored(inserted[n].clone(), job)))
-            }
-            None => {
-                tracing::error!("an inserted message was not returned by the database");
-                Err(AppError::Unavailable)
-            }
-        });
-    }
-    (results, skipped)
-}
-
-fn stored<T>(row: message::Model, job: &Job<T>) -> StoredMessage {
-    StoredMessage {
-        message: row,
-        room: job.new.room.clone(),
-        author: job.author.clone(),
-    }
-}
-
-/// Stored messages with these `(sender, client id)` keys, by key. Each key is one look-up in the
-/// unique index, however many messages are stored.
-async fn stored_with_keys<C: ConnectionTrait>(
-    db: &C,
-    keys: &[Key],
-) -> Result<HashMap<Key, message::Model>, AppError> {
-    let mut found = HashMap::with_capacity(keys.len());
-    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
-        let mut any = Condition::any();
-        for (sender, client_id) in chunk {
-            any = any.add(
-                Condition::all()
-                    .add(message::Column::SenderId.eq(*sender))
-                    .add(message::Column::ClientId.eq(client_id.as_str())),
-            );
-        }
-        let rows = message::Entity::find().filter(any).all(db).await?;
-        for row in rows {
-            if let Some(client_id) = row.client_id.clone() {
-                found.insert((row.sender_id, client_id), row);
-            }
-        }
-    }
-    Ok(found)
-}
-
-/// Stores one job on its own (the fallback when a batch fails).
-async fn store_one<T: Send + Sync>(
-    db: &DatabaseConnection,
-    job: &Job<T>,
-) -> Result<Saved, AppError> {
-    match messages::insert(db, job.new.clone(), job.author.clone()).await {
-        Ok(m) => Ok(Saved::New(m)),
-        Err(e) => {
-            // A repeat that raced us in (from another node): answer from the stored row.
-            if let Some(k) = key(&job.new)
-                && let Ok(mut existing) = stored_with_keys(db, std::slice::from_ref(&k)).await
-                && let Some(row) = existing.remove(&k)
-            {
-                return settle_repeat(&job.new, &stored(row, job));
-            }
-            tracing::error!(error = %e, "storing a message failed");
-            Err(AppError::Unavailable)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use chrono::Utc;
-    use entity::user;
-    use sea_orm::{ActiveModelTrait, Set};
+    use entity::{message, user};
+    use sea_orm::{ActiveModelTrait, EntityTrait, Set};
 
     use super::*;
     use crate::services::messages::Kind;

@@ -31,13 +31,13 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use socketioxide::socket::Sid;
-
-use super::conn::Conn;
-use super::events::Outbound;
-use super::pusher::{Pusher, Target};
 use crate::auth::UserId;
 use crate::services::users::Author;
+
+mod remote;
+mod rounds;
+
+pub use self::rounds::run_rounds;
 
 /// The pace of one round: bytes of list frames per second.
 pub const ROUND_BYTES_PER_SECOND: f64 = 16.0 * 1024.0 * 1024.0;
@@ -303,95 +303,6 @@ impl PresenceHub {
         true
     }
 
-    /// Applies another node's change: `add` counts that node as one more holder of the user (online,
-    /// or in a room), `!add` as one less (the change undone).
-    pub fn apply_remote(&self, change: Change<'_>, add: bool) {
-        let mut state = self.lock();
-        let state = &mut *state;
-        match change {
-            Change::Online(author) if add => {
-                let entry = state.online.entry(author.id).or_insert_with(|| Online {
-                    author: author.clone(),
-                    sockets: 0,
-                    remote: 0,
-                });
-                entry.author = author.clone();
-                entry.remote += 1;
-            }
-            Change::Online(author) => self.remote_offline(state, author.id),
-            Change::Offline(user) => self.remote_offline(state, user),
-            Change::Enter(room, user) if add => {
-                let list = state
-                    .rooms
-                    .entry(room.to_owned())
-                    .or_insert_with(RoomList::new);
-                let holders = list.members.entry(user).or_default();
-                holders.remote += 1;
-                if holders.total() == 1 {
-                    self.listed(list);
-                }
-            }
-            Change::Enter(room, user) | Change::Leave(room, user) => {
-                let Some(holders) = state
-                    .rooms
-                    .get_mut(room)
-                    .and_then(|l| l.members.get_mut(&user))
-                else {
-                    return;
-                };
-                holders.remote = holders.remote.saturating_sub(1);
-                if holders.total() == 0 {
-                    self.unlisted(state, room, user);
-                }
-            }
-        }
-    }
-
-    /// Another node's profile update of a user it counts as online.
-    pub fn refresh_remote(&self, author: &Author) {
-        if let Some(online) = self.lock().online.get_mut(&author.id) {
-            online.author = author.clone();
-        }
-    }
-
-    fn remote_offline(&self, state: &mut State, user: UserId) {
-        if let Some(entry) = state.online.get_mut(&user) {
-            entry.remote = entry.remote.saturating_sub(1);
-            if entry.sockets == 0 && entry.remote == 0 {
-                state.online.remove(&user);
-            }
-        }
-    }
-
-    /// Hands this node's own presence (its online users and where their sockets are) to `f`, which
-    /// runs under the hub's lock: no change is told to the observer between the snapshot and `f`.
-    pub fn with_snapshot(&self, f: impl FnOnce(Snapshot)) {
-        let state = self.lock();
-        let snapshot = Snapshot {
-            online: state
-                .online
-                .values()
-                .filter(|o| o.sockets > 0)
-                .map(|o| o.author.clone())
-                .collect(),
-            rooms: state
-                .rooms
-                .iter()
-                .map(|(room, list)| {
-                    let users = list
-                        .members
-                        .iter()
-                        .filter(|(_, h)| h.local > 0)
-                        .map(|(id, _)| *id)
-                        .collect::<Vec<_>>();
-                    (room.clone(), users)
-                })
-                .filter(|(_, users)| !users.is_empty())
-                .collect(),
-        };
-        f(snapshot);
-    }
-
     /// The ids of the users listed in each of `rooms` (every member, however long the list).
     pub fn member_ids(
         &self,
@@ -488,109 +399,6 @@ fn listing(list: &mut RoomList, online: &HashMap<UserId, Online>, max: usize) ->
     };
     list.cached = Some(listing.clone());
     listing
-}
-
-/// Runs presence rounds until the server closes. One task for the node; each round runs on a task of
-/// its own, so a slow round of a big room never holds up small rooms.
-pub async fn run_rounds(hub: Arc<PresenceHub>, pusher: Pusher) {
-    loop {
-        let (due, next) = hub.due_rounds(Instant::now());
-        for room in due {
-            tokio::spawn(round(hub.clone(), pusher.clone(), room));
-        }
-        match next {
-            Some(at) => {
-                tokio::select! {
-                    () = tokio::time::sleep_until(at) => {}
-                    () = hub.wake.notified() => {}
-                }
-            }
-            None => hub.wake.notified().await,
-        }
-        if pusher.is_closed() {
-            return;
-        }
-    }
-}
-
-/// Sends the room's newest list to each of its sockets on this node that has not seen it, in paced
-/// chunks. Each chunk carries the newest list at its time, so no socket is ever sent a list older than
-/// one it already has.
-///
-/// A room that fits in one chunk gets one broadcast, encoded once for all: to the whole room, or, when
-/// one socket has this list already (the newcomer whose arrival started the round), to the others
-/// (laravel-swoole's `toOthers`).
-async fn round(hub: Arc<PresenceHub>, pusher: Pusher, room: String) {
-    let started = Instant::now();
-    let sockets = pusher.room_sockets(&room);
-    let mut remaining = sockets.as_slice();
-    while !remaining.is_empty() {
-        let Some(listing) = hub.current(&room) else {
-            break;
-        };
-        let event = Outbound::Presence {
-            room: room.clone(),
-            entered: listing.entered,
-            members: listing.members.clone(),
-        };
-        let encoded = pusher.encode(&event);
-        let size = encoded.largest_frame().max(1);
-        let per_chunk = (CHUNK_BYTES / size).max(1);
-        if remaining.len() == sockets.len() && sockets.len() <= per_chunk {
-            let conns: Vec<(Sid, Arc<Conn>)> = sockets
-                .iter()
-                .filter_map(|s| Some((s.id, s.extensions.get::<Arc<Conn>>()?)))
-                .collect();
-            let have: Vec<Sid> = conns
-                .iter()
-                .filter(|(_, c)| c.presence_seen(&room) >= listing.version)
-                .map(|(sid, _)| *sid)
-                .collect();
-            if have.len() <= 1 {
-                for (_, conn) in &conns {
-                    conn.saw_presence(&room, listing.version);
-                }
-                let target = match have.as_slice() {
-                    [newcomer] => Target::RoomExcept(room.clone(), *newcomer),
-                    _ => Target::Room(room.clone()),
-                };
-                // Every node runs its own rounds for its own sockets.
-                pusher.send_here(&target, &encoded).await;
-                if hub.current(&room).map(|l| l.version) != Some(listing.version) {
-                    // Someone entered meanwhile and may have just been sent this older list after
-                    // their own newer one: the next round sends them the newest again.
-                    for socket in pusher.room_sockets(&room) {
-                        if let Some(conn) = socket.extensions.get::<Arc<Conn>>() {
-                            conn.forget_presence_after(&room, listing.version);
-                        }
-                    }
-                }
-                break;
-            }
-        }
-        let take = per_chunk.min(remaining.len());
-        let (chunk, rest) = remaining.split_at(take);
-        remaining = rest;
-        let mut sent = 0usize;
-        for socket in chunk {
-            let Some(conn) = socket.extensions.get::<Arc<Conn>>() else {
-                continue;
-            };
-            if conn.presence_seen(&room) >= listing.version {
-                continue;
-            }
-            conn.saw_presence(&room, listing.version);
-            pusher.send_to(std::slice::from_ref(socket), &encoded);
-            sent += size;
-        }
-        if !remaining.is_empty() && sent > 0 {
-            tokio::time::sleep(Duration::from_secs_f64(
-                sent as f64 / ROUND_BYTES_PER_SECOND,
-            ))
-            .await;
-        }
-    }
-    hub.finish_round(&room, started.elapsed());
 }
 
 #[cfg(test)]
