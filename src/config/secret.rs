@@ -97,4 +97,14 @@ mod tests {
         );
         assert_eq!(redact_url("sqlite://data/chat.db"), "sqlite://data/chat.db");
     }
+
+    #[test]
+    fn debug_hides_secrets_and_passwords() {
+        let url = SecretUrl::from("postgres://bob:hunter2@db/chat");
+        assert_eq!(format!("{url:?}"), r#""postgres://bob:***@db/chat""#);
+        assert_eq!(url.expose(), "postgres://bob:hunter2@db/chat");
+        let secret: Secret<String> = "scrape-me-0123456789".into();
+        assert_eq!(format!("{:?}", Some(&secret)), "Some(<redacted>)");
+        assert_eq!(secret.expose(), "scrape-me-0123456789");
+    }
 }
