@@ -38,8 +38,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// # Errors
 /// If the database is unreachable, a migration fails, or the upload directory cannot be created.
 pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
-    let db = crate::db::connect(&settings.database_url, settings.db_pool).await?;
-    crate::db::checkpoints(&db, &settings.database_url);
+    let db = crate::db::connect(settings.store.database_url.expose(), settings.store.pool).await?;
+    crate::db::checkpoints(&db, settings.store.database_url.expose());
     let engine = crate::socket::engine::build(&settings);
     let state = AppState::new(settings, db, engine)?;
     crate::socket::mount(&state, routes::websocket::routes());
@@ -51,9 +51,9 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
 pub fn build(state: AppState) -> Router {
     let settings = state.settings.clone();
     let socket_compat = CompatLayer::new(
-        settings.cors_origins.clone(),
+        settings.http.cors_origins.clone(),
         state.realtime.max_packet(),
-        settings.cookie_secure,
+        settings.http.cookie_secure,
     )
     .with_client_script(client_script(&settings));
     let uploads = ServiceBuilder::new()
@@ -69,10 +69,10 @@ pub fn build(state: AppState) -> Router {
         .map_response(|r: Response<_>| r.map(axum::body::Body::new))
         .service(ServeDir::new(state.uploads.dir()));
     let mut app = Router::new()
-        .merge(routes::api::router(settings.upload_max_bytes))
+        .merge(routes::api::router(settings.uploads.max_bytes))
         .merge(routes::web::router())
         .nest_service("/static/files", uploads);
-    app = match &settings.static_dir {
+    app = match &settings.http.static_dir {
         Some(dir) => app.fallback_service(
             ServiceBuilder::new()
                 .layer(middleware::from_fn(servable_path))
@@ -104,7 +104,7 @@ pub fn build(state: AppState) -> Router {
                 header::REFERRER_POLICY,
                 HeaderValue::from_static("same-origin"),
             ))
-            .layer(cors(&settings.cors_origins))
+            .layer(cors(&settings.http.cors_origins))
             // Sockets are outside the request timeout: a long-poll waits up to a ping interval.
             .layer(socket_compat)
             .layer(state_layer)
@@ -165,7 +165,7 @@ fn cors(origins: &[String]) -> CorsLayer {
 /// what keeps the auth cookie from being used by a forged cross-site form or script.
 async fn check_origin(State(state): State<AppState>, req: Request, next: Next) -> Response {
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
-        || origin::allowed(req.headers(), &state.settings.cors_origins)
+        || origin::allowed(req.headers(), &state.settings.http.cors_origins)
     {
         return next.run(req).await;
     }
@@ -197,7 +197,7 @@ async fn servable_path(req: Request, next: Next) -> Response {
 
 /// The socket.io client script to serve at `/socket.io/socket.io.js`, if one is configured.
 fn client_script(settings: &Settings) -> Option<bytes::Bytes> {
-    let path = settings.socket_io_js.as_ref()?;
+    let path = settings.http.socket_io_js.as_ref()?;
     match std::fs::read(path) {
         Ok(script) => Some(script.into()),
         Err(e) => {
@@ -230,14 +230,14 @@ pub async fn run(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let database = crate::config::redact_url(&settings.database_url);
-    let listen = settings.listen;
+    let database = settings.store.database_url.redacted();
+    let listen = settings.http.listen;
     let state = state(settings).await?;
     let listener = tokio::net::TcpListener::bind(listen).await?;
     tracing::info!(address = %listener.local_addr()?, %database, "chatroom listening");
     tracing::info!(
-        max_connections = state.settings.max_connections,
-        per_ip = state.settings.max_connections_per_ip,
+        max_connections = state.settings.http.max_connections,
+        per_ip = state.settings.http.max_connections_per_ip,
         open_file_limit = crate::sys::open_file_limit(),
         "connection caps"
     );

@@ -15,7 +15,8 @@
 //! * [`auth`]     – the `Authenticatable` contract, tokens, passwords, where requests carry credentials,
 //!   same-site checks.
 //! * [`app`]      – builds the router and middleware stack, serves it, shuts down gracefully.
-//! * [`config`]   – flags and environment variables; [`state`] – what handlers share.
+//! * [`config`]   – flags and environment variables, by area (HTTP, store, auth, realtime, uploads,
+//!   cluster); [`state`] – what handlers share.
 //! * [`error`]    – the one error type; [`db`] – connection and migrations.
 //! * [`listener`] – the accept loop: connection caps, header timeout, client addresses;
 //!   [`deadline`] – the write deadline that cuts off clients that stop reading;

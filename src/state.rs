@@ -1,11 +1,10 @@
 //! Shared application state handed to every handler.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use axum::extract::FromRef;
 use sea_orm::DatabaseConnection;
-use tokio::sync::Semaphore;
 
 use crate::auth::password::PasswordHasher;
 use crate::auth::token::TokenService;
@@ -17,26 +16,24 @@ use crate::services::robot::Robot;
 use crate::services::rooms::Rooms;
 use crate::services::uploads::{UploadQuota, UploadStore};
 
-/// Uploads being checked at once; each holds at most one file in memory.
-const CONCURRENT_UPLOADS: usize = 8;
-
-/// Everything handlers share. Cheap to clone: every field is a handle.
-#[derive(Clone)]
+/// Everything handlers share. Cheap to clone: every field is a handle. A handler that needs one or
+/// two of them takes those as sub-states (`State<DatabaseConnection>`, `State<Arc<Settings>>`, …,
+/// through the derived `FromRef`).
+#[derive(Clone, FromRef)]
 pub struct AppState {
     pub db: DatabaseConnection,
     pub settings: Arc<Settings>,
     pub tokens: TokenService,
     pub hasher: PasswordHasher,
     pub rooms: Arc<Rooms>,
+    /// Uploaded images, their quotas, and the permits to read one into memory.
     pub uploads: UploadStore,
-    pub upload_permits: Arc<Semaphore>,
     pub robot: Robot,
     pub limits: Limits,
     /// Sockets, presence, the Pusher and the message writer.
     pub realtime: Realtime,
     /// Counters and gauges served at `/metrics`.
     pub metrics: Arc<Metrics>,
-    draining: Arc<AtomicBool>,
 }
 
 /// Per-node rate limits.
@@ -59,47 +56,47 @@ impl AppState {
     /// Must run inside a Tokio runtime (it starts the message writer).
     pub fn new(settings: Settings, db: DatabaseConnection, engine: Engine) -> anyhow::Result<Self> {
         let quota = UploadQuota {
-            per_hour: settings.uploads_per_hour,
-            bytes: settings.upload_quota_bytes,
+            per_hour: settings.uploads.per_hour,
+            bytes: settings.uploads.quota_bytes,
         };
         let uploads =
-            UploadStore::with_quota(&settings.upload_dir, settings.upload_max_bytes, quota)?;
+            UploadStore::with_quota(&settings.uploads.dir, settings.uploads.max_bytes, quota)?;
         let limits = Limits {
-            signup: RateLimiter::new(settings.signup_per_hour, Duration::from_secs(3600)),
+            signup: RateLimiter::new(settings.auth.signup_per_hour, Duration::from_secs(3600)),
             signin: SignInLimits::new(
-                settings.signin_failures,
-                settings.signin_per_ip,
-                settings.signin_account_ceiling,
+                settings.auth.signin_failures,
+                settings.auth.signin_per_ip,
+                settings.auth.signin_account_ceiling,
                 Duration::from_secs(15 * 60),
             ),
             robot: RateLimiter::new(30, Duration::from_secs(60)),
         };
-        let rooms = Arc::new(Rooms::new(settings.rooms.clone()));
+        let rooms = Arc::new(Rooms::new(settings.realtime.rooms.clone()));
         let metrics = Arc::new(Metrics::new());
         let realtime = Realtime::new(&settings, engine, db.clone(), rooms.clone(), &metrics);
         Ok(Self {
             db,
             realtime,
-            tokens: TokenService::new(&settings.token_secret, settings.token_ttl),
-            hasher: PasswordHasher::new(settings.bcrypt_cost),
+            tokens: TokenService::new(settings.auth.token_secret.expose(), settings.auth.token_ttl),
+            hasher: PasswordHasher::new(settings.auth.bcrypt_cost),
             rooms,
             uploads,
-            upload_permits: Arc::new(Semaphore::new(CONCURRENT_UPLOADS)),
-            robot: Robot::new(settings.robot_url.clone())?,
+            robot: Robot::new(
+                settings
+                    .realtime
+                    .robot_url
+                    .as_ref()
+                    .map(|url| url.expose().to_owned()),
+            )?,
             limits,
             metrics,
             settings: Arc::new(settings),
-            draining: Arc::default(),
         })
     }
 
-    /// Marks the node as shutting down: readiness fails from now on.
+    /// Marks the node as shutting down: readiness fails and new messages are refused from now on
+    /// (the core's shutdown phase, [`Realtime::stop_accepting`]).
     pub fn start_draining(&self) {
-        self.draining.store(true, Ordering::SeqCst);
-    }
-
-    /// Whether the node is shutting down.
-    pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::SeqCst)
+        self.realtime.stop_accepting();
     }
 }

@@ -66,7 +66,7 @@ async fn legacy_image(
         .ok_or_else(|| AppError::invalid("无效的房间"))?;
     let stored = store(state, ticket, &form.file.unwrap_or_default()).await?;
     // Composed, stored and announced like a socket message: the room sees the picture at once.
-    let max_chars = state.settings.message_max_chars;
+    let max_chars = state.settings.realtime.message_max_chars;
     let posted = match messages::compose(user.id, room, "", &stored.url, None, max_chars) {
         Ok(new) => state.realtime.store(new, Author::from(&user), None).await,
         Err(e) => Err(e),
@@ -169,11 +169,7 @@ async fn receive(
     };
     let mut multipart =
         multipart.map_err(|_| AppError::invalid("请以 multipart/form-data 上传图片"))?;
-    let _permit = state
-        .upload_permits
-        .acquire()
-        .await
-        .map_err(|_| AppError::Unavailable)?;
+    let _permit = state.uploads.permit().await?;
     let mut form = UploadForm::default();
     while let Some(mut field) = multipart
         .next_field()

@@ -36,7 +36,7 @@ pub async fn announced_length(State(state): State<AppState>, req: Request, next:
     }
     let upload = path.starts_with("/api/file/");
     let limit = if upload {
-        crate::routes::api::upload_body_limit(state.settings.upload_max_bytes)
+        crate::routes::api::upload_body_limit(state.settings.uploads.max_bytes)
     } else {
         BODY_LIMIT
     };

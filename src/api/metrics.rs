@@ -10,12 +10,16 @@ use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use std::sync::Arc;
+
+use crate::config::Settings;
+use crate::metrics::Metrics;
 use crate::proxy::PeerAddr;
-use crate::state::AppState;
 
 /// `GET /metrics`.
 pub async fn metrics(
-    State(state): State<AppState>,
+    State(settings): State<Arc<Settings>>,
+    State(metrics): State<Arc<Metrics>>,
     peer: Option<Extension<PeerAddr>>,
     headers: HeaderMap,
 ) -> Response {
@@ -24,8 +28,10 @@ pub async fn metrics(
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    let token_ok = match (&state.settings.metrics_token, presented) {
-        (Some(expected), Some(given)) => same(expected.as_bytes(), given.trim().as_bytes()),
+    let token_ok = match (&settings.http.metrics_token, presented) {
+        (Some(expected), Some(given)) => {
+            same(expected.expose().as_bytes(), given.trim().as_bytes())
+        }
         _ => false,
     };
     if !local && !token_ok {
@@ -33,7 +39,7 @@ pub async fn metrics(
     }
     (
         [(CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
-        state.metrics.render(),
+        metrics.render(),
     )
         .into_response()
 }

@@ -37,7 +37,7 @@ pub fn start(
     let cookie = auth_cookie(
         &issued.token,
         state.tokens.ttl().as_secs(),
-        state.settings.cookie_secure,
+        state.settings.http.cookie_secure,
     );
     Ok((issued.token, AppendHeaders([(SET_COOKIE, cookie)])))
 }

@@ -1,9 +1,12 @@
 //! v3 account endpoints: `/api/user/*`.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::header::SET_COOKIE;
 use axum::response::{AppendHeaders, IntoResponse, Response};
+use sea_orm::DatabaseConnection;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -11,6 +14,7 @@ use super::envelope::{ApiResult, Envelope, V3};
 use super::extract::{AuthUser, BearerToken, Body, ClientIp, EngineSession, Query, authenticate};
 use super::session;
 use crate::auth::request::{clear_auth_cookie, usable};
+use crate::config::Settings;
 use crate::error::AppError;
 use crate::services::{sessions, users};
 use crate::state::AppState;
@@ -83,7 +87,7 @@ pub async fn check_sign_in(
         &state.hasher,
         &state.limits.signin,
         &state.metrics,
-        state.settings.addr_key(ip),
+        state.settings.http.addr_key(ip),
         name,
         password,
     )
@@ -106,7 +110,7 @@ fn signed_in(
 /// # Errors
 /// [`AppError::RateLimited`] past the hourly limit.
 pub fn allow_signup(state: &AppState, ip: std::net::IpAddr) -> Result<(), AppError> {
-    users::allow_sign_up(&state.limits.signup, state.settings.addr_key(ip))
+    users::allow_sign_up(&state.limits.signup, state.settings.http.addr_key(ip))
 }
 
 /// `POST /api/user/logout` (and the Laravel-era `POST /api/logout`): revokes the token the request
@@ -125,7 +129,7 @@ pub async fn logout<E: Envelope>(
     if let Some(sid) = socket.0 {
         state.realtime.release(&sid, user.id);
     }
-    let cookie = clear_auth_cookie(state.settings.cookie_secure);
+    let cookie = clear_auth_cookie(state.settings.http.cookie_secure);
     let body = E::ok(json!({ "data": "已退出登录", "message": "已退出登录" }));
     Ok((AppendHeaders([(SET_COOKIE, cookie)]), body).into_response())
 }
@@ -137,8 +141,11 @@ pub struct LogoutForm {
 }
 
 /// `GET /api/user/vipuser`: the configured VIP users.
-pub async fn vip(State(state): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
-    let users = users::by_names(&state.db, &state.settings.vip_users).await?;
+pub async fn vip(
+    State(db): State<DatabaseConnection>,
+    State(settings): State<Arc<Settings>>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let users = users::by_names(&db, &settings.realtime.vip_users).await?;
     let data: Vec<PublicUser> = users.iter().map(PublicUser::from).collect();
     Ok(V3::data(data))
 }

@@ -7,12 +7,14 @@
 //! picked up at once. The client routes with the URL fragment (`/#/chat/room1`): the server never needs
 //! to answer unknown paths with the page.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE};
 use axum::http::{HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
-use crate::state::AppState;
+use crate::config::Settings;
 
 /// `frontend/dist/`, as `(path relative to it, contents)`, sorted by path.
 static EMBEDDED: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/web_assets.rs"));
@@ -30,8 +32,8 @@ const OWN_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; 
 /// `GET /`, `/index.html` and `/debug`: the client's index page. `/debug` exists because the v3
 /// production bundle connects to this server only when `debug` appears in the page URL; served without
 /// a trailing slash, its relative `static/…` links still resolve to `/static/…`.
-pub async fn index(State(state): State<AppState>) -> Response {
-    let Some(dir) = &state.settings.static_dir else {
+pub async fn index(State(settings): State<Arc<Settings>>) -> Response {
+    let Some(dir) = &settings.http.static_dir else {
         return embedded("index.html").unwrap_or_else(|| StatusCode::NOT_FOUND.into_response());
     };
     match tokio::fs::read(dir.join("index.html")).await {

@@ -81,7 +81,7 @@ pub struct ServeOptions {
 impl ServeOptions {
     /// The options configured for `state`.
     pub fn new(state: &AppState) -> Self {
-        let settings = &state.settings;
+        let settings = &state.settings.http;
         Self {
             header_timeout: settings.header_timeout,
             write_timeout: settings.write_timeout,

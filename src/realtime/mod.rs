@@ -150,13 +150,13 @@ impl Realtime {
         let writer = MessageWriter::spawn(
             db.clone(),
             WriterConfig {
-                capacity: settings.message_queue,
+                capacity: settings.realtime.message_queue,
                 ..WriterConfig::default()
             },
             committed_tx,
         );
-        let cluster = settings.redis_url.as_deref().and_then(|url| {
-            cluster::start(url, &settings.redis_prefix, metrics)
+        let cluster = settings.cluster.redis_url.as_ref().and_then(|url| {
+            cluster::start(url.expose(), &settings.cluster.redis_prefix, metrics)
                 .inspect_err(|e| tracing::error!(error = %e, "cannot use the Redis URL"))
                 .ok()
         });
@@ -165,7 +165,7 @@ impl Realtime {
             .clone()
             .map(|bus| Arc::new(bus) as Arc<dyn pusher::Publish>);
         let pusher = Pusher::new(io.clone(), rooms.clone(), publish);
-        let presence = Arc::new(PresenceHub::new(settings.presence_max_members));
+        let presence = Arc::new(PresenceHub::new(settings.realtime.presence_max_members));
         let unread = Arc::new(UnreadHub::default());
         if let Some((bus, starter)) = cluster {
             presence.observe(Box::new(move |change| bus.presence(change)));
@@ -188,9 +188,9 @@ impl Realtime {
             announcer: Mutex::new(None),
             accepting: AtomicBool::new(true),
             transports_closed: watch::channel(false).0,
-            messages_per_second: settings.socket_events_per_second,
-            max_sockets_per_user: settings.max_sockets_per_user,
-            queue_capacity: settings.message_queue,
+            messages_per_second: settings.realtime.socket_events_per_second,
+            max_sockets_per_user: settings.realtime.max_sockets_per_user,
+            queue_capacity: settings.realtime.message_queue,
             senders: Mutex::new(HashMap::new()),
             metrics: RealtimeMetrics::new(metrics),
             bus,
@@ -231,9 +231,16 @@ impl Realtime {
         &self.inner.metrics
     }
 
-    /// Whether new messages are taken (false while shutting down).
+    /// Whether new messages are taken (false while shutting down). This is the node's one shutdown
+    /// phase: readiness (`/readyz`) reads it too.
     pub fn is_accepting(&self) -> bool {
         self.inner.accepting.load(Ordering::SeqCst)
+    }
+
+    /// Enters the shutdown phase: new messages are refused with `unavailable` and readiness fails.
+    /// [`shutdown`](Self::shutdown) starts with it.
+    pub fn stop_accepting(&self) {
+        self.inner.accepting.store(false, Ordering::SeqCst);
     }
 
     /// Whether this node is one of several, and if so whether it reaches the others: `Some(false)`
@@ -345,7 +352,7 @@ impl Realtime {
     /// one, writes the read marks, sends every socket the replies it is owed and a Socket.IO
     /// DISCONNECT, then closes every transport.
     pub async fn shutdown(&self) {
-        self.inner.accepting.store(false, Ordering::SeqCst);
+        self.stop_accepting();
         self.inner.writer.close().await;
         let announcer = self
             .inner

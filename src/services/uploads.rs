@@ -9,12 +9,15 @@
 //! name ends with its owner's id (`<ms>-<random>-<user id>.<ext>`), so usage is recounted from the
 //! directory at start and survives restarts; files stored before quotas existed belong to nobody.
 //! An upload takes a [`UploadTicket`] before its body is read, so parallel uploads are counted as
-//! they start, not after they have all been stored.
+//! they start, not after they have all been stored. Reading a body into memory takes one of the
+//! store's few permits ([`UploadStore::permit`]), so uploads together hold a bounded amount of memory.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::auth::UserId;
 use crate::error::AppError;
@@ -131,6 +134,9 @@ impl UploadQuota {
     };
 }
 
+/// Uploads being read at once; each holds at most one file in memory.
+const CONCURRENT_UPLOADS: usize = 8;
+
 /// Stores accepted images in one directory.
 #[derive(Clone)]
 pub struct UploadStore {
@@ -140,6 +146,8 @@ pub struct UploadStore {
     hourly: RateLimiter,
     /// Bytes on disk per owner.
     usage: Arc<Mutex<HashMap<UserId, u64>>>,
+    /// Permits to read an upload into memory, [`CONCURRENT_UPLOADS`] in all.
+    permits: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for UploadStore {
@@ -210,7 +218,19 @@ impl UploadStore {
             quota,
             hourly: RateLimiter::new(quota.per_hour, Duration::from_secs(3600)),
             usage: Arc::new(Mutex::new(usage)),
+            permits: Arc::new(Semaphore::new(CONCURRENT_UPLOADS)),
         })
+    }
+
+    /// Waits for one of the permits to read an upload into memory; hold it until the file is read.
+    ///
+    /// # Errors
+    /// [`AppError::Unavailable`] if the permits are gone (they are never closed).
+    pub async fn permit(&self) -> Result<SemaphorePermit<'_>, AppError> {
+        self.permits
+            .acquire()
+            .await
+            .map_err(|_| AppError::Unavailable)
     }
 
     /// Takes a place in `owner`'s hourly allowance for one upload.

@@ -119,7 +119,11 @@ fn prepare(
     let realtime = state.realtime.clone();
     let gauge = realtime.metrics().sockets_of(socket.protocol()).clone();
     let router = runner.router.clone();
-    let inbox = Inbox::new(state.settings.socket_events_per_second, binding, runner);
+    let inbox = Inbox::new(
+        state.settings.realtime.socket_events_per_second,
+        binding,
+        runner,
+    );
     let conn = Arc::new(Conn::new(
         socket.id,
         dialect,

@@ -12,7 +12,7 @@ use crate::realtime::Engine;
 pub fn build(settings: &Settings) -> Engine {
     // The Laravel-era client sends pictures as base64 data URLs over the socket (which chatroom
     // ignores: the upload already stored them), so a packet must fit an upload in base64.
-    let max_packet = (settings.upload_max_bytes / 3 * 4 + 64 * 1024).max(1 << 20);
+    let max_packet = (settings.uploads.max_bytes / 3 * 4 + 64 * 1024).max(1 << 20);
     // chatroom has no binary events: a packet announcing attachments is refused outright, so a
     // client cannot park megabytes in half-finished packets.
     let parser = ParserConfig::common()

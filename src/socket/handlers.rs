@@ -103,7 +103,7 @@ pub async fn message(ctx: Ctx, event: MessageEvent) -> HandlerResult {
         &text,
         image,
         event.client_id,
-        ctx.state.settings.message_max_chars,
+        ctx.state.settings.realtime.message_max_chars,
     )?;
     // A sender whose socket is not in the group room would not hear its own echo: it is sent to it
     // directly. Private messages go to every socket of both users anyway.

@@ -187,7 +187,7 @@ async fn uploads_that_are_not_images_are_refused_and_leave_nothing() {
 
 #[tokio::test]
 async fn oversized_uploads_are_refused_and_leave_nothing() {
-    let app = TestApp::spawn_with(|s| s.upload_max_bytes = 64 * 1024).await;
+    let app = TestApp::spawn_with(|s| s.uploads.max_bytes = 64 * 1024).await;
     let user = app.signup("big").await;
     let mut just_over = images::png();
     just_over.resize(64 * 1024 + 1, 0);

@@ -87,7 +87,10 @@ async fn robot_relays_a_configured_upstream_and_covers_for_it() {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, upstream).await });
 
-    let app = TestApp::spawn_with(|s| s.robot_url = Some(format!("http://{addr}/openapi"))).await;
+    let app = TestApp::spawn_with(|s| {
+        s.realtime.robot_url = Some(format!("http://{addr}/openapi").into())
+    })
+    .await;
     let user = app.signup("relay").await;
     let (_, reply) = app
         .get_v3("/api/message/robotapi?info=weather", Some(&user.token))
@@ -98,7 +101,9 @@ async fn robot_relays_a_configured_upstream_and_covers_for_it() {
     );
 
     // An upstream that is down: the offline responder answers instead.
-    let app = TestApp::spawn_with(|s| s.robot_url = Some("http://127.0.0.1:9/none".into())).await;
+    let app =
+        TestApp::spawn_with(|s| s.realtime.robot_url = Some("http://127.0.0.1:9/none".into()))
+            .await;
     let user = app.signup("offline").await;
     let (_, reply) = app
         .get_v3(

@@ -120,7 +120,7 @@ async fn a_static_dir_replaces_the_web_client() {
     .unwrap();
     std::fs::write(bundle.path().join("favicon.ico"), [0u8, 0, 1, 0]).unwrap();
     let dir = bundle.path().to_owned();
-    let app = TestApp::spawn_with(move |s| s.static_dir = Some(dir)).await;
+    let app = TestApp::spawn_with(move |s| s.http.static_dir = Some(dir)).await;
     for path in ["/", "/debug", "/index.html"] {
         assert_eq!(
             app.get(path).send().await.unwrap().text().await.unwrap(),
@@ -156,7 +156,8 @@ async fn a_static_dir_replaces_the_web_client() {
 
 #[tokio::test]
 async fn cors_echoes_configured_origins_only() {
-    let app = TestApp::spawn_with(|s| s.cors_origins = vec!["http://localhost:9099".into()]).await;
+    let app =
+        TestApp::spawn_with(|s| s.http.cors_origins = vec!["http://localhost:9099".into()]).await;
     let allowed = app
         .get("/api/user/vipuser")
         .header("origin", "http://localhost:9099")

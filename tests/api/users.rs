@@ -196,7 +196,7 @@ async fn unsafe_avatar_urls_are_replaced_by_the_default() {
 
 #[tokio::test]
 async fn repeated_wrong_passwords_are_throttled() {
-    let app = TestApp::spawn_with(|s| s.signin_failures = 3).await;
+    let app = TestApp::spawn_with(|s| s.auth.signin_failures = 3).await;
     app.signup("target").await;
     for _ in 0..3 {
         let (_, reply) = app
@@ -229,7 +229,7 @@ async fn repeated_wrong_passwords_are_throttled() {
 
 #[tokio::test]
 async fn signups_per_address_are_limited() {
-    let app = TestApp::spawn_with(|s| s.signup_per_hour = 2).await;
+    let app = TestApp::spawn_with(|s| s.auth.signup_per_hour = 2).await;
     app.signup("one").await;
     app.signup("two").await;
     let (_, reply) = app
@@ -344,7 +344,9 @@ async fn the_sign_in_cookie_authenticates_alone() {
 
 #[tokio::test]
 async fn vip_users_come_from_configuration() {
-    let app = TestApp::spawn_with(|s| s.vip_users = vec!["hua1995116".into(), "boss".into()]).await;
+    let app =
+        TestApp::spawn_with(|s| s.realtime.vip_users = vec!["hua1995116".into(), "boss".into()])
+            .await;
     let (_, empty) = app.get_v3("/api/user/vipuser", None).await;
     assert_eq!(empty, json!({"errno": 0, "data": []}));
     let boss = app.signup("boss").await;

@@ -44,7 +44,7 @@ impl TestApp {
         let dir = tempfile::tempdir().unwrap();
         let (url, pg_database) = fresh_database(dir.path()).await;
         let mut settings = Settings::for_tests(url, dir.path().join("uploads"));
-        settings.db_pool = 4;
+        settings.store.pool = 4;
         tweak(&mut settings);
         let state = chatroom::app::state(settings).await.expect("state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -102,8 +102,8 @@ async fn every_room_reaches_everyone_in_the_order_it_was_stored() {
     const CLIENTS: usize = 6;
     const EACH: usize = 40;
     let app = TestApp::spawn_with(|s| {
-        s.rooms = ROOMS.iter().map(|r| (*r).to_owned()).collect();
-        s.socket_events_per_second = 1000;
+        s.realtime.rooms = ROOMS.iter().map(|r| (*r).to_owned()).collect();
+        s.realtime.socket_events_per_second = 1000;
     })
     .await;
     let mut sockets = Vec::new();

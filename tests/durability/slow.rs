@@ -15,9 +15,9 @@ const WAIT: Duration = Duration::from_secs(10);
 #[tokio::test]
 async fn a_client_that_stops_reading_is_cut_off_and_the_room_is_unaffected() {
     let app = TestApp::spawn_with(|s| {
-        s.write_timeout = Duration::from_secs(1);
-        s.socket_events_per_second = 5000;
-        s.message_max_chars = 4000;
+        s.http.write_timeout = Duration::from_secs(1);
+        s.realtime.socket_events_per_second = 5000;
+        s.realtime.message_max_chars = 4000;
     })
     .await;
     let address = app.addr.to_string();

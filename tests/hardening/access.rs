@@ -180,7 +180,7 @@ async fn cross_site_websocket_handshakes_are_refused() {
 
 #[tokio::test]
 async fn passwords_are_stored_as_bcrypt_hashes_of_the_configured_cost() {
-    let app = TestApp::spawn_with(|s| s.bcrypt_cost = 10).await;
+    let app = TestApp::spawn_with(|s| s.auth.bcrypt_cost = 10).await;
     app.signup("hashed").await;
     let user = chatroom::services::users::find_by_name(app.db(), "hashed")
         .await
@@ -269,7 +269,7 @@ async fn odd_static_paths_are_quiet_not_founds() {
     let bundle = tempfile::tempdir().unwrap();
     std::fs::write(bundle.path().join("index.html"), "<html>bundle</html>").unwrap();
     let dir = bundle.path().to_owned();
-    let app = TestApp::spawn_with(move |s| s.static_dir = Some(dir)).await;
+    let app = TestApp::spawn_with(move |s| s.http.static_dir = Some(dir)).await;
     let long = "a".repeat(256);
     let very_long = format!("{}/", "b".repeat(200)).repeat(30);
     let paths = [

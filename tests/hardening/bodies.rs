@@ -84,7 +84,7 @@ async fn bodies_announced_over_the_limit_are_refused_before_they_are_read() {
 
 #[tokio::test]
 async fn a_slow_chunked_body_over_the_limit_is_cut_off() {
-    let app = TestApp::spawn_with(|s| s.upload_max_bytes = 64 * 1024).await;
+    let app = TestApp::spawn_with(|s| s.uploads.max_bytes = 64 * 1024).await;
     let user = app.signup("trickle").await;
     let mut stream = connect_from([127, 0, 0, 1], app.addr).await;
     let head = format!(

@@ -26,8 +26,8 @@ async fn until_open(app: &TestApp, n: i64) {
 #[tokio::test]
 async fn a_slowloris_flood_from_one_address_cannot_starve_others() {
     let app = TestApp::spawn_with(|s| {
-        s.header_timeout = Duration::from_secs(2);
-        s.max_connections_per_ip = 40;
+        s.http.header_timeout = Duration::from_secs(2);
+        s.http.max_connections_per_ip = 40;
     })
     .await;
     // The attacker, at 127.0.0.2: as many stuck requests as it may open...
@@ -101,7 +101,7 @@ async fn half_sent_sign_in(from: [u8; 4], app: &TestApp, name: &str) -> (TcpStre
 
 #[tokio::test]
 async fn the_global_cap_refuses_new_connections_and_recovers() {
-    let app = TestApp::spawn_with(|s| s.max_connections = 12).await;
+    let app = TestApp::spawn_with(|s| s.http.max_connections = 12).await;
     // Twelve requests being served (headers complete, bodies on their way) fill the cap: they are
     // never dropped to make room, so a thirteenth connection is refused.
     let mut held = Vec::new();
@@ -136,8 +136,8 @@ async fn unfinished_requests_from_many_addresses_make_room_oldest_first() {
     // Issue 20 item 5: 40 addresses × 60 unfinished requests, each address under its cap, used to
     // fill `--max-connections` and answer every other client `503`. Scaled down: 8 × 10 on a cap of 40.
     let app = TestApp::spawn_with(|s| {
-        s.max_connections = 40;
-        s.max_connections_per_ip = 10;
+        s.http.max_connections = 40;
+        s.http.max_connections_per_ip = 10;
     })
     .await;
     let user = app.signup("resident").await;
@@ -196,7 +196,7 @@ async fn unfinished_requests_from_many_addresses_make_room_oldest_first() {
 
 #[tokio::test]
 async fn silent_idle_and_trickling_connections_are_closed() {
-    let app = TestApp::spawn_with(|s| s.header_timeout = Duration::from_secs(2)).await;
+    let app = TestApp::spawn_with(|s| s.http.header_timeout = Duration::from_secs(2)).await;
     // Sends nothing at all.
     let mut silent = connect_from([127, 0, 0, 1], app.addr).await;
     // A WebSocket upgrade request that trickles in a byte at a time and never ends.
@@ -243,7 +243,7 @@ async fn silent_idle_and_trickling_connections_are_closed() {
 
 #[tokio::test]
 async fn websockets_count_against_the_per_address_cap_until_they_close() {
-    let app = TestApp::spawn_with(|s| s.max_connections_per_ip = 8).await;
+    let app = TestApp::spawn_with(|s| s.http.max_connections_per_ip = 8).await;
     let user = app.signup("many").await;
     // WebSockets from one address, until the cap refuses one (the HTTP client's pooled
     // connection of the sign-up may hold a place too).

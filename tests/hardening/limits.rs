@@ -41,7 +41,7 @@ async fn picture(app: &TestApp, user: &TestUser) -> (u16, Value) {
 #[tokio::test]
 async fn picture_uploads_share_the_senders_message_rate() {
     // One message a second per user, in bursts of two.
-    let app = TestApp::spawn_with(|s| s.socket_events_per_second = 1).await;
+    let app = TestApp::spawn_with(|s| s.realtime.socket_events_per_second = 1).await;
     let uploader = app.register_legacy("pics@example.com").await;
     let bystander = app.signup("bystander").await;
     let mut watcher = Eio3::connect(&app, &format!("token={}", bystander.token)).await;
@@ -88,7 +88,7 @@ async fn picture_uploads_share_the_senders_message_rate() {
 
 #[tokio::test]
 async fn one_user_gets_a_bounded_number_of_sockets_and_others_are_unaffected() {
-    let app = TestApp::spawn_with(|s| s.max_sockets_per_user = 3).await;
+    let app = TestApp::spawn_with(|s| s.realtime.max_sockets_per_user = 3).await;
     let alice = app.signup("alice").await;
     let bob = app.signup("bob").await;
     let mut open = Vec::new();

@@ -14,7 +14,8 @@ fn value(text: &str, series: &str) -> f64 {
 
 #[tokio::test]
 async fn metrics_are_prometheus_text_for_local_scrapers_and_token_holders() {
-    let app = TestApp::spawn_with(|s| s.metrics_token = Some("scrape-me-0123456789".into())).await;
+    let app =
+        TestApp::spawn_with(|s| s.http.metrics_token = Some("scrape-me-0123456789".into())).await;
     app.get("/healthz").send().await.unwrap();
     app.get("/no/such/page").send().await.unwrap();
     let response = app.get("/metrics").send().await.unwrap();
@@ -189,7 +190,7 @@ async fn every_series_keeps_its_name_labels_type_and_help() {
 #[tokio::test]
 async fn forwarded_addresses_count_only_through_trusted_proxies() {
     // No trusted proxy: a client cannot dodge the per-IP sign-up limit by naming other addresses.
-    let app = TestApp::spawn_with(|s| s.signup_per_hour = 2).await;
+    let app = TestApp::spawn_with(|s| s.auth.signup_per_hour = 2).await;
     let mut refused = 0;
     for i in 0..4 {
         let (_, reply) = read_signup(&app, &format!("spoof{i}"), &format!("198.51.100.{i}")).await;
@@ -206,10 +207,10 @@ async fn forwarded_addresses_count_only_through_trusted_proxies() {
 
     // Behind a trusted proxy (here: loopback), each forwarded client has its own budget...
     let app = TestApp::spawn_with(|s| {
-        s.signup_per_hour = 2;
-        s.trusted_proxies =
+        s.auth.signup_per_hour = 2;
+        s.http.trusted_proxies =
             chatroom::config::TrustedProxies::parse(&["127.0.0.0/8".to_owned()]).unwrap();
-        s.max_connections_per_ip = 3;
+        s.http.max_connections_per_ip = 3;
     })
     .await;
     for i in 0..4 {

@@ -40,7 +40,7 @@ async fn sign_in(
 #[tokio::test]
 async fn parallel_guesses_cannot_get_past_the_limit() {
     // A realistic hash cost, so that checks take long enough for guesses to overlap.
-    let app = TestApp::spawn_with(|s| s.bcrypt_cost = 8).await;
+    let app = TestApp::spawn_with(|s| s.auth.bcrypt_cost = 8).await;
     app.signup("target").await;
     let url = app.url("/api/user/signin");
     let guess = |password: &'static str| {
@@ -99,7 +99,7 @@ async fn parallel_guesses_cannot_get_past_the_limit() {
 
 #[tokio::test]
 async fn names_addresses_and_capitalisations_share_one_budget() {
-    let app = TestApp::spawn_with(|s| s.signin_failures = 4).await;
+    let app = TestApp::spawn_with(|s| s.auth.signin_failures = 4).await;
     app.register_legacy("Bob@Example.com").await;
     let other = app.register_legacy("carol@example.com").await;
     // Four wrong guesses under four spellings of one account, over both clients' endpoints.
@@ -156,8 +156,8 @@ async fn names_addresses_and_capitalisations_share_one_budget() {
 #[tokio::test]
 async fn one_address_is_limited_across_accounts_and_proxied_clients_count_apart() {
     let app = TestApp::spawn_with(|s| {
-        s.signin_per_ip = 5;
-        s.trusted_proxies =
+        s.auth.signin_per_ip = 5;
+        s.http.trusted_proxies =
             chatroom::config::TrustedProxies::parse(&["127.0.0.1".to_owned()]).unwrap();
     })
     .await;
@@ -312,8 +312,8 @@ async fn guesses_from_one_address_do_not_lock_the_owner_out() {
 #[tokio::test]
 async fn an_address_spread_guessing_run_is_slowed_not_refused() {
     let app = TestApp::spawn_with(|s| {
-        s.signin_failures = 2;
-        s.signin_account_ceiling = 8;
+        s.auth.signin_failures = 2;
+        s.auth.signin_account_ceiling = 8;
     })
     .await;
     app.signup("alice").await;
@@ -354,9 +354,9 @@ async fn an_address_spread_guessing_run_is_slowed_not_refused() {
 #[tokio::test]
 async fn ipv6_clients_are_counted_per_network() {
     let app = TestApp::spawn_with(|s| {
-        s.signin_failures = 3;
-        s.signup_per_hour = 2;
-        s.trusted_proxies =
+        s.auth.signin_failures = 3;
+        s.auth.signup_per_hour = 2;
+        s.http.trusted_proxies =
             chatroom::config::TrustedProxies::parse(&["127.0.0.1".to_owned()]).unwrap();
     })
     .await;

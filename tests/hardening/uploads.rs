@@ -90,7 +90,7 @@ async fn legacy_picture(app: &TestApp, user: &TestUser) -> (u16, Value) {
 
 #[tokio::test]
 async fn uploads_per_hour_are_limited_per_user_on_every_endpoint() {
-    let app = TestApp::spawn_with(|s| s.uploads_per_hour = 3).await;
+    let app = TestApp::spawn_with(|s| s.uploads.per_hour = 3).await;
     let v3_user = app.signup("uploader").await;
     let (_, reply) = v3(&app, "/api/file/uploadimg", &v3_user).await;
     assert_eq!(reply["errno"], 0);
@@ -141,7 +141,7 @@ async fn uploads_per_hour_are_limited_per_user_on_every_endpoint() {
 
 #[tokio::test]
 async fn parallel_uploads_cannot_get_past_the_hourly_limit() {
-    let app = TestApp::spawn_with(|s| s.uploads_per_hour = 3).await;
+    let app = TestApp::spawn_with(|s| s.uploads.per_hour = 3).await;
     let user = app.signup("burst").await;
     let replies =
         futures_util::future::join_all((0..12).map(|_| v3(&app, "/api/file/uploadimg", &user)))
@@ -159,7 +159,7 @@ async fn parallel_uploads_cannot_get_past_the_hourly_limit() {
 #[tokio::test]
 async fn disk_space_per_user_is_bounded() {
     let size = images::png().len() as u64;
-    let app = TestApp::spawn_with(move |s| s.upload_quota_bytes = 2 * size + size / 2).await;
+    let app = TestApp::spawn_with(move |s| s.uploads.quota_bytes = 2 * size + size / 2).await;
     let user = app.signup("hoarder").await;
     for _ in 0..2 {
         let (_, reply) = v3(&app, "/api/file/uploadimg", &user).await;

@@ -273,7 +273,7 @@ async fn unknown_events_are_refused_in_their_acknowledgement() {
 
 #[tokio::test]
 async fn the_message_rate_is_per_user_across_all_their_sockets() {
-    let app = TestApp::spawn_with(|s| s.socket_events_per_second = 3).await;
+    let app = TestApp::spawn_with(|s| s.realtime.socket_events_per_second = 3).await;
     let alice = app.signup("alice").await;
     let mut sockets = Vec::new();
     for _ in 0..3 {
@@ -328,7 +328,7 @@ async fn a_socket_stops_acting_for_its_user_when_its_token_is_revoked() {
 
 #[tokio::test]
 async fn a_socket_stops_acting_for_its_user_when_its_token_expires() {
-    let app = TestApp::spawn_with(|s| s.token_ttl = Duration::from_secs(1)).await;
+    let app = TestApp::spawn_with(|s| s.auth.token_ttl = Duration::from_secs(1)).await;
     let alice = app.signup("alice").await;
     let mut a = in_room(&app, &alice, "room1").await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
@@ -434,7 +434,7 @@ fn series(text: &str, name: &str) -> f64 {
 
 #[tokio::test]
 async fn metrics_count_sockets_messages_and_refusals() {
-    let app = TestApp::spawn_with(|s| s.socket_events_per_second = 2).await;
+    let app = TestApp::spawn_with(|s| s.realtime.socket_events_per_second = 2).await;
     let alice = app.signup("alice").await;
     let mut old = in_room(&app, &alice, "room1").await;
     let modern = app

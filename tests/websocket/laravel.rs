@@ -266,7 +266,7 @@ async fn the_client_script_is_served_when_configured() {
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("socket.io.js");
     std::fs::write(&script, "/* client */").unwrap();
-    let app = TestApp::spawn_with(|s| s.socket_io_js = Some(script)).await;
+    let app = TestApp::spawn_with(|s| s.http.socket_io_js = Some(script)).await;
     let res = app.get("/socket.io/socket.io.js").send().await.unwrap();
     assert_eq!(res.status(), 200);
     assert!(

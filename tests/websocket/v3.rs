@@ -279,7 +279,7 @@ async fn refused_messages_are_answered_and_change_nothing() {
 
 #[tokio::test]
 async fn the_text_limit_is_configurable() {
-    let app = TestApp::spawn_with(|s| s.message_max_chars = 5).await;
+    let app = TestApp::spawn_with(|s| s.realtime.message_max_chars = 5).await;
     let (_, a) = joined(&app, "alice").await;
     assert_eq!(
         a.ack("message", text("room1", "123456", "c1")).await["ok"],
@@ -293,7 +293,7 @@ async fn the_text_limit_is_configurable() {
 
 #[tokio::test]
 async fn a_flood_of_events_is_cut_to_the_rate_and_the_server_stays_up() {
-    let app = TestApp::spawn_with(|s| s.socket_events_per_second = 3).await;
+    let app = TestApp::spawn_with(|s| s.realtime.socket_events_per_second = 3).await;
     let (_, mut a) = joined(&app, "alice").await;
     for i in 0..40 {
         a.emit("message", text("room1", "flood", &format!("f-{i}")))
@@ -313,7 +313,7 @@ async fn a_flood_of_events_is_cut_to_the_rate_and_the_server_stays_up() {
 
 #[tokio::test]
 async fn oversized_packets_close_the_socket_and_nothing_else() {
-    let app = TestApp::spawn_with(|s| s.upload_max_bytes = 64 * 1024).await;
+    let app = TestApp::spawn_with(|s| s.uploads.max_bytes = 64 * 1024).await;
     let (_, a) = joined(&app, "alice").await;
     let (_, mut b) = joined(&app, "bob").await;
     let _ = app.state.realtime.max_packet();
