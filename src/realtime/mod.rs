@@ -25,7 +25,6 @@ pub mod conn;
 pub mod dialect;
 pub mod events;
 pub mod identity;
-pub mod inbox;
 pub mod membership;
 pub mod metrics;
 pub mod presence;
@@ -48,6 +47,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 pub use self::conn::Conn;
+pub use self::conn::inbox;
 pub use self::dialect::Dialect;
 pub use self::identity::{Binding, TokenInfo};
 pub use self::inbox::{Handlers, Inbound, Inbox, Reply};

@@ -10,9 +10,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::peers::{Peers, receive};
-use super::wire::{Body, Note, Person};
+use super::wire::{Body, Note};
 use super::{Bus, HEARTBEAT, Local, MAX_BACKOFF, PIPELINE};
-use crate::realtime::presence::{PresenceHub, Snapshot};
 
 /// Sends queued notes in pipelines, reconnecting whenever Redis goes away.
 pub(super) async fn publish_all(
@@ -82,7 +81,7 @@ pub(super) async fn subscribe(bus: Bus, client: redis::Client, local: Local, pee
         peers.all_seen_now();
         peers.want_all();
         peers.ask(&bus);
-        publish_snapshot(&bus, &local.presence);
+        bus.publish_snapshot(&local.presence);
         let mut messages = pubsub.on_message();
         while let Some(message) = messages.next().await {
             match serde_json::from_slice::<Note>(message.get_payload_bytes()) {
@@ -119,15 +118,4 @@ pub(super) async fn heartbeat(bus: Bus, peers: Arc<Peers>) {
         }
         bus.inner.nodes.set(peers.lock().len() as i64);
     }
-}
-
-/// Publishes this node's presence, whole. It is taken and numbered under the hub's lock, so no change
-/// can slip between the snapshot and its number.
-pub(super) fn publish_snapshot(bus: &Bus, presence: &PresenceHub) {
-    presence.with_snapshot(|Snapshot { online, rooms }| {
-        bus.publish(Body::Snapshot {
-            online: online.iter().map(Person::from).collect(),
-            rooms,
-        });
-    });
 }

@@ -40,9 +40,9 @@ use tokio::sync::mpsc;
 
 use self::link::{heartbeat, publish_all, subscribe};
 use self::peers::Peers;
-use self::wire::{Body, PostedIn, To};
+use self::wire::{Body, Person, PostedIn, To};
 use super::events::Frame;
-use super::presence::{Change, PresenceHub};
+use super::presence::{Change, PresenceHub, Snapshot};
 use super::pusher::{Publish, Pusher, Target};
 use super::unread::UnreadHub;
 use crate::auth::UserId;
@@ -198,6 +198,17 @@ impl Bus {
         self.publish(Body::Revoke {
             user,
             jti: jti.to_owned(),
+        });
+    }
+
+    /// Publishes this node's presence, whole. It is taken and numbered under the hub's lock, so no
+    /// change can slip between the snapshot and its number.
+    pub(super) fn publish_snapshot(&self, presence: &PresenceHub) {
+        presence.with_snapshot(|Snapshot { online, rooms }| {
+            self.publish(Body::Snapshot {
+                online: online.iter().map(Person::from).collect(),
+                rooms,
+            });
         });
     }
 

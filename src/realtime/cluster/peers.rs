@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::time::Instant;
 
-use super::link::publish_snapshot;
 use super::wire::{Body, Note, Person, PostedIn, To};
 use super::{Bus, Local, PEER_TTL};
 use crate::auth::UserId;
@@ -239,7 +238,7 @@ async fn deliver(bus: &Bus, local: &Local, body: Body) {
         }
         Body::Revoke { user, jti } => crate::realtime::revoke_here(&local.pusher, user, &jti),
         Body::Ask { node: asked } if asked.is_empty() || asked == bus.inner.node => {
-            publish_snapshot(bus, &local.presence);
+            bus.publish_snapshot(&local.presence);
         }
         _ => {}
     }

@@ -7,12 +7,14 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use socketioxide::socket::Sid;
 
+use self::inbox::Inbox;
 use super::dialect::Dialect;
 use super::identity::Binding;
-use super::inbox::Inbox;
 use crate::auth::UserId;
 use crate::metrics::Gauge;
 use crate::services::users::Author;
+
+pub mod inbox;
 
 /// One socket's place in the node's counts: its dialect (which the Pusher reads to skip dialects
 /// nobody here speaks) and `chatroom_socket_connections`. Given back exactly once: when the socket

@@ -26,12 +26,12 @@ use serde_json::Value;
 use socketioxide::extract::{AckSender, SocketRef};
 use socketioxide::socket::Sid;
 
-use super::bucket::Bucket;
-use super::conn::Conn;
-use super::events::{Ack, Outbound, Refusal, SyncedRoom};
-use super::{Binding, Pusher, Realtime, Receipt, Target};
+use super::Conn;
 use crate::auth::UserId;
 use crate::error::AppError;
+use crate::realtime::bucket::Bucket;
+use crate::realtime::events::{Ack, Outbound, Refusal, SyncedRoom};
+use crate::realtime::{Binding, Pusher, Realtime, Receipt, Target};
 
 /// Events one socket may have waiting; beyond it new events are refused (`unavailable`).
 pub const INBOX: usize = 64;
