@@ -185,7 +185,11 @@ impl<H: EngineIoHandler> Engine<H> {
                 socket.conn.hb.fetch_or(HB_SEEN, Ordering::AcqRel);
                 socket.conn.push_control(Packet::Pong);
             }
-            Packet::Close => socket.close_with(DisconnectReason::TransportClose, Some(Packet::Noop)),
+            Packet::Close => {
+                // A polling client's waiting `GET` ends with a noop; a WebSocket just closes.
+                let last = (socket.transport_type() == TransportType::Polling).then_some(Packet::Noop);
+                socket.close_with(DisconnectReason::TransportClose, last);
+            }
             Packet::Noop => {}
             _ => return Err(()),
         }

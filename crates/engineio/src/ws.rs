@@ -614,6 +614,6 @@ mod tests {
 
     #[test]
     fn the_accept_key_of_rfc_6455() {
-        assert_eq!(accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBWLOhW8sxk9pYGeXh7s0o=");
+        assert_eq!(accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
     }
 }
