@@ -1,7 +1,8 @@
 //! The Engine.IO echo server the engine.io-protocol test suite expects: `/engine.io/`, ping interval
 //! 300 ms, ping timeout 200 ms, max payload 1,000,000, every message sent back.
 //!
-//! `cargo run --release -p engineioxide --example echo -- --port 3000`
+//! `cargo run --release -p engineioxide --example echo -- --port 3000`; `--ping-interval`, `--ping-timeout`
+//! (ms) and `--read-buffer` (bytes) change those settings for measurements.
 
 use std::{sync::Arc, time::Duration};
 
@@ -29,23 +30,25 @@ impl EngineIoHandler for Echo {
     }
 }
 
-fn port() -> u16 {
+/// `--name value` from the command line.
+fn arg(name: &str, default: u64) -> u64 {
     let args: Vec<String> = std::env::args().collect();
     args.windows(2)
-        .find(|w| w[0] == "--port")
+        .find(|w| w[0] == name)
         .and_then(|w| w[1].parse().ok())
-        .unwrap_or(3000)
+        .unwrap_or(default)
 }
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let config = EngineIoConfig::builder()
-        .ping_interval(Duration::from_millis(300))
-        .ping_timeout(Duration::from_millis(200))
+        .ping_interval(Duration::from_millis(arg("--ping-interval", 300)))
+        .ping_timeout(Duration::from_millis(arg("--ping-timeout", 200)))
+        .ws_read_buffer_size(arg("--read-buffer", 4096) as usize)
         .max_payload(1_000_000)
         .build();
     let svc = EngineIoService::with_config(Arc::new(Echo), config);
-    let listener = TcpListener::bind(("127.0.0.1", port())).await?;
+    let listener = TcpListener::bind(("127.0.0.1", arg("--port", 3000) as u16)).await?;
     loop {
         let (stream, _) = listener.accept().await?;
         let svc = svc.clone();

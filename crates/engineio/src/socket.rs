@@ -222,6 +222,11 @@ fn write_now(
     Poll::Ready(Ok(Some(rest.freeze())))
 }
 
+/// A Socket.IO CONNECT packet inside an Engine.IO message (`4` + `0…`).
+fn is_sio_connect(packet: &Packet) -> bool {
+    matches!(packet, Packet::Message(m) if m.as_bytes().first() == Some(&b'0'))
+}
+
 /// Frames a WebSocket control frame (server frames are not masked).
 pub(crate) fn control_frame(opcode: u8, payload: &[u8]) -> Bytes {
     let head = Head::new(opcode, b"", payload.len());
@@ -341,6 +346,13 @@ impl Conn {
         let mut queued = false;
         for packet in packets {
             let idle = out.queue.is_empty() && out.pending.is_none() && !out.broken && !out.upgrading;
+            // socketioxide 0.18 emits a namespace's CONNECT (`40…`) before it spawns that namespace's
+            // connect handler, which registers the event handlers. Written at once, the CONNECT lets a
+            // fast client's first event arrive before its handler exists, and the event is lost. So a
+            // CONNECT goes through the session's task: woken here, that task runs after the connect
+            // handler spawned next on this thread (tokio runs the last spawned task first), which is
+            // the order the writer task of engineioxide 0.17 gave.
+            let idle = idle && !is_sio_connect(&packet);
             if idle && let Some(w) = out.ws.as_mut() {
                 // A direct attempt: the no-op waker is never relied on, since on `Pending` the frame is
                 // queued and the reader task, polling with its own waker, takes over.
