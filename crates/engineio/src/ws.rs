@@ -493,6 +493,8 @@ async fn upgrade<H, R>(
 {
     let mut chunk = vec![0u8; engine.config.ws_read_buffer_size.clamp(64, 64 * 1024)];
     let limit = socket.conn.frame_limit(engine.config.ws_max_message_size);
+    // Messages that came in the same read as the `5`: they belong to the upgraded session.
+    let mut after = Vec::new();
     let probed = tokio::time::timeout(engine.config.upgrade_timeout, async {
         let mut probe_seen = false;
         loop {
@@ -500,19 +502,18 @@ async fn upgrade<H, R>(
                 Ok(0) | Err(_) => return false,
                 Ok(n) => n,
             };
-            let mut texts = Vec::new();
-            let mut collect = |msg| match msg {
-                WsMsg::Text(t) => {
-                    texts.push(t);
-                    true
-                }
-                _ => false,
+            let mut msgs = Vec::new();
+            let mut collect = |msg| {
+                msgs.push(msg);
+                true
             };
-            // Nothing during the probe is large: no budget hold.
+            // Nothing before the `5` is large: no budget hold.
             if !matches!(reader.feed(&chunk[..n], limit, &|| None, &mut collect), Ok(true)) {
                 return false;
             }
-            for t in texts {
+            let mut msgs = msgs.into_iter();
+            while let Some(msg) = msgs.next() {
+                let WsMsg::Text(t) = msg else { return false };
                 match (&t[..], probe_seen) {
                     (b"2probe", false) => {
                         probe_seen = true;
@@ -524,7 +525,10 @@ async fn upgrade<H, R>(
                         socket.conn.wake.notify_waiters();
                         socket.conn.wake.notify_one();
                     }
-                    (b"5", true) => return true,
+                    (b"5", true) => {
+                        after.extend(msgs);
+                        return true;
+                    }
                     _ => return false,
                 }
             }
@@ -546,6 +550,12 @@ async fn upgrade<H, R>(
     }
     socket.conn.wake.notify_waiters();
     socket.conn.wake.notify_one();
+    for msg in after {
+        if !on_message(engine, &socket, msg) {
+            finish(engine, &socket, true).await;
+            return;
+        }
+    }
     read_loop(engine, &socket, rd, reader).await;
 }
 

@@ -258,11 +258,15 @@ async fn upgrade_hands_waiting_packets_to_the_websocket() {
     assert_eq!(next_text(&mut c).await.as_deref(), Some("3probe"));
     assert_eq!(get(addr, &path).await, (200, "6".into()), "the poll is ended with a noop");
     echo.socket(0).emit("queued during the upgrade").expect("emit");
-    c.send(Message::text("5")).await.expect("send");
+    // The `5` and the client's first message in one write (a client flushes its buffer at once).
+    c.feed(Message::text("5")).await.expect("feed");
+    c.feed(Message::text("4right behind the 5")).await.expect("feed");
+    c.flush().await.expect("flush");
     assert_eq!(
         next_text(&mut c).await.as_deref(),
         Some("4queued during the upgrade")
     );
+    assert_eq!(next_text(&mut c).await.as_deref(), Some("4right behind the 5"));
     assert_eq!(get(addr, &path).await.0, 400, "polling is over for this session");
     c.send(Message::text("4after")).await.expect("send");
     assert_eq!(next_text(&mut c).await.as_deref(), Some("4after"));
