@@ -86,7 +86,9 @@ pin_project! {
 }
 
 impl<F, B> ResponseFuture<F, B> {
-    pub(crate) fn own(future: impl Future<Output = Response<ResponseBody<B>>> + Send + 'static) -> Self {
+    pub(crate) fn own(
+        future: impl Future<Output = Response<ResponseBody<B>>> + Send + 'static,
+    ) -> Self {
         ResponseFuture::Own {
             future: Box::pin(future),
         }

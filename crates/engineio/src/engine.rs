@@ -177,7 +177,9 @@ impl<H: EngineIoHandler> Engine<H> {
     pub(crate) fn dispatch(&self, socket: &Arc<Socket<H::Data>>, packet: Packet) -> Result<(), ()> {
         match packet {
             Packet::Message(msg) => self.handler.on_message(msg, socket.clone()),
-            Packet::Binary(bin) | Packet::BinaryV3(bin) => self.handler.on_binary(bin, socket.clone()),
+            Packet::Binary(bin) | Packet::BinaryV3(bin) => {
+                self.handler.on_binary(bin, socket.clone())
+            }
             Packet::Pong if socket.protocol == ProtocolVersion::V4 => {
                 socket.conn.hb.fetch_or(HB_SEEN, Ordering::AcqRel);
             }
@@ -187,7 +189,8 @@ impl<H: EngineIoHandler> Engine<H> {
             }
             Packet::Close => {
                 // A polling client's waiting `GET` ends with a noop; a WebSocket just closes.
-                let last = (socket.transport_type() == TransportType::Polling).then_some(Packet::Noop);
+                let last =
+                    (socket.transport_type() == TransportType::Polling).then_some(Packet::Noop);
                 socket.close_with(DisconnectReason::TransportClose, last);
             }
             Packet::Noop => {}
@@ -255,7 +258,10 @@ impl<H: EngineIoHandler> Engine<H> {
 
 impl<H: EngineIoHandler> SessionEnd for Engine<H> {
     fn end(&self, sid: Sid, reason: DisconnectReason) {
-        let mut sessions = self.sessions.write().unwrap_or_else(PoisonError::into_inner);
+        let mut sessions = self
+            .sessions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         // A polling client that closes with no `GET` waiting gets its noop on the next `GET` (as Node's
         // engine.io answers it), so the session stays findable until then; the heartbeat timer removes
         // it if that `GET` never comes.

@@ -63,7 +63,11 @@ pub(crate) async fn poll<H: EngineIoHandler, B>(
         if packets.is_empty() {
             packets.push(Packet::Noop);
         }
-        return Ok(payload_response(packets, socket.protocol, socket.conn.supports_binary));
+        return Ok(payload_response(
+            packets,
+            socket.protocol,
+            socket.conn.supports_binary,
+        ));
     }
     {
         let mut out = socket.conn.lock();
@@ -82,7 +86,11 @@ pub(crate) async fn poll<H: EngineIoHandler, B>(
         woken.as_mut().enable();
         let packets = socket.conn.take_packets(max);
         if !packets.is_empty() {
-            return Ok(payload_response(packets, socket.protocol, socket.conn.supports_binary));
+            return Ok(payload_response(
+                packets,
+                socket.protocol,
+                socket.conn.supports_binary,
+            ));
         }
         if socket.conn.lock().upgrading || socket.conn.is_closing() {
             // The client is moving to its WebSocket (or the session is over): end this request.
@@ -277,10 +285,16 @@ mod tests {
         let (v3b, bin) = encode_payload(msgs(), ProtocolVersion::V3, true);
         assert_eq!(
             &v3b[..],
-            &[0, 6, 0xff, b'4', b'h', b'e', b'l', b'l', b'o', 1, 5, 0xff, 4, 1, 2, 3, 4][..]
+            &[
+                0, 6, 0xff, b'4', b'h', b'e', b'l', b'l', b'o', 1, 5, 0xff, 4, 1, 2, 3, 4
+            ][..]
         );
         assert!(bin);
-        let (utf16, _) = encode_payload(vec![Packet::Message("é€😀".into())], ProtocolVersion::V3, false);
+        let (utf16, _) = encode_payload(
+            vec![Packet::Message("é€😀".into())],
+            ProtocolVersion::V3,
+            false,
+        );
         assert_eq!(std::str::from_utf8(&utf16).ok(), Some("5:4é€😀"));
     }
 }

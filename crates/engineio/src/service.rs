@@ -173,7 +173,11 @@ where
     }
 }
 
-fn spawn_raw_ws<H, St>(engine: Arc<Engine<H>>, conn: St, req: Request<()>) -> Result<(), RequestError>
+fn spawn_raw_ws<H, St>(
+    engine: Arc<Engine<H>>,
+    conn: St,
+    req: Request<()>,
+) -> Result<(), RequestError>
 where
     H: EngineIoHandler,
     St: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -300,7 +304,11 @@ impl RequestError {
         }
     }
     pub(crate) fn response<B>(self) -> Response<ResponseBody<B>> {
-        let body = format!(r#"{{"code":{},"message":"{}"}}"#, self.code(), self.message());
+        let body = format!(
+            r#"{{"code":{},"message":"{}"}}"#,
+            self.code(),
+            self.message()
+        );
         let mut res = Response::new(ResponseBody::own(body));
         *res.status_mut() = StatusCode::BAD_REQUEST;
         res.headers_mut().insert(
@@ -329,7 +337,10 @@ pub(crate) struct Query {
 }
 
 impl Query {
-    pub(crate) fn parse<B>(req: &Request<B>, config: &EngineIoConfig) -> Result<Self, RequestError> {
+    pub(crate) fn parse<B>(
+        req: &Request<B>,
+        config: &EngineIoConfig,
+    ) -> Result<Self, RequestError> {
         let mut protocol = None;
         let mut transport = None;
         let mut sid = None;
@@ -364,7 +375,10 @@ impl Query {
     }
 }
 
-async fn handle<H, ReqBody, B>(engine: Arc<Engine<H>>, req: Request<ReqBody>) -> Response<ResponseBody<B>>
+async fn handle<H, ReqBody, B>(
+    engine: Arc<Engine<H>>,
+    req: Request<ReqBody>,
+) -> Response<ResponseBody<B>>
 where
     H: EngineIoHandler,
     ReqBody: Body + Send + Unpin + 'static,

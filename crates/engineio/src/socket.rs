@@ -64,7 +64,9 @@ impl Permit<'_> {
     }
     /// Emits a text message and its binary attachments, with nothing in between.
     pub fn emit_many(self, msg: Str, data: VecDeque<Bytes>) {
-        self.send(std::iter::once(Packet::Message(msg)).chain(data.into_iter().map(Packet::Binary)));
+        self.send(
+            std::iter::once(Packet::Message(msg)).chain(data.into_iter().map(Packet::Binary)),
+        );
     }
     /// Emits binary messages with nothing in between.
     pub fn emit_many_binary(self, bin: Bytes, data: Vec<Bytes>) {
@@ -176,7 +178,11 @@ fn ws_frame(packet: &Packet, protocol: ProtocolVersion) -> (Head, Bytes) {
             (Head::new(OP_TEXT, b"4", body.len()), body)
         }
         Packet::Binary(data) | Packet::BinaryV3(data) => {
-            let prefix: &[u8] = if protocol == ProtocolVersion::V3 { &[4] } else { &[] };
+            let prefix: &[u8] = if protocol == ProtocolVersion::V3 {
+                &[4]
+            } else {
+                &[]
+            };
             (Head::new(OP_BINARY, prefix, data.len()), data.clone())
         }
         Packet::Close => text("1"),
@@ -345,7 +351,8 @@ impl Conn {
     fn push_locked(&self, mut out: MutexGuard<'_, Out>, packets: impl IntoIterator<Item = Packet>) {
         let mut queued = false;
         for packet in packets {
-            let idle = out.queue.is_empty() && out.pending.is_none() && !out.broken && !out.upgrading;
+            let idle =
+                out.queue.is_empty() && out.pending.is_none() && !out.broken && !out.upgrading;
             // socketioxide 0.18 emits a namespace's CONNECT (`40…`) before it spawns that namespace's
             // connect handler, which registers the event handlers. Written at once, the CONNECT lets a
             // fast client's first event arrive before its handler exists, and the event is lost. So a
@@ -482,13 +489,7 @@ pub struct Socket<D> {
 }
 
 impl<D> Socket<D> {
-    pub(crate) fn new(
-        id: Sid,
-        conn: Conn,
-        data: D,
-        req_parts: Parts,
-        closer: Closer,
-    ) -> Self {
+    pub(crate) fn new(id: Sid, conn: Conn, data: D, req_parts: Parts, closer: Closer) -> Self {
         Self {
             id,
             protocol: conn.protocol,

@@ -79,7 +79,9 @@ pub(crate) fn accept<H: EngineIoHandler, ReqBody, B>(
         };
         let mut io = TokioIo::new(upgraded);
         if superfluous {
-            let _ = io.write_all(&control_frame(OP_CLOSE, &1000u16.to_be_bytes())).await;
+            let _ = io
+                .write_all(&control_frame(OP_CLOSE, &1000u16.to_be_bytes()))
+                .await;
             let _ = io.shutdown().await;
             return;
         }
@@ -196,11 +198,12 @@ impl FrameReader {
         if self.head_len < 2 {
             return None;
         }
-        let len = 2 + match self.head[1] & 0x7f {
-            126 => 2,
-            127 => 8,
-            _ => 0,
-        } + if self.head[1] & 0x80 != 0 { 4 } else { 0 };
+        let len =
+            2 + match self.head[1] & 0x7f {
+                126 => 2,
+                127 => 8,
+                _ => 0,
+            } + if self.head[1] & 0x80 != 0 { 4 } else { 0 };
         (self.head_len >= len).then_some(len)
     }
 
@@ -219,11 +222,12 @@ impl FrameReader {
                     Some(_) => 0,
                     None if self.head_len < 2 => 2 - self.head_len,
                     None => {
-                        let full = 2 + match self.head[1] & 0x7f {
-                            126 => 2,
-                            127 => 8,
-                            _ => 0,
-                        } + if self.head[1] & 0x80 != 0 { 4 } else { 0 };
+                        let full =
+                            2 + match self.head[1] & 0x7f {
+                                126 => 2,
+                                127 => 8,
+                                _ => 0,
+                            } + if self.head[1] & 0x80 != 0 { 4 } else { 0 };
                         full - self.head_len
                     }
                 };
@@ -239,7 +243,9 @@ impl FrameReader {
                 }
                 continue;
             };
-            let take = usize::try_from(remaining).unwrap_or(usize::MAX).min(data.len());
+            let take = usize::try_from(remaining)
+                .unwrap_or(usize::MAX)
+                .min(data.len());
             let control = self.opcode & 0x8 != 0;
             let buf = if control {
                 &mut self.control
@@ -469,7 +475,9 @@ async fn finish<H: EngineIoHandler>(engine: &Engine<H>, socket: &Socket<H::Data>
             }
             let ws = socket.conn.lock().ws.take();
             if let Some(mut ws) = ws {
-                let _ = ws.write_all(&control_frame(OP_CLOSE, &1000u16.to_be_bytes())).await;
+                let _ = ws
+                    .write_all(&control_frame(OP_CLOSE, &1000u16.to_be_bytes()))
+                    .await;
                 let _ = ws.shutdown().await;
             }
         })
@@ -508,7 +516,10 @@ async fn upgrade<H, R>(
                 true
             };
             // Nothing before the `5` is large: no budget hold.
-            if !matches!(reader.feed(&chunk[..n], limit, &|| None, &mut collect), Ok(true)) {
+            if !matches!(
+                reader.feed(&chunk[..n], limit, &|| None, &mut collect),
+                Ok(true)
+            ) {
                 return false;
             }
             let mut msgs = msgs.into_iter();
@@ -601,7 +612,10 @@ mod tests {
                     });
                     true
                 };
-                assert!(matches!(r.feed(part, usize::MAX, &|| None, &mut on), Ok(true)));
+                assert!(matches!(
+                    r.feed(part, usize::MAX, &|| None, &mut on),
+                    Ok(true)
+                ));
             }
             assert_eq!(got, vec!["P[112]", "T304", "B[7, 8]"], "step {step}");
         }
@@ -609,21 +623,35 @@ mod tests {
 
     #[test]
     fn unmasked_and_oversized_frames_are_refused() {
-        let mut config = crate::config::EngineIoConfig::default();
-        config.ws_max_message_size = 10;
+        let config = crate::config::EngineIoConfig {
+            ws_max_message_size: 10,
+            ..Default::default()
+        };
         let mut r = FrameReader::new(&config);
         let mut on = |_m: WsMsg| true;
-        assert!(matches!(r.feed(&[0x81, 0x01, b'x'], usize::MAX, &|| None, &mut on), Err(WsError::Protocol)));
+        assert!(matches!(
+            r.feed(&[0x81, 0x01, b'x'], usize::MAX, &|| None, &mut on),
+            Err(WsError::Protocol)
+        ));
         let mut r = FrameReader::new(&config);
         let big = masked(1, true, &[b'a'; 11]);
-        assert!(matches!(r.feed(&big, usize::MAX, &|| None, &mut on), Err(WsError::TooBig)));
+        assert!(matches!(
+            r.feed(&big, usize::MAX, &|| None, &mut on),
+            Err(WsError::TooBig)
+        ));
         let mut r = FrameReader::new(&config);
         let small = masked(1, true, &[b'a'; 6]);
-        assert!(matches!(r.feed(&small, 5, &|| None, &mut on), Err(WsError::TooBig)));
+        assert!(matches!(
+            r.feed(&small, 5, &|| None, &mut on),
+            Err(WsError::TooBig)
+        ));
     }
 
     #[test]
     fn the_accept_key_of_rfc_6455() {
-        assert_eq!(accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_eq!(
+            accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
     }
 }

@@ -46,10 +46,10 @@ impl EngineIoHandler for Echo {
             .push(reason);
     }
     fn on_message(self: &Arc<Self>, msg: Str, socket: Arc<Socket<()>>) {
-        if msg == "lift" {
-            if let Some(limit) = socket.req_parts.extensions.get::<FrameLimit>() {
-                limit.lift();
-            }
+        if msg == "lift"
+            && let Some(limit) = socket.req_parts.extensions.get::<FrameLimit>()
+        {
+            limit.lift();
         }
         socket.emit(msg).ok();
     }
@@ -128,7 +128,10 @@ async fn http(
         })
         .unwrap_or_default();
     let mut body = raw[split + 4..].to_vec();
-    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         body = dechunk(&body);
     }
     (status, ct, body)
@@ -140,7 +143,8 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
         let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else {
             return out;
         };
-        let n = usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap_or("0"), 16).unwrap_or(0);
+        let n =
+            usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap_or("0"), 16).unwrap_or(0);
         if n == 0 {
             return out;
         }
@@ -155,7 +159,14 @@ async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
 }
 
 async fn post(addr: SocketAddr, path: &str, body: &str) -> (u16, String) {
-    let (status, _, body) = http(addr, "POST", path, "text/plain;charset=UTF-8", body.as_bytes()).await;
+    let (status, _, body) = http(
+        addr,
+        "POST",
+        path,
+        "text/plain;charset=UTF-8",
+        body.as_bytes(),
+    )
+    .await;
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
@@ -193,10 +204,21 @@ async fn polling_v4_handshake_and_round_trip() {
     assert!(open.contains(r#""pingInterval":300"#), "{open}");
     let sid = sid_of(&open);
     let path = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
-    assert_eq!(post(addr, &path, "4hello\x1ebAQIDBA==").await, (200, "ok".into()));
+    assert_eq!(
+        post(addr, &path, "4hello\x1ebAQIDBA==").await,
+        (200, "ok".into())
+    );
     assert_eq!(get(addr, &path).await, (200, "4hello\x1ebAQIDBA==".into()));
-    assert_eq!(get(addr, "/engine.io/?EIO=5&transport=polling").await.0, 400);
-    assert_eq!(get(addr, "/engine.io/?EIO=4&transport=carrier-pigeon").await.0, 400);
+    assert_eq!(
+        get(addr, "/engine.io/?EIO=5&transport=polling").await.0,
+        400
+    );
+    assert_eq!(
+        get(addr, "/engine.io/?EIO=4&transport=carrier-pigeon")
+            .await
+            .0,
+        400
+    );
 }
 
 #[tokio::test]
@@ -205,7 +227,10 @@ async fn polling_v3_text_base64_and_binary_payloads() {
     let (status, open) = get(addr, "/engine.io/?EIO=3&transport=polling&b64=1").await;
     assert_eq!(status, 200);
     let (len, packet) = open.split_once(':').expect("v3 length prefix");
-    assert_eq!(len.parse::<usize>().ok(), Some(packet.encode_utf16().count()));
+    assert_eq!(
+        len.parse::<usize>().ok(),
+        Some(packet.encode_utf16().count())
+    );
     let sid = sid_of(packet);
     let path = format!("/engine.io/?EIO=3&transport=polling&b64=1&sid={sid}");
     assert_eq!(post(addr, &path, "3:4é€10:b4AQIDBA==").await.0, 200);
@@ -232,7 +257,9 @@ async fn websocket_v4_and_v3_echo_text_and_binary() {
     assert!(open.contains(r#""upgrades":[]"#), "{open}");
     c.send(Message::text("4hello")).await.expect("send");
     assert_eq!(next_text(&mut c).await.as_deref(), Some("4hello"));
-    c.send(Message::binary(vec![1u8, 2, 3])).await.expect("send");
+    c.send(Message::binary(vec![1u8, 2, 3]))
+        .await
+        .expect("send");
     assert_eq!(next_text(&mut c).await.as_deref(), Some("bin:[1, 2, 3]"));
     // A large message: several reads, and a 16-bit length on the way back.
     let big = format!("4{}", "x".repeat(70_000));
@@ -241,10 +268,16 @@ async fn websocket_v4_and_v3_echo_text_and_binary() {
 
     let mut c = ws(addr, "EIO=3&transport=websocket").await;
     assert!(next_text(&mut c).await.expect("open").starts_with("0{"));
-    c.send(Message::binary(vec![4u8, 9, 9])).await.expect("send");
+    c.send(Message::binary(vec![4u8, 9, 9]))
+        .await
+        .expect("send");
     assert_eq!(next_text(&mut c).await.as_deref(), Some("bin:[4, 9, 9]"));
     c.send(Message::text("2")).await.expect("send");
-    assert_eq!(next_text(&mut c).await.as_deref(), Some("3"), "v3: the server answers pings");
+    assert_eq!(
+        next_text(&mut c).await.as_deref(),
+        Some("3"),
+        "v3: the server answers pings"
+    );
 }
 
 #[tokio::test]
@@ -256,18 +289,33 @@ async fn upgrade_hands_waiting_packets_to_the_websocket() {
     let mut c = ws(addr, &format!("EIO=4&transport=websocket&sid={sid}")).await;
     c.send(Message::text("2probe")).await.expect("send");
     assert_eq!(next_text(&mut c).await.as_deref(), Some("3probe"));
-    assert_eq!(get(addr, &path).await, (200, "6".into()), "the poll is ended with a noop");
-    echo.socket(0).emit("queued during the upgrade").expect("emit");
+    assert_eq!(
+        get(addr, &path).await,
+        (200, "6".into()),
+        "the poll is ended with a noop"
+    );
+    echo.socket(0)
+        .emit("queued during the upgrade")
+        .expect("emit");
     // The `5` and the client's first message in one write (a client flushes its buffer at once).
     c.feed(Message::text("5")).await.expect("feed");
-    c.feed(Message::text("4right behind the 5")).await.expect("feed");
+    c.feed(Message::text("4right behind the 5"))
+        .await
+        .expect("feed");
     c.flush().await.expect("flush");
     assert_eq!(
         next_text(&mut c).await.as_deref(),
         Some("4queued during the upgrade")
     );
-    assert_eq!(next_text(&mut c).await.as_deref(), Some("4right behind the 5"));
-    assert_eq!(get(addr, &path).await.0, 400, "polling is over for this session");
+    assert_eq!(
+        next_text(&mut c).await.as_deref(),
+        Some("4right behind the 5")
+    );
+    assert_eq!(
+        get(addr, &path).await.0,
+        400,
+        "polling is over for this session"
+    );
     c.send(Message::text("4after")).await.expect("send");
     assert_eq!(next_text(&mut c).await.as_deref(), Some("4after"));
     assert_eq!(
@@ -289,7 +337,10 @@ async fn heartbeats_of_both_versions_time_out() {
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(
         echo.reasons(),
-        vec![DisconnectReason::HeartbeatTimeout, DisconnectReason::HeartbeatTimeout]
+        vec![
+            DisconnectReason::HeartbeatTimeout,
+            DisconnectReason::HeartbeatTimeout
+        ]
     );
     // A v4 client that answers stays.
     let mut ok = ws(addr, "EIO=4&transport=websocket").await;
@@ -306,15 +357,23 @@ async fn limits_close_oversized_messages_and_bodies() {
     let (addr, echo) = start(config().max_payload(1000).ws_max_message_size(1000).build()).await;
     let mut c = ws(addr, "EIO=4&transport=websocket").await;
     next_text(&mut c).await.expect("open");
-    c.send(Message::text(format!("4{}", "x".repeat(1000)))).await.ok();
+    c.send(Message::text(format!("4{}", "x".repeat(1000))))
+        .await
+        .ok();
     assert_eq!(next_text(&mut c).await, None, "closed");
     let (_, open) = get(addr, "/engine.io/?EIO=4&transport=polling").await;
     let path = format!("/engine.io/?EIO=4&transport=polling&sid={}", sid_of(&open));
-    assert_eq!(post(addr, &path, &format!("4{}", "y".repeat(1000))).await.0, 413);
+    assert_eq!(
+        post(addr, &path, &format!("4{}", "y".repeat(1000))).await.0,
+        413
+    );
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(
         echo.reasons(),
-        vec![DisconnectReason::PacketParsingError, DisconnectReason::PacketParsingError]
+        vec![
+            DisconnectReason::PacketParsingError,
+            DisconnectReason::PacketParsingError
+        ]
     );
 }
 
@@ -387,7 +446,10 @@ async fn the_budget_drops_the_oldest_unfinished_frame() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(budget.used() >= 50_000, "counted: {}", budget.used());
     let mut second = start_frame(addr, 1_000_000, 60_000).await;
-    assert!(is_closed(&mut first).await, "the oldest frame's session is closed");
+    assert!(
+        is_closed(&mut first).await,
+        "the oldest frame's session is closed"
+    );
     assert!(!is_closed(&mut second).await, "the newer one goes on");
     assert!(budget.used() <= 100_000);
     drop(second);
@@ -402,7 +464,9 @@ async fn the_first_frame_limit_holds_until_the_application_lifts_it() {
     let (addr, echo) = start(config().limits(limits).build()).await;
     let mut c = ws(addr, "EIO=4&transport=websocket").await;
     next_text(&mut c).await.expect("open");
-    c.send(Message::text(format!("4{}", "x".repeat(200)))).await.ok();
+    c.send(Message::text(format!("4{}", "x".repeat(200))))
+        .await
+        .ok();
     assert_eq!(next_text(&mut c).await, None, "refused before the lift");
 
     let mut c = ws(addr, "EIO=4&transport=websocket").await;
@@ -427,7 +491,10 @@ async fn client_close_and_duplicate_polls() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(get(addr, &path).await.0, 400);
     assert_eq!(first.await.expect("join"), (200, "1".into()));
-    assert_eq!(echo.reasons(), vec![DisconnectReason::MultipleHttpPollingError]);
+    assert_eq!(
+        echo.reasons(),
+        vec![DisconnectReason::MultipleHttpPollingError]
+    );
 
     let mut c = ws(addr, "EIO=4&transport=websocket").await;
     next_text(&mut c).await.expect("open");
