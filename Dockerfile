@@ -8,6 +8,9 @@ COPY Cargo.toml Cargo.lock clippy.toml ./
 COPY entity/Cargo.toml entity/Cargo.toml
 COPY migration/Cargo.toml migration/Cargo.toml
 COPY bench/Cargo.toml bench/Cargo.toml
+# The Engine.IO layer is a dependency of socketioxide (through the [patch]): it is copied whole, since a
+# stub would not build socketioxide.
+COPY crates crates
 RUN mkdir -p src entity/src migration/src bench/src routes frontend tests \
  && echo 'fn main() {}' > src/main.rs && touch src/lib.rs entity/src/lib.rs migration/src/lib.rs \
  && echo 'fn main() {}' > bench/src/main.rs \

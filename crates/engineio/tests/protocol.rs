@@ -1,0 +1,505 @@
+//! The layer's protocol on real sockets (127.0.0.1, port 0): handshakes, both polling formats, WebSocket,
+//! the upgrade, heartbeats, limits, back-pressure and the frame budget.
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use engineioxide::{
+    DisconnectReason, Socket, Str,
+    budget::{FrameBudget, FrameLimit, Limits},
+    config::EngineIoConfig,
+    handler::EngineIoHandler,
+    service::EngineIoService,
+};
+use futures_util::{SinkExt, StreamExt};
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Echoes every message; `lift` lifts the session's first-frame limit; remembers sessions and reasons.
+#[derive(Debug, Default)]
+struct Echo {
+    sockets: Mutex<Vec<Arc<Socket<()>>>>,
+    reasons: Mutex<Vec<DisconnectReason>>,
+}
+
+impl EngineIoHandler for Echo {
+    type Data = ();
+    fn on_connect(self: Arc<Self>, socket: Arc<Socket<()>>) {
+        self.sockets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(socket);
+    }
+    fn on_disconnect(&self, _socket: Arc<Socket<()>>, reason: DisconnectReason) {
+        self.reasons
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(reason);
+    }
+    fn on_message(self: &Arc<Self>, msg: Str, socket: Arc<Socket<()>>) {
+        if msg == "lift"
+            && let Some(limit) = socket.req_parts.extensions.get::<FrameLimit>()
+        {
+            limit.lift();
+        }
+        socket.emit(msg).ok();
+    }
+    fn on_binary(self: &Arc<Self>, data: Bytes, socket: Arc<Socket<()>>) {
+        socket.emit_binary(data).ok();
+    }
+}
+
+impl Echo {
+    fn reasons(&self) -> Vec<DisconnectReason> {
+        self.reasons
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+    fn socket(&self, i: usize) -> Arc<Socket<()>> {
+        self.sockets.lock().unwrap_or_else(PoisonError::into_inner)[i].clone()
+    }
+}
+
+fn config() -> engineioxide::config::EngineIoConfigBuilder {
+    EngineIoConfig::builder()
+        .ping_interval(Duration::from_millis(300))
+        .ping_timeout(Duration::from_millis(200))
+        .max_payload(1_000_000)
+}
+
+async fn start(config: EngineIoConfig) -> (SocketAddr, Arc<Echo>) {
+    let handler = Arc::new(Echo::default());
+    let svc = EngineIoService::with_config(handler.clone(), config);
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let svc = svc.clone();
+            tokio::spawn(async move {
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    (addr, handler)
+}
+
+/// One HTTP/1.1 request on a new connection: (status, content type, body).
+async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.expect("write");
+    s.write_all(body).await.expect("write");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.expect("read");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("head end");
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let status = head[9..12].parse().expect("status");
+    let ct = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-type: ")
+                .map(str::to_owned)
+        })
+        .unwrap_or_default();
+    let mut body = raw[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    (status, ct, body)
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let n =
+            usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap_or("0"), 16).unwrap_or(0);
+        if n == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + n]);
+        b = &b[eol + 4 + n..];
+    }
+}
+
+async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let (status, _, body) = http(addr, "GET", path, "text/plain", b"").await;
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+async fn post(addr: SocketAddr, path: &str, body: &str) -> (u16, String) {
+    let (status, _, body) = http(
+        addr,
+        "POST",
+        path,
+        "text/plain;charset=UTF-8",
+        body.as_bytes(),
+    )
+    .await;
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn sid_of(open: &str) -> String {
+    let json = &open[open.find('{').expect("open packet")..];
+    let v: serde_json::Value = serde_json::from_str(json).expect("json");
+    v["sid"].as_str().expect("sid").to_owned()
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+async fn ws(addr: SocketAddr, query: &str) -> Ws {
+    let url = format!("ws://{addr}/engine.io/?{query}");
+    tokio_tungstenite::connect_async(url).await.expect("ws").0
+}
+
+async fn next_text(ws: &mut Ws) -> Option<String> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(3), ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => return Some(t.to_string()),
+            Ok(Some(Ok(Message::Binary(b)))) => return Some(format!("bin:{:?}", b.to_vec())),
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)))) => {}
+            _ => return None,
+        }
+    }
+}
+
+#[tokio::test]
+async fn polling_v4_handshake_and_round_trip() {
+    let (addr, _) = start(config().build()).await;
+    let (status, open) = get(addr, "/engine.io/?EIO=4&transport=polling").await;
+    assert_eq!(status, 200);
+    assert!(open.starts_with("0{"), "{open}");
+    assert!(open.contains(r#""upgrades":["websocket"]"#), "{open}");
+    assert!(open.contains(r#""pingInterval":300"#), "{open}");
+    let sid = sid_of(&open);
+    let path = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
+    assert_eq!(
+        post(addr, &path, "4hello\x1ebAQIDBA==").await,
+        (200, "ok".into())
+    );
+    assert_eq!(get(addr, &path).await, (200, "4hello\x1ebAQIDBA==".into()));
+    assert_eq!(
+        get(addr, "/engine.io/?EIO=5&transport=polling").await.0,
+        400
+    );
+    assert_eq!(
+        get(addr, "/engine.io/?EIO=4&transport=carrier-pigeon")
+            .await
+            .0,
+        400
+    );
+}
+
+#[tokio::test]
+async fn polling_v3_text_base64_and_binary_payloads() {
+    let (addr, _) = start(config().build()).await;
+    let (status, open) = get(addr, "/engine.io/?EIO=3&transport=polling&b64=1").await;
+    assert_eq!(status, 200);
+    let (len, packet) = open.split_once(':').expect("v3 length prefix");
+    assert_eq!(
+        len.parse::<usize>().ok(),
+        Some(packet.encode_utf16().count())
+    );
+    let sid = sid_of(packet);
+    let path = format!("/engine.io/?EIO=3&transport=polling&b64=1&sid={sid}");
+    assert_eq!(post(addr, &path, "3:4é€10:b4AQIDBA==").await.0, 200);
+    assert_eq!(get(addr, &path).await, (200, "3:4é€10:b4AQIDBA==".into()));
+
+    // Without b64 the binary echo comes back in the binary payload form.
+    let (_, open) = get(addr, "/engine.io/?EIO=3&transport=polling").await;
+    let sid = sid_of(&open);
+    let path = format!("/engine.io/?EIO=3&transport=polling&sid={sid}");
+    let body = [1u8, 5, 0xff, 4, 1, 2, 3, 4];
+    let (status, _, _) = http(addr, "POST", &path, "application/octet-stream", &body).await;
+    assert_eq!(status, 200);
+    let (status, ct, got) = http(addr, "GET", &path, "text/plain", b"").await;
+    assert_eq!(status, 200);
+    assert_eq!(ct, "application/octet-stream");
+    assert_eq!(got, body);
+}
+
+#[tokio::test]
+async fn websocket_v4_and_v3_echo_text_and_binary() {
+    let (addr, _) = start(config().build()).await;
+    let mut c = ws(addr, "EIO=4&transport=websocket").await;
+    let open = next_text(&mut c).await.expect("open");
+    assert!(open.contains(r#""upgrades":[]"#), "{open}");
+    c.send(Message::text("4hello")).await.expect("send");
+    assert_eq!(next_text(&mut c).await.as_deref(), Some("4hello"));
+    c.send(Message::binary(vec![1u8, 2, 3]))
+        .await
+        .expect("send");
+    assert_eq!(next_text(&mut c).await.as_deref(), Some("bin:[1, 2, 3]"));
+    // A large message: several reads, and a 16-bit length on the way back.
+    let big = format!("4{}", "x".repeat(70_000));
+    c.send(Message::text(big.clone())).await.expect("send");
+    assert_eq!(next_text(&mut c).await, Some(big));
+
+    let mut c = ws(addr, "EIO=3&transport=websocket").await;
+    assert!(next_text(&mut c).await.expect("open").starts_with("0{"));
+    c.send(Message::binary(vec![4u8, 9, 9]))
+        .await
+        .expect("send");
+    assert_eq!(next_text(&mut c).await.as_deref(), Some("bin:[4, 9, 9]"));
+    c.send(Message::text("2")).await.expect("send");
+    assert_eq!(
+        next_text(&mut c).await.as_deref(),
+        Some("3"),
+        "v3: the server answers pings"
+    );
+}
+
+#[tokio::test]
+async fn upgrade_hands_waiting_packets_to_the_websocket() {
+    let (addr, echo) = start(config().build()).await;
+    let (_, open) = get(addr, "/engine.io/?EIO=4&transport=polling").await;
+    let sid = sid_of(&open);
+    let path = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
+    let mut c = ws(addr, &format!("EIO=4&transport=websocket&sid={sid}")).await;
+    c.send(Message::text("2probe")).await.expect("send");
+    assert_eq!(next_text(&mut c).await.as_deref(), Some("3probe"));
+    assert_eq!(
+        get(addr, &path).await,
+        (200, "6".into()),
+        "the poll is ended with a noop"
+    );
+    echo.socket(0)
+        .emit("queued during the upgrade")
+        .expect("emit");
+    // The `5` and the client's first message in one write (a client flushes its buffer at once).
+    c.feed(Message::text("5")).await.expect("feed");
+    c.feed(Message::text("4right behind the 5"))
+        .await
+        .expect("feed");
+    c.flush().await.expect("flush");
+    assert_eq!(
+        next_text(&mut c).await.as_deref(),
+        Some("4queued during the upgrade")
+    );
+    assert_eq!(
+        next_text(&mut c).await.as_deref(),
+        Some("4right behind the 5")
+    );
+    assert_eq!(
+        get(addr, &path).await.0,
+        400,
+        "polling is over for this session"
+    );
+    c.send(Message::text("4after")).await.expect("send");
+    assert_eq!(next_text(&mut c).await.as_deref(), Some("4after"));
+    assert_eq!(
+        echo.socket(0).transport_type(),
+        engineioxide::TransportType::Websocket
+    );
+}
+
+#[tokio::test]
+async fn heartbeats_of_both_versions_time_out() {
+    let (addr, echo) = start(config().build()).await;
+    // v4: the server pings; a client that never answers is closed after interval + timeout.
+    let mut v4 = ws(addr, "EIO=4&transport=websocket").await;
+    next_text(&mut v4).await.expect("open");
+    assert_eq!(next_text(&mut v4).await.as_deref(), Some("2"));
+    // v3: the client must ping within interval + timeout.
+    let mut v3 = ws(addr, "EIO=3&transport=websocket").await;
+    next_text(&mut v3).await.expect("open");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        echo.reasons(),
+        vec![
+            DisconnectReason::HeartbeatTimeout,
+            DisconnectReason::HeartbeatTimeout
+        ]
+    );
+    // A v4 client that answers stays.
+    let mut ok = ws(addr, "EIO=4&transport=websocket").await;
+    next_text(&mut ok).await.expect("open");
+    for _ in 0..3 {
+        assert_eq!(next_text(&mut ok).await.as_deref(), Some("2"));
+        ok.send(Message::text("3")).await.expect("pong");
+    }
+    assert_eq!(echo.reasons().len(), 2);
+}
+
+#[tokio::test]
+async fn limits_close_oversized_messages_and_bodies() {
+    let (addr, echo) = start(config().max_payload(1000).ws_max_message_size(1000).build()).await;
+    let mut c = ws(addr, "EIO=4&transport=websocket").await;
+    next_text(&mut c).await.expect("open");
+    c.send(Message::text(format!("4{}", "x".repeat(1000))))
+        .await
+        .ok();
+    assert_eq!(next_text(&mut c).await, None, "closed");
+    let (_, open) = get(addr, "/engine.io/?EIO=4&transport=polling").await;
+    let path = format!("/engine.io/?EIO=4&transport=polling&sid={}", sid_of(&open));
+    assert_eq!(
+        post(addr, &path, &format!("4{}", "y".repeat(1000))).await.0,
+        413
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        echo.reasons(),
+        vec![
+            DisconnectReason::PacketParsingError,
+            DisconnectReason::PacketParsingError
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_full_buffer_fails_the_emit_instead_of_growing() {
+    let (addr, echo) = start(config().max_buffer_size(4).build()).await;
+    let (_, open) = get(addr, "/engine.io/?EIO=4&transport=polling").await;
+    let socket = echo.socket(0);
+    for i in 0..4 {
+        socket.emit(format!("m{i}")).expect("room for four");
+    }
+    assert!(matches!(
+        socket.emit("m4"),
+        Err(tokio::sync::mpsc::error::TrySendError::Full(_))
+    ));
+    assert!(socket.reserve().is_err());
+    let path = format!("/engine.io/?EIO=4&transport=polling&sid={}", sid_of(&open));
+    assert_eq!(get(addr, &path).await.1, "4m0\x1e4m1\x1e4m2\x1e4m3");
+    let permit = socket.reserve().expect("drained");
+    permit.emit("after".into());
+    assert_eq!(get(addr, &path).await.1, "4after");
+    socket.close(DisconnectReason::ClosingServer);
+    assert!(socket.is_closed());
+    assert!(matches!(
+        socket.emit("late"),
+        Err(tokio::sync::mpsc::error::TrySendError::Closed(_))
+    ));
+}
+
+/// Sends the head of a masked text frame announcing `len` bytes, then `sent` bytes of it.
+async fn start_frame(addr: SocketAddr, len: usize, sent: usize) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let req = "GET /engine.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = vec![0u8; 4096];
+    // The 101 and the open packet.
+    let _ = tokio::time::timeout(Duration::from_millis(300), s.read(&mut buf)).await;
+    let mut frame = vec![0x81u8, 0x80 | 127];
+    frame.extend_from_slice(&(len as u64).to_be_bytes());
+    frame.extend_from_slice(&[0, 0, 0, 0]);
+    frame.extend(std::iter::repeat_n(b'4', sent));
+    s.write_all(&frame).await.expect("write");
+    s
+}
+
+async fn is_closed(s: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(Duration::from_millis(500), s.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => {}
+            Err(_) => return false,
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_budget_drops_the_oldest_unfinished_frame() {
+    let budget = FrameBudget::new(100_000);
+    let limits = Limits::new().budget(budget.clone());
+    let (addr, _) = start(
+        config()
+            .ping_interval(Duration::from_secs(20))
+            .ping_timeout(Duration::from_secs(20))
+            .limits(limits)
+            .build(),
+    )
+    .await;
+    let mut first = start_frame(addr, 1_000_000, 60_000).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(budget.used() >= 50_000, "counted: {}", budget.used());
+    let mut second = start_frame(addr, 1_000_000, 60_000).await;
+    assert!(
+        is_closed(&mut first).await,
+        "the oldest frame's session is closed"
+    );
+    assert!(!is_closed(&mut second).await, "the newer one goes on");
+    assert!(budget.used() <= 100_000);
+    drop(second);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(budget.used(), 0, "everything given back");
+    assert!(budget.refused() >= 1);
+}
+
+#[tokio::test]
+async fn the_first_frame_limit_holds_until_the_application_lifts_it() {
+    let limits = Limits::new().first_frame_limit(100);
+    let (addr, echo) = start(config().limits(limits).build()).await;
+    let mut c = ws(addr, "EIO=4&transport=websocket").await;
+    next_text(&mut c).await.expect("open");
+    c.send(Message::text(format!("4{}", "x".repeat(200))))
+        .await
+        .ok();
+    assert_eq!(next_text(&mut c).await, None, "refused before the lift");
+
+    let mut c = ws(addr, "EIO=4&transport=websocket").await;
+    next_text(&mut c).await.expect("open");
+    c.send(Message::text("4lift")).await.expect("send");
+    assert_eq!(next_text(&mut c).await.as_deref(), Some("4lift"));
+    let big = format!("4{}", "x".repeat(200));
+    c.send(Message::text(big.clone())).await.expect("send");
+    assert_eq!(next_text(&mut c).await, Some(big), "taken after the lift");
+    assert_eq!(echo.reasons(), vec![DisconnectReason::PacketParsingError]);
+}
+
+#[tokio::test]
+async fn client_close_and_duplicate_polls() {
+    let (addr, echo) = start(config().build()).await;
+    let (_, open) = get(addr, "/engine.io/?EIO=4&transport=polling").await;
+    let path = format!("/engine.io/?EIO=4&transport=polling&sid={}", sid_of(&open));
+    let first = tokio::spawn({
+        let path = path.clone();
+        async move { get(addr, &path).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(get(addr, &path).await.0, 400);
+    assert_eq!(first.await.expect("join"), (200, "1".into()));
+    assert_eq!(
+        echo.reasons(),
+        vec![DisconnectReason::MultipleHttpPollingError]
+    );
+
+    let mut c = ws(addr, "EIO=4&transport=websocket").await;
+    next_text(&mut c).await.expect("open");
+    c.send(Message::text("1")).await.expect("send");
+    assert_eq!(next_text(&mut c).await, None);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(echo.reasons()[1], DisconnectReason::TransportClose);
+}
