@@ -5,6 +5,7 @@
 //! listener until a shutdown future completes. [`run`] is what `main` calls.
 
 use std::any::Any;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -40,8 +41,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
     let db = crate::db::connect(settings.store.database_url.expose(), settings.store.pool).await?;
     crate::db::checkpoints(&db, settings.store.database_url.expose());
-    let engine = crate::socket::engine::build(&settings);
-    let state = AppState::new(settings, db, engine)?;
+    let metrics = Arc::new(Metrics::new());
+    let engine = crate::socket::engine::build(&settings, &metrics);
+    let state = AppState::new(settings, db, engine, metrics)?;
     crate::socket::mount(&state, routes::websocket::routes());
     Ok(state)
 }
@@ -82,6 +84,7 @@ pub fn build(state: AppState) -> Router {
         None => app.fallback(crate::api::web::own_asset),
     };
     let state_layer = state.realtime.layer();
+    let frame_limits = state.realtime.frame_limits();
     let catch_panics = catch_panics(&state.metrics);
     app.layer(middleware::from_fn_with_state(
         state.clone(),
@@ -107,6 +110,8 @@ pub fn build(state: AppState) -> Router {
             .layer(cors(&settings.http.cors_origins))
             // Sockets are outside the request timeout: a long-poll waits up to a ping interval.
             .layer(socket_compat)
+            // Every Engine.IO session starts with these frame limits (see `socket::engine`).
+            .layer(axum::Extension(frame_limits))
             .layer(state_layer)
             .layer(TimeoutLayer::with_status_code(
                 StatusCode::REQUEST_TIMEOUT,

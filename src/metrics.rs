@@ -330,6 +330,16 @@ impl Metrics {
         }
     }
 
+    /// Registers series that are read when `/metrics` is scraped (for values another part keeps, such
+    /// as the engine's frame budget). Each series it writes is named in full, with its `# HELP`.
+    pub fn register_collector(&self, collector: Box<dyn Collector>) {
+        self.series
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .registry
+            .register_collector(collector);
+    }
+
     /// Registers `metric` (a [`Counter`], [`Gauge`], [`Histogram`] or a [`Family`] of them) as
     /// `name`, exactly as it appears in `/metrics`, and gives it back to keep.
     pub fn register<M: Metric + Clone>(&self, name: &'static str, help: &str, metric: M) -> M {

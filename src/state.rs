@@ -48,13 +48,18 @@ pub struct Limits {
 }
 
 impl AppState {
-    /// Builds the state from settings, an open, migrated database and the Socket.IO engine (configured
-    /// by `socket::engine`).
+    /// Builds the state from settings, an open, migrated database, the Socket.IO engine (configured
+    /// by `socket::engine`) and the metrics it already reports in.
     ///
     /// # Errors
     /// If the upload directory cannot be created or the robot's HTTP client cannot be built.
     /// Must run inside a Tokio runtime (it starts the message writer).
-    pub fn new(settings: Settings, db: DatabaseConnection, engine: Engine) -> anyhow::Result<Self> {
+    pub fn new(
+        settings: Settings,
+        db: DatabaseConnection,
+        engine: Engine,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Self> {
         let quota = UploadQuota {
             per_hour: settings.uploads.per_hour,
             bytes: settings.uploads.quota_bytes,
@@ -72,7 +77,6 @@ impl AppState {
             robot: RateLimiter::new(30, Duration::from_secs(60)),
         };
         let rooms = Arc::new(Rooms::new(settings.realtime.rooms.clone()));
-        let metrics = Arc::new(Metrics::new());
         let realtime = Realtime::new(&settings, engine, db.clone(), rooms.clone(), &metrics);
         Ok(Self {
             db,

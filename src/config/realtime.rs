@@ -57,6 +57,19 @@ pub struct RealtimeConfig {
     #[arg(long, env = "CHATROOM_PRESENCE_MAX_MEMBERS", default_value_t = 1000,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub presence_max_members: u32,
+
+    /// Largest single Engine.IO frame (WebSocket message or polling body), in bytes, a socket may send
+    /// before it signs in. Signing in lifts it to the packet limit (a Laravel-era picture message is a
+    /// few MB of base64); nothing an anonymous client needs to send comes close.
+    #[arg(long, env = "CHATROOM_ANONYMOUS_FRAME_BYTES", default_value_t = 64 * 1024,
+          value_parser = clap::value_parser!(u64).range(1024..=(1 << 30)))]
+    pub anonymous_frame_bytes: u64,
+
+    /// Bytes that frames and polling bodies still arriving may hold in memory, all sockets together.
+    /// Past it, the oldest unfinished ones are dropped (their sockets closed) to make room.
+    #[arg(long, env = "CHATROOM_FRAME_BUDGET_BYTES", default_value_t = 256 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range((1 << 20)..=(1 << 40)))]
+    pub frame_budget_bytes: u64,
 }
 
 /// Rooms, messages and sockets, resolved.
@@ -78,6 +91,10 @@ pub struct RealtimeSettings {
     pub message_queue: usize,
     /// Most members a room's presence list names.
     pub presence_max_members: usize,
+    /// Largest frame a socket may send before it signs in.
+    pub anonymous_frame_bytes: usize,
+    /// Bytes unfinished frames and polling bodies may hold, all sockets together.
+    pub frame_budget_bytes: usize,
 }
 
 impl RealtimeConfig {
@@ -99,6 +116,9 @@ impl RealtimeConfig {
             max_sockets_per_user: self.max_sockets_per_user as usize,
             message_queue: self.message_queue.max(1),
             presence_max_members: self.presence_max_members as usize,
+            anonymous_frame_bytes: usize::try_from(self.anonymous_frame_bytes)
+                .unwrap_or(usize::MAX),
+            frame_budget_bytes: usize::try_from(self.frame_budget_bytes).unwrap_or(usize::MAX),
         })
     }
 }
@@ -116,6 +136,8 @@ impl RealtimeSettings {
             max_sockets_per_user: 4096,
             message_queue: 4096,
             presence_max_members: 1000,
+            anonymous_frame_bytes: 64 * 1024,
+            frame_budget_bytes: 256 * 1024 * 1024,
         }
     }
 }

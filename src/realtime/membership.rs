@@ -8,9 +8,12 @@
 //!   (the others hear of a new arrival in the next presence round), resets the user's unread count
 //!   for the room and records how far they have read; **leaving** ([`Realtime::leave`]) marks the
 //!   room read again and, with the user's last socket gone from it, changes the member list.
+//! * A socket that has not signed in may send only small frames (`--anonymous-frame-bytes`); binding
+//!   lifts that limit, unbinding puts it back.
 //! * A user's **unread counts** ([`Realtime::unread_counts`]) are loaded from the database by the
 //!   first socket that asks, and kept current in memory since.
 
+use engineioxide::budget::FrameLimit;
 use socketioxide::extract::SocketRef;
 
 use super::events::Outbound;
@@ -38,6 +41,10 @@ impl Realtime {
         let id = binding.author.id;
         socket.join(user_channel(id, conn.dialect));
         presence.connect(&binding.author);
+        // A signed-in socket may send large frames (a Laravel-era picture message).
+        if let Some(limit) = frame_limit(socket) {
+            limit.lift();
+        }
         tracing::debug!(sid = %socket.id, user = id, "socket bound");
         conn.set_binding(Some(binding));
     }
@@ -52,6 +59,11 @@ impl Realtime {
             socket.leave(user_channel(id, conn.dialect));
             if self.inner.presence.disconnect(id) {
                 self.inner.unread.forget(id);
+            }
+            if let (Some(limit), Some(bytes)) =
+                (frame_limit(socket), self.inner.limits.first_frame_limit)
+            {
+                limit.set(bytes);
             }
             tracing::debug!(sid = %socket.id, user = id, "socket unbound");
         }
@@ -110,4 +122,9 @@ impl Realtime {
         let loaded = unread::counts(&self.inner.db, author.id, groups).await?;
         Ok(hub.load(author.id, loaded, groups))
     }
+}
+
+/// The handle on `socket`'s frame limit, which the engine put in its request's extensions.
+fn frame_limit(socket: &SocketRef) -> Option<&FrameLimit> {
+    socket.req_parts().extensions.get::<FrameLimit>()
 }

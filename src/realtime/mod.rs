@@ -99,6 +99,9 @@ pub struct Engine {
     pub layer: SocketIoLayer,
     /// The largest Engine.IO payload taken, in bytes.
     pub max_packet: usize,
+    /// The frame limits every session starts with (the server-wide budget for frames in progress,
+    /// and the anonymous frame limit that signing in lifts); requests carry them to the engine.
+    pub limits: engineioxide::budget::Limits,
 }
 
 /// The realtime server. Cheap to clone.
@@ -111,6 +114,7 @@ struct Inner {
     io: SocketIo,
     layer: SocketIoLayer,
     max_packet: usize,
+    limits: engineioxide::budget::Limits,
     pusher: Pusher,
     rooms: Arc<Rooms>,
     db: DatabaseConnection,
@@ -145,6 +149,7 @@ impl Realtime {
             io,
             layer,
             max_packet,
+            limits,
         } = engine;
         let (committed_tx, committed_rx) = mpsc::channel(ANNOUNCE_QUEUE);
         let writer = MessageWriter::spawn(
@@ -179,6 +184,7 @@ impl Realtime {
             io,
             layer,
             max_packet,
+            limits,
             pusher: pusher.clone(),
             rooms,
             db,
@@ -214,6 +220,11 @@ impl Realtime {
     /// The largest Engine.IO payload taken, in bytes.
     pub fn max_packet(&self) -> usize {
         self.inner.max_packet
+    }
+
+    /// The frame limits every Engine.IO session starts with (requests carry them to the engine).
+    pub fn frame_limits(&self) -> engineioxide::budget::Limits {
+        self.inner.limits.clone()
     }
 
     /// The socket.io server handle.

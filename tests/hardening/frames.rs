@@ -37,7 +37,14 @@ struct Server {
 
 impl Server {
     async fn start(data: &tempfile::TempDir) -> Self {
-        let binary = start_binary(&["--rooms", "room1,room2"], data.path());
+        Self::start_with(data, &[]).await
+    }
+
+    /// The server with `args` added to its command line.
+    async fn start_with(data: &tempfile::TempDir, args: &[&str]) -> Self {
+        let mut all = vec!["--rooms", "room1,room2"];
+        all.extend_from_slice(args);
+        let binary = start_binary(&all, data.path());
         let http = reqwest::Client::new();
         let mut users = Vec::new();
         for name in ["alice", "bob"] {
@@ -710,4 +717,127 @@ async fn acked(ws: &mut Ws, prefix: &str) -> bool {
             _ => return false,
         }
     }
+}
+
+/// Opens an Engine.IO 4 WebSocket with `token` in its handshake and waits until the socket acts for
+/// the token's user (a `login` is acknowledged).
+async fn signed_in_ws(address: &str, token: &str) -> Ws {
+    let url = format!("ws://{address}/socket.io/?EIO=4&transport=websocket&token={token}");
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("ws connect");
+    ws.send(Message::text("40")).await.unwrap();
+    ws.send(Message::text("421[\"login\",{}]")).await.unwrap();
+    loop {
+        let frame = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("no login acknowledgement")
+            .expect("closed before the login was acknowledged")
+            .unwrap();
+        if let Message::Text(t) = frame
+            && t.as_str().starts_with("431")
+        {
+            assert!(t.as_str().contains("\"ok\":true"), "{t}");
+            return ws;
+        }
+    }
+}
+
+/// Writes the start of a masked text frame announcing `announced` bytes, and `sent` bytes of it,
+/// straight onto the WebSocket's connection (a client that then stops sending).
+async fn start_frame(ws: &mut Ws, announced: u64, sent: usize) -> std::io::Result<()> {
+    let tokio_tungstenite::MaybeTlsStream::Plain(tcp) = ws.get_mut() else {
+        unreachable!("plain TCP in tests")
+    };
+    let mut header = vec![0x81, 0x80 | 127];
+    header.extend_from_slice(&announced.to_be_bytes());
+    header.extend_from_slice(&[0, 0, 0, 0]);
+    tcp.write_all(&header).await?;
+    // With a zero mask, the payload goes as it is: a packet of `x`s.
+    let mut payload = vec![b'x'; sent];
+    payload[0] = b'4';
+    tcp.write_all(&payload).await
+}
+
+/// Issue 20 item 2: frames still arriving cannot pile up. A socket that has not signed in may send no
+/// frame over `--anonymous-frame-bytes` (64 KiB): sixty anonymous sockets that each announce 6 MB and
+/// send 1 MB of it are closed at once and pin nothing. Signed-in sockets (their limit lifted) share
+/// `--frame-budget-bytes`: with 8 MiB, a dozen that each send 1.5 MB of a 6 MB frame cannot hold more
+/// than 8 MiB, the oldest are closed first, and `/metrics` shows what is held. The two users chatting
+/// meanwhile are unaffected, and memory comes back.
+#[tokio::test]
+async fn frames_in_progress_are_limited_before_sign_in_and_budgeted_after() {
+    let data = tempfile::tempdir().unwrap();
+    let budget = 8 * 1024 * 1024;
+    let budget_arg = budget.to_string();
+    let mut server = Server::start_with(&data, &["--frame-budget-bytes", &budget_arg]).await;
+    let address = server.address().to_owned();
+    let baseline = server.rss();
+
+    let mut anonymous = Vec::new();
+    for _ in 0..60 {
+        let mut ws = anonymous_ws(&address, 4).await;
+        // The server may close while the megabyte is still on its way.
+        let _ = start_frame(&mut ws, 6_000_000, 1 << 20).await;
+        anonymous.push(ws);
+    }
+    for (i, ws) in anonymous.iter_mut().enumerate() {
+        assert!(closed_within(ws, WAIT).await, "anonymous socket {i} kept");
+    }
+    drop(anonymous);
+    server.memory_settles(baseline, 16 << 20).await;
+
+    let mut signed_in = Vec::new();
+    for n in 0..3 {
+        let signup = server
+            .http
+            .post(format!("http://{address}/api/user/signup"))
+            .json(&json!({"name": format!("big{n}"), "password": "secret123"}))
+            .send()
+            .await
+            .unwrap();
+        let token = crate::common::read(signup).await.1["token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        for _ in 0..4 {
+            signed_in.push(signed_in_ws(&address, &token).await);
+        }
+    }
+    let mut most_held = 0.0_f64;
+    for ws in &mut signed_in {
+        let _ = start_frame(ws, 6_000_000, 1_500_000).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let held = binary_metric(&server.http, &address, "chatroom_frames_in_progress_bytes").await;
+        most_held = most_held.max(held);
+    }
+    assert!(
+        most_held <= budget as f64,
+        "{most_held} bytes held past the budget"
+    );
+    assert!(
+        most_held >= 4_000_000.0,
+        "the budget held only {most_held} bytes"
+    );
+    let mut closed = Vec::new();
+    for ws in &mut signed_in {
+        closed.push(closed_within(ws, Duration::from_millis(500)).await);
+    }
+    let evicted = closed.iter().filter(|c| **c).count();
+    assert!(evicted >= 7, "only {evicted} of 12 closed: {closed:?}");
+    assert!(
+        closed.iter().take(evicted).all(|c| *c),
+        "the oldest frames go first: {closed:?}"
+    );
+    let evictions = binary_metric(
+        &server.http,
+        &address,
+        "chatroom_frame_budget_evictions_total",
+    )
+    .await;
+    assert!(evictions >= 7.0, "{evictions} evictions counted");
+    server.is_healthy().await;
+    drop(signed_in);
+    server.memory_settles(baseline, 16 << 20).await;
+    server.stop();
 }

@@ -154,6 +154,12 @@ chatroom_connections_evicted_total
 # HELP chatroom_signin_delayed_total Sign-in attempts slowed down because their account had too many failures from all addresses.
 # TYPE chatroom_signin_delayed_total counter
 chatroom_signin_delayed_total
+# HELP chatroom_frames_in_progress_bytes Bytes held by WebSocket frames and polling bodies still arriving, all sockets together.
+# TYPE chatroom_frames_in_progress_bytes gauge
+chatroom_frames_in_progress_bytes
+# HELP chatroom_frame_budget_evictions_total Frames in progress dropped (their sockets closed) to keep within the frame budget.
+# TYPE chatroom_frame_budget_evictions_total counter
+chatroom_frame_budget_evictions_total
 # HELP process_open_fds Open file descriptors.
 # TYPE process_open_fds gauge
 process_open_fds
