@@ -37,8 +37,7 @@ async fn on_connect(socket: SocketRef, Data(auth): Data<Value>) {
     );
     socket.on(
         "message-with-ack",
-        async |ack: AckSender, plain: TryData<[Value; 3]>, bin: TryData<(Bytes, Bytes)>| {
-            eprintln!("ack {:?} {:?}", bin.0, plain.0.is_ok());
+        async |ack: AckSender, bin: TryData<(Bytes, Bytes)>, plain: TryData<[Value; 3]>| {
             if let TryData(Ok(args)) = bin {
                 ack.send(&args).ok();
             } else if let TryData(Ok(args)) = plain {

@@ -10,7 +10,7 @@ use std::{
 };
 
 use engineioxide_core::{OpenPacket, Packet, ProtocolVersion, Sid, TransportType};
-use http::request::Parts;
+use http::{HeaderMap, HeaderValue, Uri, request::Parts};
 
 use crate::{
     budget::{FrameLimit, Limits},
@@ -115,6 +115,7 @@ impl<H: EngineIoHandler> Engine<H> {
         supports_binary: bool,
         mut parts: Parts,
     ) -> Arc<Socket<H::Data>> {
+        detach(&mut parts);
         let limits = parts
             .extensions
             .get::<Limits>()
@@ -253,6 +254,22 @@ impl<H: EngineIoHandler> Engine<H> {
         for s in all {
             s.close(DisconnectReason::ClosingServer);
         }
+    }
+}
+
+/// Gives the request's URI and header values allocations of their own. hyper parses them as slices of
+/// the connection's read buffer (8 KiB or more), so a session keeping them as they are keeps that whole
+/// buffer alive for its life.
+fn detach(parts: &mut Parts) {
+    let mut headers = HeaderMap::with_capacity(parts.headers.len());
+    for (name, value) in &parts.headers {
+        let mut copy = HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+        copy.set_sensitive(value.is_sensitive());
+        headers.append(name.clone(), copy);
+    }
+    parts.headers = headers;
+    if let Ok(uri) = Uri::try_from(parts.uri.to_string()) {
+        parts.uri = uri;
     }
 }
 
