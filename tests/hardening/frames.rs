@@ -727,13 +727,30 @@ async fn signed_in_ws(address: &str, token: &str) -> Ws {
         .await
         .expect("ws connect");
     ws.send(Message::text("40")).await.unwrap();
+    // Like every socket.io client, emit only once the namespace is joined: socketioxide closes a
+    // session whose event arrives before its CONNECT has been answered.
+    let mut seen = Vec::new();
+    loop {
+        let frame = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("no CONNECT packet; got {seen:?}"))
+            .unwrap_or_else(|| panic!("closed before CONNECT; got {seen:?}"))
+            .unwrap_or_else(|e| panic!("{e}; got {seen:?}"));
+        seen.push(format!("{frame:?}"));
+        if let Message::Text(t) = frame
+            && t.as_str().starts_with("40")
+        {
+            break;
+        }
+    }
     ws.send(Message::text("421[\"login\",{}]")).await.unwrap();
     loop {
         let frame = tokio::time::timeout(WAIT, ws.next())
             .await
-            .expect("no login acknowledgement")
-            .expect("closed before the login was acknowledged")
-            .unwrap();
+            .unwrap_or_else(|_| panic!("no login acknowledgement; got {seen:?}"))
+            .unwrap_or_else(|| panic!("closed before the login was acknowledged; got {seen:?}"))
+            .unwrap_or_else(|e| panic!("{e}; got {seen:?}"));
+        seen.push(format!("{frame:?}"));
         if let Message::Text(t) = frame
             && t.as_str().starts_with("431")
         {
