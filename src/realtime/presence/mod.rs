@@ -14,7 +14,7 @@
 //! rooms, about 100 ms under churn in rooms of a few hundred, a few seconds in a room of 1 000, and up
 //! to about ten seconds in a room of 5 000, where one round is 5 000 lists. Lists name at most
 //! `--presence-max-members` members (1 000 by default, the first by id): every member of the room gets
-//! the list, and tungstenite keeps each socket's largest frame as its write buffer. The
+//! the list, and a socket that reads slowly holds the unwritten end of it. The
 //! event is `room` when the latest change was an arrival and `roomout` when it was a departure; both
 //! clients treat them alike (replace the list).
 //!
