@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::Message;
 use super::read_until_closed;
 use crate::common::process::{Binary, start_binary, stop};
 use crate::common::socket::{Eio3, WAIT};
-use crate::durability::binary_metric;
+use crate::durability::{binary_metric, signup};
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
 
@@ -48,16 +48,7 @@ impl Server {
         let http = reqwest::Client::new();
         let mut users = Vec::new();
         for name in ["alice", "bob"] {
-            let signup = http
-                .post(format!("http://{}/api/user/signup", binary.address))
-                .json(&json!({"name": name, "password": "secret123"}))
-                .send()
-                .await
-                .unwrap();
-            let token = crate::common::read(signup).await.1["token"]
-                .as_str()
-                .unwrap()
-                .to_owned();
+            let token = signup(&http, &binary.address, name).await;
             let mut s = Eio3::connect_to(&binary.address, &format!("token={token}")).await;
             s.emit("room", json!({"roomid": "room1"})).await;
             let _ = s.inbox.next("room").await;
@@ -730,32 +721,27 @@ async fn signed_in_ws(address: &str, token: &str) -> Ws {
     // Like every socket.io client, emit only once the namespace is joined: socketioxide closes a
     // session whose event arrives before its CONNECT has been answered.
     let mut seen = Vec::new();
-    loop {
-        let frame = tokio::time::timeout(WAIT, ws.next())
-            .await
-            .unwrap_or_else(|_| panic!("no CONNECT packet; got {seen:?}"))
-            .unwrap_or_else(|| panic!("closed before CONNECT; got {seen:?}"))
-            .unwrap_or_else(|e| panic!("{e}; got {seen:?}"));
-        seen.push(format!("{frame:?}"));
-        if let Message::Text(t) = frame
-            && t.as_str().starts_with("40")
-        {
-            break;
-        }
-    }
+    next_starting(&mut ws, "40", &mut seen).await;
     ws.send(Message::text("421[\"login\",{}]")).await.unwrap();
+    let ack = next_starting(&mut ws, "431", &mut seen).await;
+    assert!(ack.contains("\"ok\":true"), "{ack}");
+    ws
+}
+
+/// The next text frame that starts with `prefix`, noting every frame on the way in `seen` (shown if
+/// none comes).
+async fn next_starting(ws: &mut Ws, prefix: &str, seen: &mut Vec<String>) -> String {
     loop {
         let frame = tokio::time::timeout(WAIT, ws.next())
             .await
-            .unwrap_or_else(|_| panic!("no login acknowledgement; got {seen:?}"))
-            .unwrap_or_else(|| panic!("closed before the login was acknowledged; got {seen:?}"))
+            .unwrap_or_else(|_| panic!("no {prefix}… frame; got {seen:?}"))
+            .unwrap_or_else(|| panic!("closed before a {prefix}… frame; got {seen:?}"))
             .unwrap_or_else(|e| panic!("{e}; got {seen:?}"));
         seen.push(format!("{frame:?}"));
         if let Message::Text(t) = frame
-            && t.as_str().starts_with("431")
+            && t.as_str().starts_with(prefix)
         {
-            assert!(t.as_str().contains("\"ok\":true"), "{t}");
-            return ws;
+            return t.as_str().to_owned();
         }
     }
 }
@@ -806,17 +792,7 @@ async fn frames_in_progress_are_limited_before_sign_in_and_budgeted_after() {
 
     let mut signed_in = Vec::new();
     for n in 0..3 {
-        let signup = server
-            .http
-            .post(format!("http://{address}/api/user/signup"))
-            .json(&json!({"name": format!("big{n}"), "password": "secret123"}))
-            .send()
-            .await
-            .unwrap();
-        let token = crate::common::read(signup).await.1["token"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let token = signup(&server.http, &address, &format!("big{n}")).await;
         for _ in 0..4 {
             signed_in.push(signed_in_ws(&address, &token).await);
         }

@@ -346,16 +346,7 @@ async fn sigterm_while_sockets_leave_is_a_clean_exit() {
         data.path(),
     );
     let http = reqwest::Client::new();
-    let signup = http
-        .post(format!("http://{}/api/user/signup", server.address))
-        .json(&json!({"name": "leaver", "password": "secret123"}))
-        .send()
-        .await
-        .unwrap();
-    let token = crate::common::read(signup).await.1["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = crate::durability::signup(&http, &server.address, "leaver").await;
     let mut sockets = Vec::new();
     for _ in 0..40 {
         let mut s = Eio3::connect_to(&server.address, &format!("token={token}")).await;
