@@ -13,7 +13,7 @@
 //!   a look at the front of an ordered map, so an accept never scans the connections;
 //! * **a per-client-address cap**, so one client cannot take the whole budget (trusted proxies are
 //!   exempt: every client behind them shares their address; they must limit connections themselves).
-//!   An IPv6 client counts per /64 (`--ipv6-prefix`, see [`AddrKey`]);
+//!   An IPv6 client counts per /64 (`--ipv6-prefix`, see [`AddrKey`](crate::proxy::AddrKey));
 //! * both caps count a connection until it closes, WebSockets included: the upgraded socket keeps
 //!   the stream, and the stream holds the connection's places;
 //! * **a header-read timeout**: a connection that does not finish its request headers in time (a
