@@ -236,24 +236,13 @@ pub async fn create_room(
     Admin(admin): Admin,
     Body(body, _): Body<NewRoom, AdminApi>,
 ) -> ApiResult<Json<Value>, AdminApi> {
-    let actor = Actor::user(&admin);
     let outcome = rooms::create(&state.db, &body.roomid, &body.name).await;
-    let target = body.roomid.trim();
-    audit_outcome(
-        &state,
-        &actor,
-        "create_room",
-        target,
-        body.reason.trim(),
-        outcome.as_ref().err(),
-    )
-    .await?;
-    let group = outcome?;
-    state
-        .realtime
-        .rooms_changed(rooms::load(&state.db).await?)
-        .await;
-    Ok(AdminApi::ok(json!({ "data": RoomView::from(&group) })))
+    let change = RoomChange {
+        action: "create_room",
+        roomid: body.roomid.trim(),
+        reason: body.reason.trim(),
+    };
+    change.apply(&state, &admin, outcome).await
 }
 
 /// `DELETE /api/admin/rooms/{roomid}`: archives a group room: its history stays readable, new
@@ -264,21 +253,44 @@ pub async fn archive_room(
     Path(roomid): Path<String>,
     Body(body, _): Body<Reason, AdminApi>,
 ) -> ApiResult<Json<Value>, AdminApi> {
-    let actor = Actor::user(&admin);
     let outcome = rooms::archive(&state.db, &roomid).await;
-    audit_outcome(
-        &state,
-        &actor,
-        "archive_room",
-        &roomid,
-        body.reason.trim(),
-        outcome.as_ref().err(),
-    )
-    .await?;
-    let group = outcome?;
-    state
-        .realtime
-        .rooms_changed(rooms::load(&state.db).await?)
-        .await;
-    Ok(AdminApi::ok(json!({ "data": RoomView::from(&group) })))
+    let change = RoomChange {
+        action: "archive_room",
+        roomid: &roomid,
+        reason: body.reason.trim(),
+    };
+    change.apply(&state, &admin, outcome).await
+}
+
+/// An admin's change to the room list, done or refused.
+struct RoomChange<'a> {
+    action: &'a str,
+    roomid: &'a str,
+    reason: &'a str,
+}
+
+impl RoomChange<'_> {
+    /// Audits the outcome; when done, every node's list follows and the room is the reply.
+    async fn apply(
+        self,
+        state: &AppState,
+        admin: &user::Model,
+        outcome: Result<rooms::Group, AppError>,
+    ) -> ApiResult<Json<Value>, AdminApi> {
+        let actor = Actor::user(admin);
+        let refused = outcome.as_ref().err();
+        audit_outcome(
+            state,
+            &actor,
+            self.action,
+            self.roomid,
+            self.reason,
+            refused,
+        )
+        .await?;
+        let group = outcome?;
+        let groups = rooms::load(&state.db).await?;
+        state.realtime.rooms_changed(groups).await;
+        Ok(AdminApi::ok(json!({ "data": RoomView::from(&group) })))
+    }
 }
