@@ -23,4 +23,5 @@ pub mod socket;
 mod body;
 mod engine;
 mod polling;
+mod request;
 mod ws;

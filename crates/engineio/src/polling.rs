@@ -14,7 +14,7 @@ use crate::{
     budget::{Evict, UNCOUNTED},
     engine::Engine,
     handler::EngineIoHandler,
-    service::{Query, RequestError},
+    request::{Query, RequestError},
     socket::{DisconnectReason, Socket},
 };
 

@@ -24,7 +24,7 @@ use crate::{
     budget::{Evict, Hold, UNCOUNTED},
     engine::Engine,
     handler::EngineIoHandler,
-    service::{Query, RequestError},
+    request::{Query, RequestError},
     socket::{DisconnectReason, Item, OP_CLOSE, OP_PONG, Socket, WsWriter, control_frame},
 };
 
