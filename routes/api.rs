@@ -2,10 +2,10 @@
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 
 use crate::api::envelope::{Legacy, V3};
-use crate::api::{files, friends, legacy, messages, robot, users};
+use crate::api::{admin, files, friends, legacy, messages, robot, users};
 use crate::state::AppState;
 
 /// Largest JSON or form body the API reads.
@@ -35,6 +35,7 @@ pub fn router(upload_limit: usize) -> Router<AppState> {
         .route("/api/message/robotapi", get(robot::ask))
         .route("/api/friend/add", post(friends::add))
         .route("/api/friend/list", post(friends::list))
+        .route("/api/rooms", get(messages::rooms))
         // Laravel-era client (nonfu/webchat), seed-design.md §1.9
         .route("/api/register", post(legacy::register))
         .route("/api/login", post(legacy::login))
@@ -48,5 +49,19 @@ pub fn router(upload_limit: usize) -> Router<AppState> {
             post(files::upload_image).layer(uploads),
         )
         .route("/api/file/avatar", post(files::avatar).layer(uploads))
+        // Operators (issue 18): every path under /api/admin/ is for admins only
+        .nest("/api/admin", admin_router())
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+}
+
+/// `/api/admin/`: unknown paths and methods answer through the admin check too.
+fn admin_router() -> Router<AppState> {
+    Router::new()
+        .route("/messages/{id}", delete(admin::remove_message))
+        .route("/users/{name}/ban", post(admin::ban).delete(admin::unban))
+        .route("/rooms", post(admin::create_room))
+        .route("/rooms/{roomid}", delete(admin::archive_room))
+        .route("/audit", get(admin::audit))
+        .fallback(admin::unknown)
+        .method_not_allowed_fallback(admin::unknown)
 }

@@ -13,5 +13,6 @@ pub fn routes() -> EventRouter {
         .on("room", handlers::room)
         .on("roomout", handlers::roomout)
         .on("message", handlers::message)
+        .on("recall", handlers::recall)
         .on("sync", handlers::sync)
 }

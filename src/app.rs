@@ -43,7 +43,8 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
     crate::db::checkpoints(&db, settings.store.database_url.expose());
     let metrics = Arc::new(Metrics::new());
     let engine = crate::socket::engine::build(&settings, &metrics);
-    let state = AppState::new(settings, db, engine, metrics)?;
+    let groups = crate::services::rooms::seed(&db, &settings.realtime.rooms).await?;
+    let state = AppState::new(settings, db, engine, metrics, groups)?;
     crate::socket::mount(&state, routes::websocket::routes());
     Ok(state)
 }

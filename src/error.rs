@@ -27,6 +27,9 @@ pub enum AppError {
     /// The body or file is larger than allowed.
     #[error("{0}")]
     TooLarge(String),
+    /// It could have been done earlier, not now (a recall after its window).
+    #[error("{0}")]
+    TooLate(String),
     /// Too many attempts in a short time.
     #[error("操作过于频繁，请稍后再试")]
     RateLimited,
@@ -64,6 +67,23 @@ impl AppError {
         match self {
             Self::Db(_) | Self::Internal(_) => INTERNAL_MESSAGE.to_owned(),
             other => other.to_string(),
+        }
+    }
+
+    /// Machine-readable, for clients that branch on it (socket acks and notices, the admin API).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Invalid(_) => "invalid",
+            Self::Unauthenticated(_) => "unauthenticated",
+            Self::Forbidden(_) => "forbidden",
+            Self::NotFound(_) => "not_found",
+            Self::Conflict(_) => "conflict",
+            Self::TooLarge(_) => "too_large",
+            Self::TooLate(_) => "too_late",
+            Self::RateLimited => "rate_limited",
+            Self::OverQuota { .. } => "over_quota",
+            Self::Unavailable => "unavailable",
+            Self::Db(_) | Self::Internal(_) => "internal",
         }
     }
 

@@ -8,21 +8,22 @@
 //! * [`realtime`] – the transport-neutral core both adapters call, through [`realtime::Realtime`]:
 //!   where a token becomes a user ([`realtime::identity`]), where a user enters a room
 //!   ([`realtime::membership`]), where a socket's event is admitted and handled in order
-//!   ([`realtime::inbox`]); posting messages (writer and announcer), presence, unread counts, the
-//!   Pusher.
+//!   ([`realtime::inbox`]), where a message is taken down ([`realtime::moderation`]); posting
+//!   messages (writer and announcer), presence, unread counts, the Pusher.
 //! * [`services`] – business logic over sea-orm; no framework types.
 //! * [`wire`]     – the JSON shapes clients read, over both transports.
 //! * [`auth`]     – the `Authenticatable` contract, tokens, passwords, where requests carry credentials,
 //!   same-site checks.
 //! * [`app`]      – builds the router and middleware stack, serves it, shuts down gracefully.
 //! * [`config`]   – flags and environment variables, by area (HTTP, store, auth, realtime, uploads,
-//!   cluster); [`state`] – what handlers share.
+//!   cluster); [`state`] – what handlers share; [`admin`] – the `chatroom admin` command.
 //! * [`error`]    – the one error type; [`db`] – connection and migrations.
 //! * [`listener`] – the accept loop: connection caps, header timeout, client addresses;
 //!   [`deadline`] – the write deadline that cuts off clients that stop reading;
 //!   [`proxy`] – trusted proxies; [`metrics`] – counters and gauges for `/metrics`; [`sys`] – the
 //!   process's file-descriptor limit and count.
 
+pub mod admin;
 pub mod api;
 pub mod app;
 pub mod auth;

@@ -13,7 +13,7 @@ use crate::metrics::Metrics;
 use crate::realtime::{Engine, Realtime};
 use crate::services::limiter::{RateLimiter, SignInLimits};
 use crate::services::robot::Robot;
-use crate::services::rooms::Rooms;
+use crate::services::rooms::{Group, Rooms};
 use crate::services::uploads::{UploadQuota, UploadStore};
 
 /// Everything handlers share. Cheap to clone: every field is a handle. A handler that needs one or
@@ -49,7 +49,7 @@ pub struct Limits {
 
 impl AppState {
     /// Builds the state from settings, an open, migrated database, the Socket.IO engine (configured
-    /// by `socket::engine`) and the metrics it already reports in.
+    /// by `socket::engine`), the metrics it already reports in, and the stored group rooms.
     ///
     /// # Errors
     /// If the upload directory cannot be created or the robot's HTTP client cannot be built.
@@ -59,6 +59,7 @@ impl AppState {
         db: DatabaseConnection,
         engine: Engine,
         metrics: Arc<Metrics>,
+        groups: Vec<Group>,
     ) -> anyhow::Result<Self> {
         let quota = UploadQuota {
             per_hour: settings.uploads.per_hour,
@@ -76,7 +77,7 @@ impl AppState {
             ),
             robot: RateLimiter::new(30, Duration::from_secs(60)),
         };
-        let rooms = Arc::new(Rooms::new(settings.realtime.rooms.clone()));
+        let rooms = Arc::new(Rooms::with_groups(groups));
         let realtime = Realtime::new(&settings, engine, db.clone(), rooms.clone(), &metrics);
         Ok(Self {
             db,

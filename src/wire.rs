@@ -187,3 +187,28 @@ impl LegacyMessage {
         }
     }
 }
+
+/// A group room as clients list it (`GET /api/rooms`, the `rooms` event).
+#[derive(Debug, Clone, Serialize)]
+pub struct RoomView {
+    pub roomid: String,
+    pub name: String,
+    pub archived: bool,
+}
+
+impl From<&crate::services::rooms::Group> for RoomView {
+    fn from(g: &crate::services::rooms::Group) -> Self {
+        Self {
+            roomid: g.id.clone(),
+            name: g.name.clone(),
+            archived: g.archived,
+        }
+    }
+}
+
+impl RoomView {
+    /// Every room of `groups`, in order.
+    pub fn list(groups: &[crate::services::rooms::Group]) -> Vec<Self> {
+        groups.iter().map(Self::from).collect()
+    }
+}

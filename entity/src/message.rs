@@ -15,6 +15,8 @@ pub struct Model {
     pub image: String,
     pub client_id: Option<String>,
     pub created_at: DateTimeUtc,
+    /// Who removed it (`admin` or `author`); `None` while it stands.
+    pub removed: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -12,6 +12,13 @@ pub struct Model {
     pub email: Option<String>,
     pub password_hash: String,
     pub avatar: String,
+    /// `member` or `admin`.
+    pub role: String,
+    /// A ban in force until then.
+    pub banned_until: Option<DateTimeUtc>,
+    pub ban_reason: Option<String>,
+    /// Tokens issued before this are refused (a ban revokes every token of the user).
+    pub tokens_after: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -172,7 +172,7 @@ pub fn history_query(data: &[u8]) {
 pub fn event_payload(data: &[u8]) {
     use chatroom::services::messages;
     use chatroom::socket::payloads::{
-        Lenient, LoginEvent, MessageEvent, RoomEvent, RoomoutEvent, SyncEvent,
+        Lenient, LoginEvent, MessageEvent, RecallEvent, RoomEvent, RoomoutEvent, SyncEvent,
     };
     use chatroom::socket::router::{FromPayload, Payload};
     use serde_json::Value;
@@ -192,12 +192,14 @@ pub fn event_payload(data: &[u8]) {
     let roomout = RoomoutEvent::from_payload(Payload::Json(value.clone()));
     let sync = SyncEvent::from_payload(Payload::Json(value.clone()));
     let message = MessageEvent::from_payload(Payload::Json(value.clone()));
+    let recall = RecallEvent::from_payload(Payload::Json(value.clone()));
     for ok in [
         login.is_ok(),
         room.is_ok(),
         roomout.is_ok(),
         sync.is_ok(),
         message.is_ok(),
+        recall.is_ok(),
     ] {
         assert!(readable || !ok, "read a non-object payload {value}");
     }
@@ -217,6 +219,11 @@ pub fn event_payload(data: &[u8]) {
     }
     if let Ok(s) = &sync {
         s.rooms.values().for_each(lenient_ok);
+    }
+    if let Ok(r) = &recall {
+        // The message id is read apart from the identity claims (`id` is the message's here).
+        lenient_ok(&r.id);
+        assert_eq!(r.claims.id.text(), None);
     }
     let Ok(m) = message else { return };
     // A string field reads back as the same text.
@@ -265,4 +272,109 @@ pub fn event_payload(data: &[u8]) {
         }
         Err(e) => assert!(!e.is_internal(), "{e:?}"),
     }
+}
+
+/// chatroom's own Engine.IO layer (`crates/engineio`): its RFC 6455 frame reader, fed the same bytes
+/// whole and in pieces (first byte: how many piece sizes follow, then the sizes), and its polling
+/// payload encoder, read back with a reference decoder.
+pub fn engine_frames(data: &[u8]) {
+    use engineioxide::fuzzing::{encode_payload, ws_read};
+
+    let Some((&n, rest)) = data.split_first() else {
+        return;
+    };
+    let (sizes, stream) = rest.split_at(usize::from(n % 8).min(rest.len()));
+    let pieces: Vec<usize> = sizes.iter().map(|b| usize::from(b % 32) + 1).collect();
+    let (max_frame, max_message) = (4096, 8192);
+    let whole = ws_read(stream, &[], max_frame, max_message);
+    let split = ws_read(stream, &pieces, max_frame, max_message);
+    assert_eq!(whole, split, "the reader depends on how the bytes arrive");
+    let mut taken = 0;
+    for (op, payload) in &whole.messages {
+        assert!(matches!(op, 1 | 2 | 8 | 9), "opcode {op}");
+        assert!(payload.len() <= if *op == 9 { 125 } else { max_message });
+        taken += payload.len();
+    }
+    assert!(taken <= stream.len(), "more payload out than bytes in");
+    if whole.messages.iter().any(|(op, _)| *op == 8) {
+        assert_eq!(
+            whole.ended,
+            Some("closed"),
+            "reading stops at a close frame"
+        );
+    }
+
+    // Polling payloads: texts and binaries from the input, every version and form.
+    let text = String::from_utf8_lossy(stream).replace('\u{1e}', "");
+    let texts: Vec<String> = text.split('\n').map(str::to_owned).take(8).collect();
+    let binaries: Vec<Vec<u8>> = stream.chunks(7).take(8).map(<[u8]>::to_vec).collect();
+    let count = texts.len() + binaries.len();
+    let (v4, binary) = encode_payload(&texts, &binaries, 4, true);
+    assert!(!binary);
+    assert_eq!(
+        v4.iter().filter(|b| **b == 0x1e).count(),
+        count.saturating_sub(1)
+    );
+    let (v3, binary) = encode_payload(&texts, &binaries, 3, false);
+    assert!(!binary);
+    assert_eq!(v3_text_records(&v3), Some(count), "v3 text payload");
+    let (v3b, binary) = encode_payload(&texts, &binaries, 3, true);
+    assert_eq!(binary, !binaries.is_empty());
+    if binary {
+        assert_eq!(v3_binary_records(&v3b), Some(count), "v3 binary payload");
+    }
+}
+
+/// How many `<UTF-16 length>:<packet>` records a v3 text payload holds, if it is well formed.
+fn v3_text_records(payload: &[u8]) -> Option<usize> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let mut rest = text;
+    let mut records = 0;
+    while !rest.is_empty() {
+        let (len, tail) = rest.split_once(':')?;
+        let units: usize = len.parse().ok()?;
+        let mut used = 0;
+        let end = tail
+            .char_indices()
+            .find_map(|(i, c)| {
+                if used == units {
+                    return Some(i);
+                }
+                used += c.len_utf16();
+                None
+            })
+            .unwrap_or(tail.len());
+        if tail[..end].encode_utf16().count() != units {
+            return None;
+        }
+        rest = &tail[end..];
+        records += 1;
+    }
+    Some(records)
+}
+
+/// How many `<0|1><digits>\xff<data>` records a v3 binary payload holds, if it is well formed.
+fn v3_binary_records(payload: &[u8]) -> Option<usize> {
+    let mut rest = payload;
+    let mut records = 0;
+    while let Some((&kind, tail)) = rest.split_first() {
+        if kind > 1 {
+            return None;
+        }
+        let stop = tail.iter().position(|b| *b == 0xff)?;
+        let mut len = 0usize;
+        for d in &tail[..stop] {
+            if *d > 9 {
+                return None;
+            }
+            len = len.checked_mul(10)?.checked_add(usize::from(*d))?;
+        }
+        let body = tail.get(stop + 1..stop + 1 + len)?;
+        if kind == 1 && body.first() != Some(&4) {
+            return None;
+        }
+        rest = &tail[stop + 1 + len..];
+        records += 1;
+    }
+    Some(records)
 }

@@ -14,6 +14,7 @@ mod m20261125_000002_create_messages;
 mod m20261125_000003_create_friends;
 mod m20261125_000004_create_read_states;
 mod m20261125_000005_create_revoked_tokens;
+mod m20261204_000006_operators;
 
 /// Every migration, in the order it must run.
 pub struct Migrator;
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000003_create_friends::Migration),
             Box::new(m20261125_000004_create_read_states::Migration),
             Box::new(m20261125_000005_create_revoked_tokens::Migration),
+            Box::new(m20261204_000006_operators::Migration),
         ]
     }
 }

@@ -6,6 +6,7 @@
 //! | [`V3`] | 200 `{errno:1, data:msg, msg}`; 413 for bodies over the limit, 429/507 past an upload quota | 401 `{msg}` (the contract's status) | 500 `{errno:1, data:"服务器异常"}` |
 //! | [`Legacy`] | 200 `{errno:1, message}` | same | same (the client ignores any other status) |
 //! | [`LegacyHistory`] | 200 `{data:{errno:1, message}}` | same | same |
+//! | [`AdminApi`] | `{errno:1, code, data:msg, msg}` with the status saying what failed: 400, 403 (also for anyone not an admin, signed in or not), 404, 409 | 403 | 500 |
 //! | [`RobotReply`] | 200 `{data:"{\"code\":100000,\"text\":msg}"}` | same | same |
 
 use std::marker::PhantomData;
@@ -54,6 +55,8 @@ pub struct Legacy;
 pub struct LegacyHistory;
 /// The robot endpoints of both clients, which only ever parse a reply.
 pub struct RobotReply;
+/// `/api/admin/`: the v3 envelope with a machine-readable `code` and a status for each refusal.
+pub struct AdminApi;
 
 impl Envelope for V3 {
     fn reject(err: &AppError) -> Response {
@@ -74,6 +77,25 @@ impl Envelope for V3 {
             Json(json!({ "errno": 1, "data": message, "msg": message })),
         )
             .into_response()
+    }
+}
+
+impl Envelope for AdminApi {
+    fn reject(err: &AppError) -> Response {
+        let message = err.public_message();
+        let code = err.code();
+        let status = match err {
+            AppError::Unauthenticated(_) | AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::Invalid(_) | AppError::TooLate(_) => StatusCode::BAD_REQUEST,
+            AppError::RateLimited | AppError::OverQuota { .. } => StatusCode::TOO_MANY_REQUESTS,
+            AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Db(_) | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let body = json!({ "errno": 1, "code": code, "data": message, "msg": message });
+        (status, Json(body)).into_response()
     }
 }
 

@@ -13,7 +13,7 @@ use crate::services::messages::{self, PAGE_SIZE};
 use crate::services::rooms::{Room, parse_user_id, private_room};
 use crate::services::{friends, history};
 use crate::state::AppState;
-use crate::wire::{HotUser, PublicUser, V3Message};
+use crate::wire::{HotUser, PublicUser, RoomView, V3Message};
 
 /// How many users `getHot` lists.
 const HOT_USERS: u64 = 10;
@@ -91,7 +91,7 @@ pub async fn history(
 
 /// `GET /api/message/getHot`: the most active users of the group rooms.
 pub async fn hot(State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    let ranked = messages::hot_senders(&state.db, state.rooms.groups(), HOT_USERS).await?;
+    let ranked = messages::hot_senders(&state.db, &state.rooms.groups(), HOT_USERS).await?;
     let data: Vec<HotUser> = ranked
         .iter()
         .map(|(user, count)| HotUser {
@@ -101,4 +101,9 @@ pub async fn hot(State(state): State<AppState>) -> ApiResult<Json<Value>> {
         })
         .collect();
     Ok(V3::data(data))
+}
+
+/// `GET /api/rooms`: every group room in order, archived ones marked (their history stays readable).
+pub async fn rooms(State(state): State<AppState>) -> Json<Value> {
+    V3::data(RoomView::list(&state.rooms.all()))
 }

@@ -5,6 +5,7 @@
 //! `/api/register`, `/api/login`, `/api/history/message`, `/api/robot` and the `{errno, user, message}`
 //! envelope. Both post uploads to `/api/file/*`. [`envelope`] turns errors into each client's shape.
 
+pub mod admin;
 pub mod envelope;
 pub mod extract;
 pub mod files;

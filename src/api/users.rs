@@ -196,7 +196,16 @@ pub async fn info(
     Ok(V3::data(UserInfo::from(&user)))
 }
 
-/// `GET /api/user/me`: the signed-in user (for clients that keep only the cookie).
-pub async fn me(AuthUser { user, .. }: AuthUser<V3>) -> Json<serde_json::Value> {
-    V3::data(UserInfo::from(&user))
+/// `GET /api/user/me`: the signed-in user (for clients that keep only the cookie), with `admin` and
+/// `recallWindow` (seconds) for chatroom's own web client.
+pub async fn me(
+    State(settings): State<Arc<Settings>>,
+    AuthUser { user, .. }: AuthUser<V3>,
+) -> Json<serde_json::Value> {
+    let mut info = serde_json::to_value(UserInfo::from(&user)).unwrap_or_default();
+    // Only the signed-in user learns their own role (chatroom's web client shows admin tools) and
+    // how long they may recall a message.
+    info["admin"] = serde_json::Value::Bool(crate::services::moderation::is_admin(&user));
+    info["recallWindow"] = serde_json::json!(settings.realtime.recall_window.as_secs());
+    V3::data(info)
 }

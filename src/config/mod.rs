@@ -60,8 +60,38 @@ pub struct Config {
 
     /// Log format.
     #[arg(long, env = "CHATROOM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human,
-          help_heading = "Logging")]
+          help_heading = "Logging", global = true)]
     pub log_format: LogFormat,
+
+    /// Without a command, the server runs.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What the binary does besides serving.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Operators: grant or revoke the admin role (safe while the server runs; holds from the user's
+    /// next request). Reads the same store flags and environment as the server.
+    Admin {
+        #[command(subcommand)]
+        action: AdminAction,
+    },
+}
+
+/// `chatroom admin …`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum AdminAction {
+    /// Makes user NAME an admin.
+    Grant {
+        /// The user's name.
+        name: String,
+    },
+    /// Makes admin NAME a member again.
+    Revoke {
+        /// The user's name.
+        name: String,
+    },
 }
 
 /// How log lines are written.

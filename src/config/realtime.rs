@@ -70,6 +70,11 @@ pub struct RealtimeConfig {
     #[arg(long, env = "CHATROOM_FRAME_BUDGET_BYTES", default_value_t = 256 * 1024 * 1024,
           value_parser = clap::value_parser!(u64).range((1 << 20)..=(1 << 40)))]
     pub frame_budget_bytes: u64,
+
+    /// Seconds after sending during which an author may recall a message (the `recall` event).
+    #[arg(long, env = "CHATROOM_RECALL_WINDOW", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(0..=(366 * 24 * 3600)))]
+    pub recall_window: u64,
 }
 
 /// Rooms, messages and sockets, resolved.
@@ -95,6 +100,8 @@ pub struct RealtimeSettings {
     pub anonymous_frame_bytes: usize,
     /// Bytes unfinished frames and polling bodies may hold, all sockets together.
     pub frame_budget_bytes: usize,
+    /// How long after sending an author may recall a message.
+    pub recall_window: std::time::Duration,
 }
 
 impl RealtimeConfig {
@@ -119,6 +126,7 @@ impl RealtimeConfig {
             anonymous_frame_bytes: usize::try_from(self.anonymous_frame_bytes)
                 .unwrap_or(usize::MAX),
             frame_budget_bytes: usize::try_from(self.frame_budget_bytes).unwrap_or(usize::MAX),
+            recall_window: std::time::Duration::from_secs(self.recall_window),
         })
     }
 }
@@ -138,13 +146,14 @@ impl RealtimeSettings {
             presence_max_members: 1000,
             anonymous_frame_bytes: 64 * 1024,
             frame_budget_bytes: 256 * 1024 * 1024,
+            recall_window: std::time::Duration::from_secs(120),
         }
     }
 }
 
 /// Group room names appear in URLs and private room ids use `-`, so keep them to a safe alphabet.
 fn valid_room_name(room: &str) -> bool {
-    (1..=32).contains(&room.len()) && room.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    crate::services::rooms::valid_group_id(room)
 }
 
 #[cfg(test)]

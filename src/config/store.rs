@@ -12,16 +12,21 @@ use super::{ConfigError, SecretUrl};
 #[command(next_help_heading = "Store")]
 pub struct StoreConfig {
     /// Directory for the SQLite database, uploads and the generated token secret.
-    #[arg(long, env = "CHATROOM_DATA_DIR", default_value = "./data")]
+    #[arg(
+        long,
+        env = "CHATROOM_DATA_DIR",
+        default_value = "./data",
+        global = true
+    )]
     pub data_dir: PathBuf,
 
     /// Database URL: `sqlite://path.db` or `postgres://user@host/db`. Default: SQLite in the data dir.
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long, env = "DATABASE_URL", global = true)]
     pub database_url: Option<SecretUrl>,
 
     /// Largest database connection pool. Default: 2 × cores (at least 4) for SQLite, 2 × cores + 2 for
     /// PostgreSQL.
-    #[arg(long, env = "CHATROOM_DB_POOL")]
+    #[arg(long, env = "CHATROOM_DB_POOL", global = true)]
     pub db_pool: Option<u32>,
 }
 

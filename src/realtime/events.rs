@@ -6,6 +6,8 @@
 //! | presence of a group room | `room` / `roomout` `{roomid, onlineUsers: {<name>: {src}}}` | `room` / `roomout` `{<user id>: {id, name, email, src, avatar}}` |
 //! | unread counts | `count` `{<room id>: n}` | `count` `{room<N>: n}`, group rooms only |
 //! | the friend list | `friend` `[FriendView…]` | not sent |
+//! | the group rooms changed | `rooms` `[{roomid, name, archived}]` | the same |
+//! | a message taken down | `messageRemoved` `{id, roomid, by}` | the same, with the group room's number as `roomid` |
 //! | a refusal | `notice` `{errno, code, data, msg, event}` | `notice` `{errno, code, message, event}`; without a sign-in also `login` `"登录后才能进入聊天室"` (what the seed sent) |
 //!
 //! An [`Encoded`] event holds each dialect's JSON, written on first use and then reused for every
@@ -21,9 +23,10 @@ use serde_json::value::RawValue;
 use super::dialect::Dialect;
 use crate::error::AppError;
 use crate::services::messages::StoredMessage;
+use crate::services::rooms::Group;
 use crate::services::rooms::Rooms;
 use crate::services::users::Author;
-use crate::wire::{FriendView, LegacyMessage, V3Message};
+use crate::wire::{FriendView, LegacyMessage, RoomView, V3Message};
 
 /// Something to tell clients.
 #[derive(Debug, Clone)]
@@ -43,6 +46,14 @@ pub enum Outbound {
     Friends(Vec<FriendView>),
     /// A refused event.
     Notice { event: String, error: Refusal },
+    /// The group rooms, after an admin created or archived one (the same for both dialects).
+    Rooms(Arc<[Group]>),
+    /// A message taken down (`by` is `admin` or `author`).
+    MessageRemoved {
+        id: i64,
+        room: String,
+        by: &'static str,
+    },
 }
 
 /// A refusal as clients see it.
@@ -56,18 +67,7 @@ pub struct Refusal {
 
 impl From<&AppError> for Refusal {
     fn from(e: &AppError) -> Self {
-        let code = match e {
-            AppError::Invalid(_) => "invalid",
-            AppError::Unauthenticated(_) => "unauthenticated",
-            AppError::Forbidden(_) => "forbidden",
-            AppError::NotFound(_) => "not_found",
-            AppError::Conflict(_) => "conflict",
-            AppError::TooLarge(_) => "too_large",
-            AppError::RateLimited => "rate_limited",
-            AppError::OverQuota { .. } => "over_quota",
-            AppError::Unavailable => "unavailable",
-            AppError::Db(_) | AppError::Internal(_) => "internal",
-        };
+        let code = e.code();
         Self {
             code,
             message: e.public_message(),
@@ -167,6 +167,20 @@ impl Outbound {
                     vec![("count", counts_object(legacy.into_iter()))]
                 }
             }
+            (Self::MessageRemoved { id, room, by }, dialect) => {
+                // Each client names rooms its own way (the Laravel-era one numbers group rooms).
+                let roomid = match dialect {
+                    Dialect::Laravel => rooms
+                        .legacy_number(room)
+                        .map_or_else(|| json!(room), |n| json!(n)),
+                    Dialect::V3 => json!(room),
+                };
+                vec![(
+                    "messageRemoved",
+                    raw(&json!({ "id": id, "roomid": roomid, "by": by })),
+                )]
+            }
+            (Self::Rooms(groups), _) => vec![("rooms", raw(&RoomView::list(groups)))],
             (Self::Friends(list), Dialect::V3) => vec![("friend", raw(list))],
             (Self::Friends(_), Dialect::Laravel) => Vec::new(),
             (Self::Notice { event, error }, Dialect::V3) => vec![(

@@ -116,11 +116,11 @@ impl Realtime {
     pub async fn unread_counts(&self, author: &Author) -> Result<Counts, AppError> {
         let groups = self.inner.rooms.groups();
         let hub = &self.inner.unread;
-        if let Some(counts) = hub.counts(author.id, groups) {
+        if let Some(counts) = hub.counts(author.id, &groups) {
             return Ok(counts);
         }
-        let loaded = unread::counts(&self.inner.db, author.id, groups).await?;
-        Ok(hub.load(author.id, loaded, groups))
+        let loaded = unread::counts(&self.inner.db, author.id, &groups).await?;
+        Ok(hub.load(author.id, loaded, &groups))
     }
 }
 

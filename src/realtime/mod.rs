@@ -27,6 +27,7 @@ pub mod events;
 pub mod identity;
 pub mod membership;
 pub mod metrics;
+pub mod moderation;
 pub mod presence;
 pub mod pusher;
 mod ticks;
@@ -286,6 +287,9 @@ impl Realtime {
         if !self.allow_message(author.id) {
             metrics.message_rate.inc();
             return Err(AppError::RateLimited);
+        }
+        if !self.inner.rooms.is_open(&new.room) {
+            return Err(AppError::Forbidden("这个房间已归档，不能再发送消息".into()));
         }
         let (reply, receipt) = oneshot::channel();
         self.inner

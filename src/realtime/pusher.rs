@@ -37,6 +37,9 @@ pub enum Target {
     Users(Vec<UserId>),
     /// One socket of this node.
     Socket(Sid),
+    /// Every socket of this node (room lists after an admin changed them; never over the bus: each
+    /// node tells its own sockets).
+    Everyone,
 }
 
 /// The socket.io room of a chat room, for sockets of `dialect`.
@@ -83,6 +86,11 @@ impl Pusher {
     /// Counts a socket of `dialect` here, and in `gauge`, until the returned tally is released.
     pub fn tally(&self, dialect: Dialect, gauge: Gauge) -> Tally {
         Tally::new(self.dialects.clone(), dialect, gauge)
+    }
+
+    /// The group rooms this pusher numbers (the node's list).
+    pub fn rooms(&self) -> &Rooms {
+        &self.rooms
     }
 
     /// Whether any socket of this node speaks `dialect`.
@@ -155,7 +163,7 @@ impl Pusher {
     pub async fn send(&self, target: &Target, event: &Encoded<'_>) {
         self.send_here(target, event).await;
         if let Some(bus) = &self.bus
-            && !matches!(target, Target::Socket(_))
+            && !matches!(target, Target::Socket(_) | Target::Everyone)
             && !self.is_closed()
         {
             bus.emit(
@@ -167,6 +175,16 @@ impl Pusher {
 
     /// Sends an encoded event to `target`'s sockets on this node only.
     pub async fn send_here(&self, target: &Target, event: &Encoded<'_>) {
+        if let Target::Everyone = target {
+            // One encoding for everyone: only events both dialects read alike go to everyone.
+            if let Some(ns) = self.ns() {
+                let everyone = ns.local();
+                for (name, payload) in event.frames(Dialect::V3) {
+                    emit(&everyone, name, payload).await;
+                }
+            }
+            return;
+        }
         if let Target::Socket(sid) = target {
             if let Some(socket) = self.socket(*sid) {
                 send_to_socket(&socket, event);
@@ -207,7 +225,7 @@ impl Pusher {
         }
         let ns = self.ns()?;
         let operators = match target {
-            Target::Socket(_) => return None,
+            Target::Socket(_) | Target::Everyone => return None,
             Target::Room(room) => ns.to(room_channel(room, dialect)),
             // A socket's own broadcast operator leaves that socket out.
             Target::RoomExcept(room, sid) => match ns.get_socket(*sid) {

@@ -1,5 +1,6 @@
 //! The core's periodic work: unread counts pushed in ticks, read marks written in batches, idle rate
-//! budgets forgotten, refusals summed up in the log; and, once at start, each room's newest id.
+//! budgets forgotten, refusals summed up in the log, the room list reloaded (in a cluster); and, once
+//! at start, each room's newest id.
 
 use std::sync::{Arc, PoisonError, Weak};
 use std::time::Instant;
@@ -48,6 +49,7 @@ pub(super) async fn tick_unread(inner: Weak<Inner>) {
             last_summary = Instant::now();
             inner.metrics.log_refusals();
             forget_idle_budgets(&inner);
+            refresh_rooms(&inner).await;
         }
         drop(inner);
         tokio::time::sleep(step).await;
@@ -86,6 +88,21 @@ async fn tell_unread_counts(inner: &Inner, slice: usize) {
     }
 }
 
+/// In a cluster, reloads the group rooms from the database: a node that missed a `rooms` note on the
+/// bus (Redis away for a moment) catches up within [`REFUSAL_LOG_EVERY`].
+async fn refresh_rooms(inner: &Inner) {
+    if inner.bus.is_none() {
+        return;
+    }
+    match crate::services::rooms::load(&inner.db).await {
+        Ok(groups) if !groups.is_empty() => {
+            super::moderation::rooms_here(&inner.pusher, groups).await;
+        }
+        Ok(_) => {}
+        Err(e) => tracing::debug!(error = %e, "could not reload the rooms"),
+    }
+}
+
 /// Forgets the message-rate budgets of senders who have been quiet long enough to have a full one.
 fn forget_idle_budgets(inner: &Inner) {
     let now = Instant::now();
@@ -110,8 +127,8 @@ pub(super) async fn flush_marks(inner: &Inner) {
 /// Reads the newest message id of each group room, so read marks need no query of their own.
 pub(super) async fn load_latest_ids(inner: Arc<Inner>) {
     for room in inner.rooms.groups() {
-        match read_marks::latest_id(&inner.db, room).await {
-            Ok(id) => inner.unread.know_latest(room, id),
+        match read_marks::latest_id(&inner.db, &room).await {
+            Ok(id) => inner.unread.know_latest(&room, id),
             Err(e) => tracing::warn!(error = %e, "could not read a room's newest message"),
         }
     }

@@ -1,5 +1,5 @@
 //! Stored messages: composing, storing, history pages, replay after a reconnect, counts, and the
-//! "hot users" ranking.
+//! "hot users" ranking. A removed message (`removed` set) is in none of them.
 
 use chrono::Utc;
 use entity::{message, user};
@@ -184,7 +184,9 @@ pub async fn recent<C: ConnectionTrait>(
     before: Option<i64>,
     limit: u64,
 ) -> Result<Vec<StoredMessage>, AppError> {
-    let mut query = message::Entity::find().filter(message::Column::RoomId.eq(room.id()));
+    let mut query = message::Entity::find()
+        .filter(message::Column::RoomId.eq(room.id()))
+        .filter(message::Column::Removed.is_null());
     if let Some(before) = before {
         query = query.filter(message::Column::Id.lt(before));
     }
@@ -210,6 +212,7 @@ pub async fn since<C: ConnectionTrait>(
 ) -> Result<Option<Vec<StoredMessage>>, AppError> {
     let rows = message::Entity::find()
         .filter(message::Column::RoomId.eq(room.id()))
+        .filter(message::Column::Removed.is_null())
         .filter(message::Column::Id.gt(after))
         .order_by_asc(message::Column::Id)
         .limit(limit + 1)
@@ -238,6 +241,7 @@ pub async fn page_from_newest<C: ConnectionTrait>(
     }
     let rows = message::Entity::find()
         .filter(message::Column::RoomId.eq(room.id()))
+        .filter(message::Column::Removed.is_null())
         .order_by_desc(message::Column::Id)
         .offset(offset)
         .limit(limit)
@@ -254,6 +258,7 @@ pub async fn page_from_newest<C: ConnectionTrait>(
 pub async fn count<C: ConnectionTrait>(db: &C, room: &str) -> Result<u64, AppError> {
     Ok(message::Entity::find()
         .filter(message::Column::RoomId.eq(room))
+        .filter(message::Column::Removed.is_null())
         .count(db)
         .await?)
 }
@@ -273,6 +278,7 @@ pub async fn hot_senders<C: ConnectionTrait>(
         .column(message::Column::SenderId)
         .column_as(Expr::col(message::Column::Id).count(), "n")
         .filter(message::Column::RoomId.is_in(group_rooms.iter().cloned()))
+        .filter(message::Column::Removed.is_null())
         .group_by(message::Column::SenderId)
         .order_by_desc(Expr::col(message::Column::Id).count())
         .order_by_asc(message::Column::SenderId)

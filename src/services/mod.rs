@@ -5,6 +5,7 @@ pub mod friends;
 pub mod history;
 pub mod limiter;
 pub mod messages;
+pub mod moderation;
 pub mod robot;
 pub mod rooms;
 pub mod sessions;

@@ -7,6 +7,7 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, sea_q
 use crate::auth::Authenticatable;
 use crate::auth::token::{Claims, IssuedToken, TokenError, TokenService};
 use crate::error::{AppError, BAD_TOKEN};
+use crate::services::moderation;
 
 /// Issues a token for `user`.
 ///
@@ -18,7 +19,8 @@ pub fn issue(tokens: &TokenService, user: &user::Model) -> Result<IssuedToken, A
         .map_err(|e| AppError::Internal(e.into()))
 }
 
-/// The user a token stands for, if the token is genuine, unexpired, not revoked, and its user exists.
+/// The user a token stands for, if the token is genuine, unexpired, not revoked (by logout, or by a
+/// ban of its user), and its user exists and is not banned.
 ///
 /// # Errors
 /// [`AppError::Unauthenticated`] for any unusable token; database failures.
@@ -44,6 +46,10 @@ pub async fn resolve<C: ConnectionTrait>(
     let user = user::Model::find_by_auth_id(db, id)
         .await?
         .ok_or(AppError::Unauthenticated(BAD_TOKEN))?;
+    if moderation::token_revoked(&user, claims.iat) {
+        return Err(AppError::Unauthenticated("登录已失效，请重新登录"));
+    }
+    moderation::refuse_if_banned(&user, Utc::now())?;
     Ok((user, claims))
 }
 

@@ -38,7 +38,8 @@ pub async fn counts<C: ConnectionTrait>(
     for room in rooms {
         let mut query = message::Entity::find()
             .filter(message::Column::RoomId.eq(room.as_str()))
-            .filter(message::Column::SenderId.ne(user));
+            .filter(message::Column::SenderId.ne(user))
+            .filter(message::Column::Removed.is_null());
         query = match marks.get(room) {
             Some(last) => query.filter(message::Column::Id.gt(*last)),
             None => {

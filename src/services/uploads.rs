@@ -382,6 +382,29 @@ impl UploadStore {
         }
     }
 
+    /// Deletes the file `url` points at, if it is one of this store's (a removed message's picture).
+    /// A file already gone is fine.
+    pub async fn remove_url(&self, url: &str) {
+        if !Self::owns_url(url) {
+            return;
+        }
+        let path = url.split(['?', '#']).next().unwrap_or_default();
+        let Some(name) = path.rsplit('/').next().filter(|n| !n.is_empty()) else {
+            return;
+        };
+        let file = self.dir.join(name);
+        let len = tokio::fs::metadata(&file).await.map(|m| m.len());
+        match tokio::fs::remove_file(&file).await {
+            Ok(()) => {
+                if let (Some(owner), Ok(len)) = (owner_of(name), len) {
+                    self.uncount(owner, len);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(error = %e, file = %name, "could not remove a picture"),
+        }
+    }
+
     /// Whether `url` points at a file of this store (with or without a query string).
     pub fn owns_url(url: &str) -> bool {
         let path = url.split(['?', '#']).next().unwrap_or_default();

@@ -6,14 +6,17 @@ use std::collections::BTreeMap;
 use super::Ctx;
 use super::auth::SocketAuthenticatable;
 use super::payloads::{
-    Claims, Connected, Disconnected, LoginEvent, MessageEvent, RoomEvent, RoomoutEvent, SyncEvent,
+    Claims, Connected, Disconnected, LoginEvent, MessageEvent, RecallEvent, RoomEvent,
+    RoomoutEvent, SyncEvent,
 };
 use super::router::{HandlerResult, Reply};
 use crate::auth::request::usable;
 use crate::error::{AppError, LOGIN_REQUIRED};
 use crate::realtime::events::{Outbound, Refusal, SyncedRoom};
+use crate::realtime::moderation::TakeDown;
 use crate::realtime::{Dialect, Origin, identity};
 use crate::services::messages;
+use crate::services::moderation::{Actor, RemovedBy};
 use crate::services::rooms::Room;
 use crate::services::users::Author;
 use crate::wire::V3Message;
@@ -116,6 +119,33 @@ pub async fn message(ctx: Ctx, event: MessageEvent) -> HandlerResult {
     };
     let receipt = ctx.realtime().post(new, author, Some(origin))?;
     Ok(Reply::Pending(receipt))
+}
+
+/// `recall`: the author takes a message back within `--recall-window` of sending it; everyone in
+/// its room hears `messageRemoved`. Someone else's message is `forbidden`, a late one `too_late`.
+pub async fn recall(ctx: Ctx, event: RecallEvent) -> HandlerResult {
+    let author = signed_in(&ctx, &event.claims, "recall").await?;
+    let id = event
+        .id
+        .text()
+        .and_then(|t| t.parse::<i64>().ok())
+        .filter(|id| *id > 0)
+        .ok_or_else(|| AppError::invalid("消息 id 无效"))?;
+    let actor = Actor::User {
+        id: author.id,
+        name: author.name,
+    };
+    let request = TakeDown {
+        actor: &actor,
+        by: RemovedBy::Author,
+        id,
+        reason: "",
+        window: ctx.state.settings.realtime.recall_window,
+    };
+    ctx.realtime()
+        .take_down(&ctx.state.uploads, request)
+        .await?;
+    Ok(Reply::Done)
 }
 
 /// `sync`: after a reconnect, the messages of each named room newer than the id the client holds, or

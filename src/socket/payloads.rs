@@ -126,6 +126,16 @@ pub struct MessageEvent {
     pub claims: Claims,
 }
 
+/// `recall`: `{id}`, the author's own message to take back.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct RecallEvent {
+    /// The message's id (a number, or its decimal text as the v3 client's `_id`).
+    pub id: Lenient,
+    #[serde(flatten)]
+    pub claims: Claims,
+}
+
 /// `sync`: `{rooms: {<room id>: <last message id held>}}`, sent after a reconnect.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
@@ -165,7 +175,14 @@ macro_rules! json_payloads {
     )*};
 }
 
-json_payloads!(LoginEvent, RoomEvent, RoomoutEvent, MessageEvent, SyncEvent);
+json_payloads!(
+    LoginEvent,
+    RoomEvent,
+    RoomoutEvent,
+    MessageEvent,
+    RecallEvent,
+    SyncEvent
+);
 
 impl FromPayload for Connected {
     fn from_payload(payload: Payload) -> Result<Self, AppError> {
@@ -227,6 +244,15 @@ mod tests {
         }
         assert!(LoginEvent::from_payload(Payload::Json(Value::Null)).is_ok());
         assert!(Connected::from_payload(Payload::Json(json!({}))).is_err());
+    }
+
+    #[test]
+    fn recall_reads_its_id_apart_from_identity_claims() {
+        let r =
+            RecallEvent::from_payload(Payload::Json(json!({"id": "17", "username": "a"}))).unwrap();
+        assert_eq!(r.id.text(), Some("17"));
+        assert_eq!(r.claims.id.text(), None);
+        assert_eq!(r.claims.username.text(), Some("a"));
     }
 
     #[test]

@@ -4,6 +4,7 @@ mod files;
 mod friends;
 mod legacy;
 mod messages;
+mod operators;
 mod robot;
 mod server;
 mod users;

@@ -6,6 +6,7 @@
 //! pass; with it, a missing `redis-server` fails them.
 
 mod nodes;
+mod operators;
 
 use std::net::TcpListener;
 use std::path::Path;

@@ -9,12 +9,13 @@ type Check = fn(&[u8]);
 #[test]
 fn every_fuzz_seed_passes_its_checks() {
     let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
-    let targets: [(&str, Check); 5] = [
+    let targets: [(&str, Check); 6] = [
         ("eio3_polling", checks::eio3_polling),
         ("token_extraction", checks::token_extraction),
         ("upload_sniff", checks::upload_sniff),
         ("history_query", checks::history_query),
         ("event_payload", checks::event_payload),
+        ("engine_frames", checks::engine_frames),
     ];
     for (target, check) in targets {
         let mut seeds = 0;

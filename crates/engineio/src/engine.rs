@@ -16,6 +16,7 @@ use crate::{
     budget::{FrameLimit, Limits},
     config::EngineIoConfig,
     handler::EngineIoHandler,
+    hangup::{Close, Hangup},
     socket::{Closer, Conn, DisconnectReason, HB_AWAITING, HB_SEEN, SessionEnd, Socket},
 };
 
@@ -134,14 +135,19 @@ impl<H: EngineIoHandler> Engine<H> {
             parts.extensions.insert(limit.clone());
             conn.frame_limit = Some(limit);
         }
+        let hangup = Hangup::new();
+        parts.extensions.insert(hangup.clone());
         let weak: Weak<dyn SessionEnd> = Arc::downgrade(self) as Weak<dyn SessionEnd>;
-        Arc::new(Socket::new(
+        let socket = Arc::new(Socket::new(
             Sid::new(),
             conn,
             H::Data::default(),
             parts,
             Closer::Engine(weak),
-        ))
+        ));
+        let session: Weak<dyn Close> = Arc::downgrade(&socket) as Weak<dyn Close>;
+        hangup.bind(session);
+        socket
     }
 
     /// The open packet of a session.

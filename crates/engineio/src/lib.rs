@@ -10,7 +10,10 @@ pub use engineioxide_core::{OpenPacket, Packet, PacketParseError};
 
 pub mod budget;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handler;
+pub mod hangup;
 pub mod layer;
 pub mod service;
 pub mod socket;

@@ -618,6 +618,12 @@ impl<D> Socket<D> {
     }
 }
 
+impl<D: Send + Sync> crate::hangup::Close for Socket<D> {
+    fn close_now(&self) {
+        self.close(DisconnectReason::ClosingServer);
+    }
+}
+
 impl<D: Send + Sync> Evict for Socket<D> {
     fn evict(&self) {
         self.close(DisconnectReason::TransportError);

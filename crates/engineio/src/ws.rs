@@ -141,7 +141,7 @@ pub(crate) async fn run<H, S>(
 }
 
 /// A complete message or a control frame from the client.
-enum WsMsg {
+pub(crate) enum WsMsg {
     Text(Vec<u8>),
     Binary(Vec<u8>),
     Ping(Vec<u8>),
@@ -149,14 +149,25 @@ enum WsMsg {
 }
 
 #[derive(Debug)]
-enum WsError {
+pub(crate) enum WsError {
     Protocol,
     TooBig,
     Budget,
 }
 
+impl WsError {
+    /// A short name, for logs and the fuzz target.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Self::Protocol => "protocol",
+            Self::TooBig => "too_big",
+            Self::Budget => "budget",
+        }
+    }
+}
+
 /// An incremental RFC 6455 frame reader for the server side (client frames are masked).
-struct FrameReader {
+pub(crate) struct FrameReader {
     head: [u8; 14],
     head_len: usize,
     /// Payload bytes of the current frame still to come; `None` between frames.
@@ -175,7 +186,7 @@ struct FrameReader {
 }
 
 impl FrameReader {
-    fn new(config: &crate::config::EngineIoConfig) -> Self {
+    pub(crate) fn new(config: &crate::config::EngineIoConfig) -> Self {
         Self {
             head: [0; 14],
             head_len: 0,
@@ -208,7 +219,7 @@ impl FrameReader {
     }
 
     /// Feeds bytes read from the socket; complete messages go to `on_msg`, which may stop the reading.
-    fn feed(
+    pub(crate) fn feed(
         &mut self,
         mut data: &[u8],
         limit: usize,

@@ -40,14 +40,14 @@ use tokio::sync::mpsc;
 
 use self::link::{heartbeat, publish_all, subscribe};
 use self::peers::Peers;
-use self::wire::{Body, Person, PostedIn, To};
+use self::wire::{Body, Person, PostedIn, RoomNote, To};
 use super::events::Frame;
 use super::presence::{Change, PresenceHub, Snapshot};
 use super::pusher::{Publish, Pusher, Target};
 use super::unread::UnreadHub;
 use crate::auth::UserId;
 use crate::metrics::{Counter, Gauge, Metrics};
-use crate::services::rooms::Room;
+use crate::services::rooms::{Group, Room};
 
 mod link;
 mod peers;
@@ -153,7 +153,8 @@ impl Bus {
         let to = match target {
             Target::Room(room) | Target::RoomExcept(room, _) => To::Room(room.clone()),
             Target::Users(users) => To::Users(users.clone()),
-            Target::Socket(_) => return,
+            // Single sockets are local; everyone hears room lists from their own node.
+            Target::Socket(_) | Target::Everyone => return,
         };
         let own = |f: &[Frame]| -> Vec<(String, Box<RawValue>)> {
             f.iter()
@@ -198,6 +199,21 @@ impl Bus {
         self.publish(Body::Revoke {
             user,
             jti: jti.to_owned(),
+        });
+    }
+
+    /// Publishes the group rooms after an admin changed them: every node's list follows.
+    pub(crate) fn rooms(&self, groups: &[Group]) {
+        self.publish(Body::Rooms {
+            groups: groups.iter().map(RoomNote::from).collect(),
+        });
+    }
+
+    /// Publishes a ban: every node closes the user's sockets.
+    pub(crate) fn ban(&self, user: UserId, message: &str) {
+        self.publish(Body::Ban {
+            user,
+            message: message.to_owned(),
         });
     }
 

@@ -237,6 +237,13 @@ async fn deliver(bus: &Bus, local: &Local, body: Body) {
             local.unread.note_message(&room, sender, id);
         }
         Body::Revoke { user, jti } => crate::realtime::revoke_here(&local.pusher, user, &jti),
+        Body::Rooms { groups } => {
+            let groups = groups.into_iter().map(Into::into).collect();
+            crate::realtime::moderation::rooms_here(&local.pusher, groups).await;
+        }
+        Body::Ban { user, message } => {
+            crate::realtime::moderation::ban_here(&local.pusher, user, &message).await;
+        }
         Body::Ask { node: asked } if asked.is_empty() || asked == bus.inner.node => {
             bus.publish_snapshot(&local.presence);
         }

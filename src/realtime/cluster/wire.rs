@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::auth::UserId;
+use crate::services::rooms::Group;
 use crate::services::users::Author;
 
 /// One note on the bus: who sent it, its number among that node's notes, and what it says. (Written
@@ -61,6 +62,34 @@ pub(super) enum PostedIn {
     Private(UserId, UserId),
 }
 
+/// A group room on the wire.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct RoomNote {
+    id: String,
+    name: String,
+    archived: bool,
+}
+
+impl From<&Group> for RoomNote {
+    fn from(g: &Group) -> Self {
+        Self {
+            id: g.id.clone(),
+            name: g.name.clone(),
+            archived: g.archived,
+        }
+    }
+}
+
+impl From<RoomNote> for Group {
+    fn from(n: RoomNote) -> Self {
+        Self {
+            id: n.id,
+            name: n.name,
+            archived: n.archived,
+        }
+    }
+}
+
 /// Frames of one event: (name, JSON argument) for the v3 dialect, then for the Laravel-era one.
 pub(super) type Frames = [Vec<(String, Box<RawValue>)>; 2];
 
@@ -95,6 +124,15 @@ pub(super) enum Body {
     Revoke {
         user: UserId,
         jti: String,
+    },
+    /// The group rooms, after an admin created or archived one.
+    Rooms {
+        groups: Vec<RoomNote>,
+    },
+    /// A user was banned: their sockets close (`message` says why).
+    Ban {
+        user: UserId,
+        message: String,
     },
     Alive,
     /// Asks `node` (or every node, when empty) for a snapshot of its presence.

@@ -100,7 +100,8 @@ pub async fn find_for_sign_in<C: ConnectionTrait>(
 /// Checks `password` against `found` (taking as long when there is no such user).
 ///
 /// # Errors
-/// [`AppError::Invalid`] with one message for an unknown user and a wrong password alike.
+/// [`AppError::Invalid`] with one message for an unknown user and a wrong password alike;
+/// [`AppError::Forbidden`] for a banned user with the right password.
 pub async fn check_sign_in_password(
     hasher: &PasswordHasher,
     found: Option<user::Model>,
@@ -113,7 +114,11 @@ pub async fn check_sign_in_password(
         .verify(password, found.as_ref().map(|u| u.password_hash.as_str()))
         .await?;
     match found {
-        Some(user) if ok => Ok(user),
+        // Only the right password learns of a ban: a guesser cannot tell a banned account apart.
+        Some(user) if ok => {
+            crate::services::moderation::refuse_if_banned(&user, chrono::Utc::now())?;
+            Ok(user)
+        }
         _ => Err(AppError::invalid("用户名或密码错误")),
     }
 }

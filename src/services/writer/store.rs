@@ -21,6 +21,10 @@ use crate::services::messages::{self, NewMessage, StoredMessage};
 /// A message whose client id is already stored: the stored row if it is the same message, a refusal
 /// if it is another one.
 pub(super) fn settle_repeat(new: &NewMessage, stored: &StoredMessage) -> Result<Saved, AppError> {
+    if stored.message.removed.is_some() {
+        // A resend of a message taken down since: it stays down.
+        return Err(AppError::Conflict("这条消息已被撤回或删除".into()));
+    }
     if new.is_same_as(&stored.message) {
         Ok(Saved::Existing(stored.clone()))
     } else {
@@ -108,7 +112,7 @@ const INSERT_JSON: &str = "INSERT INTO messages \
     FROM json_to_recordset($1::json) AS t(sender_id bigint, room_id text, room_type text, \
     kind text, body text, image text, client_id text, created_at timestamptz) \
     ON CONFLICT (sender_id, client_id) DO NOTHING \
-    RETURNING id, sender_id, room_id, room_type, kind, body, image, client_id, created_at";
+    RETURNING id, sender_id, room_id, room_type, kind, body, image, client_id, created_at, removed";
 
 async fn insert_as_json<T>(
     txn: &DatabaseTransaction,
