@@ -212,7 +212,13 @@ function it(name, fn) {
   });
 }
 
-it('the server serves the built client with the right headers', async () => {
+it('the server serves the built client with the right headers', async (t) => {
+  if (server.staticDir) {
+    // --static-dir serves a folder as the webchat bundles were served: without the embedded client's
+    // CSP and caching headers, which only the embedded copy (scripts/test) can show.
+    t.skip('the headers are the embedded copy\'s; E2E_STATIC_DIR serves a folder');
+    return;
+  }
   const index = await fetch(`${server.url}/`);
   assert.equal(index.status, 200);
   assert.match(index.headers.get('content-type'), /^text\/html/);

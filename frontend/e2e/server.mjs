@@ -1,7 +1,7 @@
 // Runs the real chatroom binary for the browser tests: a free port on 127.0.0.1, a fresh data dir, and a
 // restart on the same port and data (the "server restarted mid-conversation" scenario).
 
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -34,6 +34,17 @@ function freePort() {
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** The environment for the binary: settings come from CHATROOM_* and DATABASE_URL too, so the caller's stay out. */
+function cleanEnv() {
+  const env = Object.fromEntries(
+    Object.entries(process.env).filter(([k]) => !k.startsWith('CHATROOM_') && k !== 'DATABASE_URL'),
+  );
+  env.RUST_LOG = 'info';
+  env.NO_COLOR = '1';
+  return env;
+}
+
 const running = new Set();
 process.on('exit', () => {
   for (const child of running) child.kill('SIGKILL');
@@ -69,13 +80,7 @@ export class Server {
       ...this.extraArgs,
     ];
     if (this.staticDir) args.push('--static-dir', this.staticDir);
-    // Settings come from CHATROOM_* and DATABASE_URL too: keep the caller's out.
-    const env = Object.fromEntries(
-      Object.entries(process.env).filter(([k]) => !k.startsWith('CHATROOM_') && k !== 'DATABASE_URL'),
-    );
-    env.RUST_LOG = 'info';
-    env.NO_COLOR = '1';
-    const child = spawn(binary(), args, { cwd: this.dataDir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(binary(), args, { cwd: this.dataDir, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     running.add(child);
     const keep = (chunk) => {
@@ -113,6 +118,20 @@ export class Server {
     const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
     await this.exited;
     clearTimeout(timer);
+  }
+
+  /**
+   * `chatroom admin <grant|revoke> NAME` on this server's data, as an operator would run it beside the
+   * running server; the role holds from the user's next request. Resolves to what the command printed.
+   */
+  admin(verb, name) {
+    const args = ['--data-dir', this.dataDir, 'admin', verb, name];
+    return new Promise((resolve, reject) => {
+      execFile(binary(), args, { cwd: this.dataDir, env: cleanEnv(), timeout: 30_000 }, (err, stdout, stderr) => {
+        if (err) reject(new Error(`chatroom admin ${verb} ${name} failed: ${err.message}\n${stderr}`));
+        else resolve(stdout.trim());
+      });
+    });
   }
 
   async dispose() {

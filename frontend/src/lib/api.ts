@@ -4,12 +4,16 @@
 // see the token, so nothing injected into the page could read it. The cookie is SameSite=Lax and the
 // server refuses cross-site POSTs, so other sites cannot act with it either.
 
+import { readRoomList, type RoomInfo } from './rooms';
 import type { Message } from './timeline';
 
 export interface User {
   id: string;
   name: string;
   src: string;
+  /** Only from `/api/user/me`: whether the user is an admin, and their recall window in seconds. */
+  admin?: boolean;
+  recallWindow?: number;
 }
 
 export interface PublicUser {
@@ -34,8 +38,10 @@ export interface HotUser {
 export class ApiError extends Error {
   constructor(
     message: string,
-    /** 401: the session is gone. */
+    /** 401: the session is gone; the admin API answers 400, 403, 404 or 409 for its refusals. */
     readonly status = 200,
+    /** The admin API's machine-readable reason (`forbidden`, `not_found`, `conflict`, `invalid`). */
+    readonly code?: string,
   ) {
     super(message);
   }
@@ -52,6 +58,7 @@ interface Envelope<T> {
   error?: number;
   data?: T;
   msg?: string;
+  code?: string;
 }
 
 async function call<T>(path: string, init: RequestInit = {}): Promise<Envelope<T> & Record<string, unknown>> {
@@ -71,17 +78,25 @@ async function call<T>(path: string, init: RequestInit = {}): Promise<Envelope<T
     onUnauthorized();
     throw new ApiError(body?.msg ?? 'unauthorized', 401);
   }
-  if (!res.ok || !body) throw new ApiError(typeof body?.data === 'string' ? body.data : 'network', res.status);
+  const code = typeof body?.code === 'string' ? body.code : undefined;
+  if (!res.ok || !body) {
+    throw new ApiError(typeof body?.data === 'string' ? body.data : (body?.msg ?? 'network'), res.status, code);
+  }
   if (body.errno !== 0 || body.error) {
     const text = typeof body.data === 'string' ? body.data : (body.msg ?? 'error');
-    throw new ApiError(text, res.status);
+    throw new ApiError(text, res.status, code);
   }
   return body;
 }
 
 function post<T>(path: string, payload: unknown) {
+  return send<T>('POST', path, payload);
+}
+
+function send<T>(method: 'POST' | 'DELETE', path: string, payload?: unknown) {
+  if (payload === undefined) return call<T>(path, { method });
   return call<T>(path, {
-    method: 'POST',
+    method,
     headers: { 'Content-Type': 'application/json' },
     body: JSON.stringify(payload),
   });
@@ -117,6 +132,13 @@ export async function me(): Promise<User | null> {
 export async function recentByRoom(selfId: string): Promise<Record<string, Message[]>> {
   const r = await call<Record<string, Message[]>>(`/api/message/history/byUser?selfId=${encodeURIComponent(selfId)}`);
   return r.data ?? {};
+}
+
+/** Every group room in the server's order, archived ones marked (no sign-in needed). */
+export async function rooms(): Promise<RoomInfo[]> {
+  const list = readRoomList((await call<unknown>('/api/rooms')).data);
+  if (!list) throw new ApiError('network');
+  return list;
 }
 
 /** Up to 20 messages older than `before` (the newest 20 without it), oldest first. */
@@ -166,4 +188,79 @@ export function uploadPicture(file: Blob): Promise<string> {
 /** Replaces the user's avatar; resolves to its URL. */
 export async function uploadAvatar(file: Blob): Promise<string> {
   return (await upload<{ url: string }>('/api/file/avatar', file)).url;
+}
+
+// ---- operators (admins only: everyone else gets 403) ----------------------------------------------
+
+const seg = encodeURIComponent;
+
+/** What `DELETE /api/admin/messages/{id}` answers; `already` when it was down before. */
+export interface Removal {
+  id: number;
+  roomid: string;
+  removed: boolean;
+  already: boolean;
+}
+
+/** Takes a message down; its room hears `messageRemoved` with `by: "admin"`. */
+export async function removeMessage(id: string, reason: string): Promise<Removal> {
+  return (await send<Removal>('DELETE', `/api/admin/messages/${seg(id)}`, { reason })).data as Removal;
+}
+
+/** A ban as the server stored it: `until` is RFC 3339, `null` until lifted. */
+export interface Ban {
+  name: string;
+  until: string | null;
+  reason: string;
+}
+
+/** Bans `name` for `minutes` (until lifted with `null`): their sessions end at once. */
+export async function ban(name: string, reason: string, minutes: number | null): Promise<Ban> {
+  const payload = minutes === null ? { reason } : { reason, minutes };
+  return (await send<Ban>('POST', `/api/admin/users/${seg(name)}/ban`, payload)).data as Ban;
+}
+
+/** Lifts the ban of `name` (harmless without one). */
+export async function unban(name: string): Promise<void> {
+  await send('DELETE', `/api/admin/users/${seg(name)}/ban`);
+}
+
+export async function createRoom(roomid: string, name: string): Promise<RoomInfo> {
+  return (await send<RoomInfo>('POST', '/api/admin/rooms', { roomid, name })).data as RoomInfo;
+}
+
+/** Archives a room: its history stays readable, new messages are refused. */
+export async function archiveRoom(roomid: string): Promise<RoomInfo> {
+  return (await send<RoomInfo>('DELETE', `/api/admin/rooms/${seg(roomid)}`)).data as RoomInfo;
+}
+
+export interface AuditEntry {
+  id: number;
+  /** RFC 3339. */
+  at: string;
+  actor: string;
+  action: string;
+  target: string;
+  reason: string;
+  /** Why the server refused the attempt; `null` when it was done. */
+  refused: string | null;
+}
+
+export interface AuditPage {
+  entries: AuditEntry[];
+  page: number;
+  size: number;
+  total: number;
+}
+
+/** A page of the audit trail, newest first. */
+export async function audit(page: number, size: number): Promise<AuditPage> {
+  const r = await call<AuditPage>(`/api/admin/audit?page=${page}&size=${size}`);
+  const d = r.data;
+  return {
+    entries: Array.isArray(d?.entries) ? d.entries : [],
+    page: Number(d?.page) || page,
+    size: Number(d?.size) || size,
+    total: Number(d?.total) || 0,
+  };
 }

@@ -9,13 +9,19 @@
 // events in order, anything stored after the re-entry also arrives live, and timelines de-duplicate by
 // message id. Without an answer to `sync` (a server that predates it), it reads the history API
 // backwards from the newest page until it meets what it holds.
+//
+// Group rooms are the server's list (`GET /api/rooms`, then `rooms` events when an admin creates or
+// archives one): archived rooms leave the conversation list; opened by their address they are read-only.
+// Messages taken down (`messageRemoved`, by their author's `recall` or by an admin) stay as a quiet line.
 
 import { io, type Socket } from 'socket.io-client';
-import { reactive } from 'vue';
+import { reactive, ref } from 'vue';
 
 import * as api from './api';
 import { ApiError, type Friend, type PublicUser, type User } from './api';
 import { serverText, t } from './i18n';
+import { recallWindowOf, type Viewer } from './moderation';
+import { openRoomIds, readRoomList, withRoom, type RoomInfo } from './rooms';
 import { escapeHtml, isPrivateRoom, newClientId, peerOf, plainText, privateRoom } from './text';
 import {
   PAGE_SIZE,
@@ -25,12 +31,14 @@ import {
   confirm,
   firstId,
   lastId,
+  markRemoved,
   merge,
   restart,
   setStatus,
   type CatchUp,
   type Entry,
   type Message,
+  type RemovedBy,
 } from './timeline';
 
 /** How long the client waits for a message's acknowledgement before showing it failed. */
@@ -59,6 +67,8 @@ export interface Room {
   loaded: boolean;
   /** The other user, for private rooms. */
   peer?: PublicUser;
+  /** Messages taken down (id → by whom), applied to whatever copy of them arrives. */
+  removed: Record<string, RemovedBy>;
 }
 
 export type Connection = 'connecting' | 'online' | 'offline' | 'recovering';
@@ -75,9 +85,17 @@ export const state = reactive({
   viewing: null as string | null,
   /** A short message for the user (errors, confirmations). */
   toast: null as { text: string; kind: 'info' | 'error' } | null,
+  /** The server's group rooms, in its order; `null` before it is read (or from a server without it). */
+  roomList: null as RoomInfo[] | null,
   /** Set when the server ended the session, so the sign-in page can say so. */
   sessionEnded: false,
+  /** What the server said when it ended the session (a ban), for the sign-in page. */
+  endNote: '',
 });
+
+/** The time, in milliseconds, updated every few seconds: a message's "recall" follows its age. */
+export const clock = ref(Date.now());
+const CLOCK_MS = 5_000;
 
 let socket: Socket | null = null;
 /** Group rooms this tab has entered; re-entered after every reconnection. */
@@ -105,20 +123,32 @@ function ensureRoom(id: string): Room {
       hasOlder: false,
       loadingOlder: false,
       loaded: false,
+      removed: {},
     };
     room = state.rooms[id]!;
-    if (room.kind === 'group' && !state.groupIds.includes(id)) {
-      state.groupIds = [...state.groupIds, id].sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+    if (room.kind === 'group') {
+      if (state.roomList) {
+        // A room the list does not name (yet): the list may be older than what the server just said.
+        if (!roomInfo(id)) scheduleRoomListRefresh();
+      } else if (!state.groupIds.includes(id)) {
+        // A server without a room list: the rooms are the ones it mentions.
+        state.groupIds = [...state.groupIds, id].sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+      }
     }
   }
   return room;
+}
+
+/** Sets a room's messages, marking those known to be taken down. */
+function setEntries(room: Room, entries: Entry[]): void {
+  room.entries = markRemoved(entries, room.removed);
 }
 
 /** Adds stored messages to a room; counts those from others as unread when the room is not on screen. */
 function addMessages(room: Room, messages: readonly Message[], countUnread: boolean): void {
   const me = state.me?.name ?? '';
   const result = merge(room.entries, messages, me);
-  room.entries = result.entries;
+  setEntries(room, result.entries);
   for (const m of messages) {
     const p = pictures.get(m.clientId);
     if (p && m.username === me) {
@@ -126,12 +156,12 @@ function addMessages(room: Room, messages: readonly Message[], countUnread: bool
       pictures.delete(m.clientId);
     }
   }
-  if (countUnread && state.viewing !== room.id) room.unread += result.addedFromOthers;
+  if (countUnread && state.viewing !== room.id && !isArchived(room.id)) room.unread += result.addedFromOthers;
 }
 
 /** Starts a room again from `messages` (its newest ones), keeping unsent and newer live messages. */
 function resetRoom(room: Room, messages: readonly Message[], hasOlder: boolean): void {
-  room.entries = restart(room.entries, messages, state.me?.name ?? '');
+  setEntries(room, restart(room.entries, messages, state.me?.name ?? ''));
   room.hasOlder = hasOlder;
   room.loaded = true;
 }
@@ -157,6 +187,57 @@ function setFriends(list: Friend[]): void {
   }
 }
 
+// ---- the room list -------------------------------------------------------------------------------
+
+/** What the server says about group room `id`, if its list names it. */
+export function roomInfo(id: string): RoomInfo | undefined {
+  return state.roomList?.find((r) => r.roomid === id);
+}
+
+export function isArchived(id: string): boolean {
+  return roomInfo(id)?.archived === true;
+}
+
+/** A group room's name as people read it (its id until the list is known). */
+export function roomName(id: string): string {
+  const info = roomInfo(id);
+  return info ? plainText(info.name) : id;
+}
+
+/** Follows the server's list: open rooms are listed in its order, archived ones leave the list. */
+function setRoomList(list: RoomInfo[]): void {
+  state.roomList = list;
+  for (const r of list) {
+    if (!r.archived) ensureRoom(r.roomid);
+    else if (state.rooms[r.roomid]) state.rooms[r.roomid]!.unread = 0;
+  }
+  state.groupIds = openRoomIds(list);
+}
+
+/** Adds or updates one room of the list (an admin's change, before the `rooms` event confirms it). */
+export function applyRoom(info: RoomInfo): void {
+  setRoomList(withRoom(state.roomList ?? [], info));
+}
+
+let roomListTimer: ReturnType<typeof setTimeout> | undefined;
+
+function scheduleRoomListRefresh(): void {
+  if (roomListTimer) return;
+  roomListTimer = setTimeout(() => {
+    roomListTimer = undefined;
+    if (state.me) void loadRoomList();
+  }, 250);
+}
+
+async function loadRoomList(): Promise<void> {
+  try {
+    const list = await api.rooms();
+    if (state.me) setRoomList(list);
+  } catch {
+    /* kept as it was; read again after the next reconnection */
+  }
+}
+
 // ---- session ------------------------------------------------------------------------------------
 
 /** Start-up: restores the session from the cookie, if there is one. */
@@ -164,9 +245,10 @@ export async function boot(): Promise<void> {
   api.setUnauthorizedHandler(() => {
     if (state.me) endSession(true);
   });
+  setInterval(() => (clock.value = Date.now()), CLOCK_MS);
   try {
     const me = await api.me();
-    if (me) await start(me);
+    if (me) await start(me, true);
   } catch {
     toast(t('networkError'), 'error');
   } finally {
@@ -174,18 +256,30 @@ export async function boot(): Promise<void> {
   }
 }
 
-async function start(me: User): Promise<void> {
+/** `full`: `me` came from `/api/user/me` (sign-in answers lack the role and the recall window). */
+async function start(me: User, full: boolean): Promise<void> {
   state.me = me;
   state.sessionEnded = false;
+  state.endNote = '';
   let recent: Record<string, Message[]>;
   let friends: Friend[];
+  let rooms: RoomInfo[] | null;
+  let fresh: User | null;
   try {
-    [recent, friends] = await Promise.all([api.recentByRoom(me.id), api.friends()]);
+    [recent, friends, rooms, fresh] = await Promise.all([
+      api.recentByRoom(me.id),
+      api.friends(),
+      // A server without the list: rooms are the ones it mentions.
+      api.rooms().catch(() => null),
+      full ? me : api.me().catch(() => null),
+    ]);
   } catch (e) {
     // Signed in but unable to load anything: back to the sign-in page, which shows the error.
     state.me = null;
     throw e;
   }
+  if (fresh) state.me = fresh;
+  if (rooms) setRoomList(rooms);
   setFriends(friends);
   for (const [roomid, messages] of Object.entries(recent)) {
     const room = ensureRoom(roomid);
@@ -196,7 +290,23 @@ async function start(me: User): Promise<void> {
 
 export async function signIn(name: string, password: string, register: boolean): Promise<void> {
   const me = register ? await api.signUp(name, password) : await api.signIn(name, password);
-  await start(me);
+  await start(me, false);
+}
+
+/** Reads the user again (an admin's role may have been granted or revoked since the page loaded). */
+export async function refreshMe(): Promise<void> {
+  try {
+    const me = await api.me();
+    if (me && state.me?.id === me.id) state.me = me;
+  } catch {
+    /* kept as it was */
+  }
+}
+
+/** The signed-in user, as message actions see them. */
+export function viewer(): Viewer | null {
+  const me = state.me;
+  return me ? { name: me.name, admin: me.admin === true, recallWindow: recallWindowOf(me.recallWindow) } : null;
 }
 
 /** Signs out: the server revokes this session's token, then the tab forgets everything. */
@@ -208,7 +318,8 @@ export async function signOut(): Promise<void> {
   }
 }
 
-function endSession(byServer: boolean): void {
+/** Forgets the session. `note`: what the server said (a ban), shown on the sign-in page. */
+function endSession(byServer: boolean, note = ''): void {
   const s = socket;
   socket = null;
   s?.disconnect();
@@ -219,9 +330,11 @@ function endSession(byServer: boolean): void {
   state.rooms = {};
   state.groupIds = [];
   state.friends = [];
+  state.roomList = null;
   state.viewing = null;
   state.connection = 'connecting';
   state.sessionEnded = byServer;
+  state.endNote = note;
 }
 
 // ---- connection ---------------------------------------------------------------------------------
@@ -239,7 +352,7 @@ function connect(): void {
 
   s.on('connect', () => {
     state.connection = wasOnline ? 'recovering' : 'connecting';
-    void afterConnect(s).then((ok) => {
+    void afterConnect(s, wasOnline).then((ok) => {
       if (socket === s && s.connected && ok) {
         state.connection = 'online';
         wasOnline = true;
@@ -266,7 +379,7 @@ function connect(): void {
   });
   s.on('count', (counts: Record<string, number>) => {
     for (const [roomid, n] of Object.entries(counts ?? {})) {
-      if (isPrivateRoom(roomid) || entered.has(roomid)) continue;
+      if (isPrivateRoom(roomid) || entered.has(roomid) || isArchived(roomid)) continue;
       const room = ensureRoom(roomid);
       const count = Number(n) || 0;
       // New messages in a room the socket is not in: read them, for the home page's last message.
@@ -286,20 +399,37 @@ function connect(): void {
       void loadNewFriendRooms();
     }
   });
+  s.on('messageRemoved', (r: { id?: unknown; roomid?: unknown; by?: unknown }) => {
+    if (!r || typeof r.roomid !== 'string' || (typeof r.id !== 'number' && typeof r.id !== 'string')) return;
+    noteRemoved(r.roomid, String(r.id), r.by === 'admin' ? 'admin' : 'author');
+  });
+  s.on('rooms', (list: unknown) => {
+    const rooms = readRoomList(list);
+    if (rooms) setRoomList(rooms);
+  });
   s.on('notice', (n: { code?: string; msg?: string; event?: string }) => {
-    if (n?.code === 'unauthenticated') {
+    if (n?.event === 'ban') {
+      // The server closes the socket next and has revoked the token: back to the sign-in page with its
+      // message, rather than reconnecting.
+      endSession(true, typeof n.msg === 'string' ? n.msg : '');
+    } else if (n?.code === 'unauthenticated') {
       endSession(true);
-    } else if (n?.event !== 'message' && n?.msg) {
+    } else if (n?.event !== 'message' && n?.event !== 'recall' && n?.msg) {
       toast(serverText(n.msg), 'error');
     }
   });
 }
 
 /** Re-enters the rooms and catches up. `false` if the session turned out to be gone. */
-async function afterConnect(s: Socket): Promise<boolean> {
+async function afterConnect(s: Socket, reconnected: boolean): Promise<boolean> {
   s.emit('login', {});
+  if (reconnected) {
+    // Rooms created or archived while the connection was down.
+    await loadRoomList();
+    if (socket !== s) return false;
+  }
   const acks = await Promise.all(
-    [...entered].map((roomid) =>
+    [...entered].filter((roomid) => !isArchived(roomid)).map((roomid) =>
       s
         .timeout(ROOM_ACK_MS)
         .emitWithAck('room', { roomid })
@@ -373,7 +503,8 @@ export async function openRoom(roomid: string): Promise<void> {
   state.viewing = roomid;
   room.unread = 0;
   const s = socket;
-  if (room.kind === 'group' && !entered.has(roomid)) {
+  // Archived rooms are read, not entered: nothing new happens in them.
+  if (room.kind === 'group' && !entered.has(roomid) && !isArchived(roomid)) {
     entered.add(roomid);
     if (s?.connected) {
       // Entered first, then read: nothing stored in between can be missed.
@@ -435,7 +566,7 @@ function localMessage(roomid: string, clientId: string, text: string, img: strin
 export function sendText(roomid: string, text: string): void {
   const room = ensureRoom(roomid);
   const clientId = newClientId();
-  room.entries = addPending(room.entries, localMessage(roomid, clientId, text, ''));
+  setEntries(room, addPending(room.entries, localMessage(roomid, clientId, text, '')));
   emitMessage(room, clientId, text, '');
 }
 
@@ -487,7 +618,7 @@ function emitMessage(room: Room, clientId: string, msg: string, img: string): vo
     (err: Error | null, ack?: { ok?: boolean; id?: number | string; error?: string }) => {
       if (state.rooms[room.id] !== room) return;
       if (!err && ack?.ok && ack.id !== undefined) {
-        room.entries = confirm(room.entries, clientId, String(ack.id));
+        setEntries(room, confirm(room.entries, clientId, String(ack.id)));
         const p = pictures.get(clientId);
         if (p) {
           URL.revokeObjectURL(p.preview);
@@ -512,6 +643,39 @@ function failPending(reason: string): void {
       room.entries = room.entries.map((e) => (e.status === 'pending' ? { ...e, status: 'failed', error: reason } : e));
     }
   }
+}
+
+// ---- taking messages down ------------------------------------------------------------------------
+
+/** A message was taken down: its line turns into a note, now and whenever a copy of it arrives. */
+function noteRemoved(roomid: string, id: string, by: RemovedBy): void {
+  const room = state.rooms[roomid];
+  if (!room || !/^\d+$/.test(id)) return;
+  if (!Object.hasOwn(room.removed, id)) room.removed[id] = by;
+  setEntries(room, room.entries);
+}
+
+/** The author takes back their message `id`. Resolves to the refusal's text, or `null` once it is down. */
+export async function recall(roomid: string, id: string): Promise<string | null> {
+  const s = socket;
+  if (!s?.connected) return t('offline');
+  let ack: { ok?: boolean; error?: string; code?: string } | undefined;
+  try {
+    ack = await s.timeout(MESSAGE_ACK_MS).emitWithAck('recall', { id: Number(id) });
+  } catch {
+    return t('networkError');
+  }
+  if (ack?.ok) {
+    noteRemoved(roomid, id, 'author');
+    return null;
+  }
+  return typeof ack?.error === 'string' && ack.error ? serverText(ack.error) : t('recallFailed');
+}
+
+/** An admin takes message `id` down; throws the server's refusal (`ApiError`). */
+export async function removeMessage(roomid: string, id: string, reason: string): Promise<void> {
+  const r = await api.removeMessage(id, reason);
+  noteRemoved(typeof r?.roomid === 'string' ? r.roomid : roomid, id, 'admin');
 }
 
 // ---- people -------------------------------------------------------------------------------------

@@ -3,6 +3,8 @@
 
 import { ref } from 'vue';
 
+import { parseBanNotice, type BanNotice } from './moderation';
+
 export type Locale = 'zh' | 'en';
 
 const en = {
@@ -59,6 +61,64 @@ const en = {
   signedOut: 'Your session has ended. Please sign in again.',
   picturesOnly: 'Pictures only (PNG, JPEG, WebP, GIF)',
   room: 'Room {name}',
+  messageActions: 'Message actions',
+  recall: 'Recall',
+  remove: 'Remove',
+  recalled: 'This message was recalled',
+  removedByAdmin: 'Removed by an admin',
+  recallFailed: 'The message could not be recalled.',
+  removeTitle: 'Remove this message?',
+  removeHint: 'Everyone in the conversation will see that an admin removed it.',
+  reasonOptional: 'Reason (optional)',
+  reason: 'Reason',
+  cancel: 'Cancel',
+  messageRemoved: 'Message removed',
+  ban: 'Ban',
+  liftBan: 'Lift ban',
+  banTitle: 'Ban {name}?',
+  banHint: 'They are signed out everywhere at once and cannot sign in until the ban ends.',
+  duration: 'Duration',
+  banHour: '1 hour',
+  banDay: '1 day',
+  banWeek: '7 days',
+  banMonth: '30 days',
+  banForever: 'Until lifted',
+  bannedUntil: '{name} is banned until {until}.',
+  bannedForever: '{name} is banned until the ban is lifted.',
+  banLifted: '{name} may sign in again.',
+  accountBanned: 'This account is banned.',
+  accountBannedUntil: 'This account is banned until {until}.',
+  banReason: 'Reason: {reason}',
+  admin: 'Administration',
+  adminOnly: 'This page is for admins only.',
+  createRoom: 'Create a room',
+  roomId: 'Room id',
+  roomIdHint: '1–32 letters, digits or _',
+  roomName: 'Name',
+  roomNameHint: '1–30 characters',
+  create: 'Create',
+  archive: 'Archive',
+  archived: 'Archived',
+  archiveTitle: 'Archive {name}?',
+  archiveHint: 'Its history stays readable; nobody can send messages to it any more, and it leaves everyone’s list.',
+  roomCreated: 'Room {name} created',
+  roomArchived: 'Room {name} archived',
+  archivedNote: 'This room is archived: its history stays, new messages are closed.',
+  audit: 'Audit trail',
+  noAudit: 'Nothing recorded yet.',
+  previous: 'Previous',
+  next: 'Next',
+  pageOf: 'Page {page} of {pages}',
+  refresh: 'Refresh',
+  refused: 'refused: {why}',
+  audit_grant: 'made an admin',
+  audit_revoke: 'revoked admin',
+  audit_remove: 'removed message',
+  audit_recall: 'recalled message',
+  audit_ban: 'banned',
+  audit_unban: 'lifted the ban of',
+  audit_create_room: 'created room',
+  audit_archive_room: 'archived room',
 } as const;
 
 export type Key = keyof typeof en;
@@ -117,6 +177,64 @@ const zh: Record<Key, string> = {
   signedOut: '登录已失效，请重新登录。',
   picturesOnly: '只支持 PNG、JPEG、WebP 和 GIF 图片',
   room: '聊天室 {name}',
+  messageActions: '消息操作',
+  recall: '撤回',
+  remove: '删除',
+  recalled: '消息已撤回',
+  removedByAdmin: '消息已被管理员删除',
+  recallFailed: '撤回失败。',
+  removeTitle: '删除这条消息？',
+  removeHint: '会话中的所有人都会看到它已被管理员删除。',
+  reasonOptional: '原因（可选）',
+  reason: '原因',
+  cancel: '取消',
+  messageRemoved: '消息已删除',
+  ban: '封禁',
+  liftBan: '解除封禁',
+  banTitle: '封禁 {name}？',
+  banHint: '对方会立即在所有设备上退出登录，封禁结束前无法登录。',
+  duration: '时长',
+  banHour: '1 小时',
+  banDay: '1 天',
+  banWeek: '7 天',
+  banMonth: '30 天',
+  banForever: '直到解除',
+  bannedUntil: '已封禁 {name}，{until} 解封。',
+  bannedForever: '已封禁 {name}，直到解除封禁。',
+  banLifted: '已解除 {name} 的封禁。',
+  accountBanned: '该账号已被封禁。',
+  accountBannedUntil: '该账号已被封禁，{until} 解封。',
+  banReason: '原因：{reason}',
+  admin: '管理',
+  adminOnly: '仅管理员可以访问此页面。',
+  createRoom: '创建聊天室',
+  roomId: '房间 id',
+  roomIdHint: '1–32 个字母、数字或下划线',
+  roomName: '名称',
+  roomNameHint: '1–30 个字',
+  create: '创建',
+  archive: '归档',
+  archived: '已归档',
+  archiveTitle: '归档 {name}？',
+  archiveHint: '历史消息仍可查看，但不能再发送新消息，它也会从所有人的列表中消失。',
+  roomCreated: '已创建聊天室 {name}',
+  roomArchived: '已归档聊天室 {name}',
+  archivedNote: '这个聊天室已归档：可以查看历史消息，但不能再发送。',
+  audit: '操作记录',
+  noAudit: '暂无记录。',
+  previous: '上一页',
+  next: '下一页',
+  pageOf: '第 {page} / {pages} 页',
+  refresh: '刷新',
+  refused: '被拒绝：{why}',
+  audit_grant: '授予管理员',
+  audit_revoke: '撤销管理员',
+  audit_remove: '删除消息',
+  audit_recall: '撤回消息',
+  audit_ban: '封禁',
+  audit_unban: '解除封禁',
+  audit_create_room: '创建聊天室',
+  audit_archive_room: '归档聊天室',
 };
 
 const TEXTS: Record<Locale, Record<Key, string>> = { en, zh };
@@ -162,7 +280,8 @@ export function t(key: Key, params?: Record<string, string | number>): string {
 
 /**
  * The server's refusals are written in Chinese (for the webchat clients). The ones this client can run
- * into are given in English too; anything else is shown as the server wrote it.
+ * into are given in English too; anything else is shown as the server wrote it. Keys are the server's
+ * text without spaces and punctuation.
  */
 const SERVER_EN: Record<string, string> = {
   用户名或密码错误: 'Wrong name or password',
@@ -177,12 +296,55 @@ const SERVER_EN: Record<string, string> = {
   图片尺寸过大: 'The picture is too large',
   服务器繁忙: 'The server is busy, please retry',
   请先登录: 'Please sign in',
+  只能撤回自己的消息: 'You can only recall your own messages',
+  消息不存在: 'No such message',
+  消息id无效: 'Not a message id',
+  这条消息已被撤回或删除: 'This message was recalled or removed',
+  这个房间已归档不能再发送消息: 'This room is archived: it takes no new messages',
+  房间不存在: 'No such room',
+  仅管理员可以访问: 'Admins only',
+  '不能封禁管理员（请先撤销其管理员身份）': 'Admins cannot be banned (revoke their role first)',
+  房间id只能由1到32个字母数字或下划线组成: 'A room id is 1–32 letters, digits or _',
+  至少要保留一个开放的房间: 'At least one room has to stay open',
+  没有这个接口: 'No such endpoint',
 };
 
+/** Refusals with a number or a name in them: the key's pattern, and the English text built from it. */
+const SERVER_EN_PATTERNS: [RegExp, (m: RegExpExecArray) => string][] = [
+  [/^消息发出已超过(\d+)分钟不能撤回$/, (m) => `Messages can only be recalled within ${m[1]} min of sending`],
+  [/^房间名称应为1到(\d+)个字$/, (m) => `A room name is 1–${m[1]} characters`],
+  [/^房间(\w+)不存在$/, (m) => `No room ${m[1]}`],
+  [/^房间(\w+)已存在$/, (m) => `Room ${m[1]} already exists`],
+  [/^minutes应在1到\d+之间$/, () => 'That ban length is not allowed'],
+];
+
 export function serverText(text: string): string {
+  // A ban is said in the interface's language either way, with its end in local time.
+  const ban = parseBanNotice(text);
+  if (ban) return banText(ban);
   if (locale.value === 'zh') return text;
   const key = text.replace(/[\s，。、！,.!]/g, '');
-  return SERVER_EN[key] ?? text;
+  const known = SERVER_EN[key];
+  if (known) return known;
+  for (const [pattern, english] of SERVER_EN_PATTERNS) {
+    const m = pattern.exec(key);
+    if (m) return english(m);
+  }
+  return text;
+}
+
+/** A ban as the banned user reads it: until when (local time) and why. */
+export function banText(ban: BanNotice): string {
+  const head = ban.until ? t('accountBannedUntil', { until: formatDateTime(ban.until) }) : t('accountBanned');
+  if (!ban.reason) return head;
+  return `${head}${locale.value === 'zh' ? '' : ' '}${t('banReason', { reason: ban.reason })}`;
+}
+
+/** A date and time in full, in the interface's language (ban ends, the audit trail). */
+export function formatDateTime(d: Date | string): string {
+  const date = typeof d === 'string' ? new Date(d) : d;
+  if (Number.isNaN(date.getTime())) return typeof d === 'string' ? d : '';
+  return date.toLocaleString(locale.value === 'zh' ? 'zh-CN' : 'en-GB', { dateStyle: 'medium', timeStyle: 'short' });
 }
 
 /** Message times: the time of day for today, "Yesterday" + time, else the date and time. */

@@ -1,4 +1,4 @@
-// Hash routing: every screen has an address (`#/chat/room1`), reloads and the back button work, and
+// Hash routing: every screen has an address (`#/chat/room1`, `#/admin`), reloads and the back button work, and
 // the server needs no fallback route: it only ever serves `/`.
 
 import { ref } from 'vue';
@@ -8,7 +8,8 @@ export type Route =
   | { name: 'chat'; roomid: string }
   | { name: 'search' }
   | { name: 'user'; username: string }
-  | { name: 'me' };
+  | { name: 'me' }
+  | { name: 'admin' };
 
 export function parseRoute(hash: string): Route {
   const [, first, second] = hash.replace(/^#/, '').split('/');
@@ -22,6 +23,8 @@ export function parseRoute(hash: string): Route {
       return { name: 'search' };
     case 'me':
       return { name: 'me' };
+    case 'admin':
+      return { name: 'admin' };
     default:
       return { name: 'home' };
   }

@@ -64,6 +64,7 @@ describe('routes', () => {
       { name: 'user', username: '小明 / x' },
       { name: 'search' },
       { name: 'me' },
+      { name: 'admin' },
       { name: 'home' },
     ] as const) {
       expect(parseRoute(href(r))).toEqual(r);

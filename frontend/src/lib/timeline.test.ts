@@ -7,6 +7,7 @@ import {
   confirm,
   firstId,
   lastId,
+  markRemoved,
   merge,
   planSync,
   readSince,
@@ -240,5 +241,48 @@ describe('restart', () => {
     const next = restart(entries, page, 'me');
     expect(ids(next).slice(0, 21)).toEqual([...page.map((m) => m._id), '60']);
     expect(next.at(-1)).toMatchObject({ key: 'c', status: 'pending' });
+  });
+});
+
+describe('markRemoved', () => {
+  it('turns a taken-down message into a note in its place, dropping its text and picture', () => {
+    const entries = merge([], [msg(1), msg(2, 'bob', { img: '/static/files/a.png' }), msg(3)], 'me').entries;
+    const next = markRemoved(entries, { '2': 'admin' });
+    expect(ids(next)).toEqual(['1', '2', '3']);
+    expect(next[1]).toMatchObject({ key: 'id:2', status: 'sent', removed: 'admin', message: { _id: '2', msg: '', img: '' } });
+    expect(next[0]).toBe(entries[0]);
+    expect(next[2]).toBe(entries[2]);
+    // The id still counts as held: catching up starts after it.
+    expect(lastId(markRemoved(entries, { '3': 'author' }))).toBe(3);
+  });
+
+  it('returns the same timeline when nothing in it was removed', () => {
+    const entries = merge([], [msg(1)], 'me').entries;
+    expect(markRemoved(entries, {})).toBe(entries);
+    expect(markRemoved(entries, { '9': 'author' })).toBe(entries);
+    const once = markRemoved(entries, { '1': 'author' });
+    expect(markRemoved(once, { '1': 'author' })).toBe(once);
+  });
+
+  it("marks a copy that arrives after the removal (a replay, a page read before it), and never an unsent message", () => {
+    const removed = { '5': 'author' } as const;
+    // (An unsent message has no id; one carrying the id anyway is left alone.)
+    let entries = addPending([], msg('5', 'me', { clientId: 'c' }));
+    entries = markRemoved(merge(entries, [msg(4), msg(5, 'me', { clientId: 'x' })], 'me').entries, removed);
+    expect(entries.map((e) => [e.message._id, e.status, e.removed])).toEqual([
+      ['4', 'sent', undefined],
+      ['5', 'sent', 'author'],
+      ['5', 'pending', undefined],
+    ]);
+    // Merged again (a duplicate), it stays removed and is not added twice.
+    const again = merge(entries, [msg(5)], 'me').entries;
+    const stored5 = again.filter((e) => e.status === 'sent' && e.message._id === '5');
+    expect(stored5).toHaveLength(1);
+    expect(stored5[0]?.removed).toBe('author');
+  });
+
+  it('ignores ids that only look like object keys', () => {
+    const entries = merge([], [msg('constructor'), msg('toString')], 'me').entries;
+    expect(markRemoved(entries, {})).toBe(entries);
   });
 });

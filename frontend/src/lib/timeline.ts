@@ -18,6 +18,9 @@ export interface Message {
 
 export type Status = 'pending' | 'sent' | 'failed';
 
+/** Who took a stored message down: its author (`recall`) or an admin. */
+export type RemovedBy = 'admin' | 'author';
+
 /** One line of a room's timeline. */
 export interface Entry {
   /** Stable key for rendering: the clientId for the user's own messages, else `id:<_id>`. */
@@ -26,6 +29,8 @@ export interface Entry {
   status: Status;
   /** Why sending failed, for the failed marker's tooltip. */
   error?: string;
+  /** Set once the message was taken down: it shows as a quiet line, its text and picture are dropped. */
+  removed?: RemovedBy;
 }
 
 /** Message ids are decimal strings that grow with time; 0 stands for "none". */
@@ -261,4 +266,22 @@ export function restart(entries: readonly Entry[], newest: readonly Message[], m
   const top = newest.reduce((max, m) => Math.max(max, idOf(m)), 0);
   const kept = entries.filter((e) => e.status !== 'sent' || idOf(e.message) > top);
   return merge(kept, newest, me).entries;
+}
+
+/**
+ * Marks the stored messages named in `removed` (id → who took it down) as removed, dropping their text
+ * and picture; the line keeps its place and id. Returns `entries` itself when nothing changes. A removal
+ * is kept per room, so a copy of the message that arrives later (a replay or a page read before the
+ * removal) is marked as well.
+ */
+export function markRemoved(entries: readonly Entry[], removed: Readonly<Record<string, RemovedBy>>): Entry[] {
+  let changed = false;
+  const out = entries.map((e) => {
+    const id = e.message._id;
+    const by = e.status === 'sent' && !e.removed && Object.hasOwn(removed, id) ? removed[id] : undefined;
+    if (!by) return e;
+    changed = true;
+    return { ...e, removed: by, message: { ...e.message, msg: '', img: '' } };
+  });
+  return changed ? out : (entries as Entry[]);
 }
