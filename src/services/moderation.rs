@@ -231,12 +231,22 @@ pub async fn recall<C: ConnectionTrait>(
         return Err(AppError::Forbidden("只能撤回自己的消息".into()));
     }
     if row.removed.is_none() && !within(row.created_at, window, now) {
-        let minutes = window.as_secs().div_ceil(60);
         return Err(AppError::TooLate(format!(
-            "消息发出已超过 {minutes} 分钟，不能撤回"
+            "消息发出已超过{}，不能撤回",
+            span(window)
         )));
     }
     take_down(db, row, RemovedBy::Author).await
+}
+
+/// A recall window as people say it: whole minutes, or seconds when it is not a whole number of minutes.
+fn span(window: std::time::Duration) -> String {
+    let secs = window.as_secs();
+    if secs >= 60 && secs % 60 == 0 {
+        format!(" {} 分钟", secs / 60)
+    } else {
+        format!(" {secs} 秒")
+    }
 }
 
 /// Whether `sent` is at most `window` before `now`.
@@ -391,6 +401,13 @@ mod tests {
         );
         assert_eq!(ban_message(forever(), ""), "该账号已被封禁");
         assert!(forever() > now);
+    }
+
+    #[test]
+    fn recall_windows_read_as_people_say_them() {
+        assert_eq!(span(std::time::Duration::from_secs(120)), " 2 分钟");
+        assert_eq!(span(std::time::Duration::from_secs(90)), " 90 秒");
+        assert_eq!(span(std::time::Duration::from_secs(1)), " 1 秒");
     }
 
     #[test]

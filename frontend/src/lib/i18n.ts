@@ -312,6 +312,7 @@ const SERVER_EN: Record<string, string> = {
 /** Refusals with a number or a name in them: the key's pattern, and the English text built from it. */
 const SERVER_EN_PATTERNS: [RegExp, (m: RegExpExecArray) => string][] = [
   [/^消息发出已超过(\d+)分钟不能撤回$/, (m) => `Messages can only be recalled within ${m[1]} min of sending`],
+  [/^消息发出已超过(\d+)秒不能撤回$/, (m) => `Messages can only be recalled within ${m[1]} s of sending`],
   [/^房间名称应为1到(\d+)个字$/, (m) => `A room name is 1–${m[1]} characters`],
   [/^房间(\w+)不存在$/, (m) => `No room ${m[1]}`],
   [/^房间(\w+)已存在$/, (m) => `Room ${m[1]} already exists`],

@@ -145,6 +145,7 @@ describe("the server's refusals in the interface's language", () => {
     locale.value = 'en';
     expect(serverText('只能撤回自己的消息')).toBe('You can only recall your own messages');
     expect(serverText('消息发出已超过 2 分钟，不能撤回')).toBe('Messages can only be recalled within 2 min of sending');
+    expect(serverText('消息发出已超过 90 秒，不能撤回')).toBe('Messages can only be recalled within 90 s of sending');
     expect(serverText('房间 lobby_2 已存在')).toBe('Room lobby_2 already exists');
     expect(serverText('房间 id 只能由 1 到 32 个字母、数字或下划线组成')).toBe('A room id is 1–32 letters, digits or _');
     expect(serverText('这个房间已归档，不能再发送消息')).toBe('This room is archived: it takes no new messages');
