@@ -99,6 +99,9 @@ pub(crate) struct Out {
     pending: Option<Bytes>,
     pub(crate) ws: Option<WsWriter>,
     pub(crate) upgrading: bool,
+    /// A WebSocket has asked to upgrade this polling session (from its request on, before its probe):
+    /// any other WebSocket for the session is superfluous.
+    pub(crate) upgrade_claimed: bool,
     broken: bool,
     /// A polling `GET` is waiting on this session.
     pub(crate) polling: bool,

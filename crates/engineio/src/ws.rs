@@ -61,9 +61,16 @@ pub(crate) fn accept<H: EngineIoHandler, ReqBody, B>(
         if socket.protocol != q.protocol {
             return Err(RequestError::BadRequest);
         }
+        // Checked and claimed under one lock: of two WebSockets racing to upgrade a session (one sent
+        // its probe, the other has just asked), only the first gets it.
+        let mut out = socket.conn.lock();
         superfluous = socket.transport_type() != TransportType::Polling
-            || socket.conn.lock().upgrading
+            || out.upgrading
+            || out.upgrade_claimed
             || socket.conn.is_closing();
+        if !superfluous {
+            out.upgrade_claimed = true;
+        }
     }
     let accept = accept_key(key.as_bytes());
     let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
@@ -75,6 +82,10 @@ pub(crate) fn accept<H: EngineIoHandler, ReqBody, B>(
     let (protocol, sid) = (q.protocol, q.sid);
     tokio::spawn(async move {
         let Ok(upgraded) = on_upgrade.await else {
+            // The client went before the handshake finished: its claim on the upgrade lapses.
+            if let Some(socket) = sid.filter(|_| !superfluous).and_then(|s| engine.get(&s)) {
+                socket.conn.lock().upgrade_claimed = false;
+            }
             return;
         };
         let mut io = TokioIo::new(upgraded);
@@ -559,7 +570,9 @@ async fn upgrade<H, R>(
     .await
     .unwrap_or(false);
     if !probed || socket.conn.is_closing() {
-        socket.conn.lock().upgrading = false;
+        let mut out = socket.conn.lock();
+        out.upgrading = false;
+        out.upgrade_claimed = false;
         return;
     }
     {
@@ -568,6 +581,7 @@ async fn upgrade<H, R>(
             .retain(|i| !matches!(i, Item::Packet(Packet::Noop)));
         out.ws = Some(wr);
         out.upgrading = false;
+        out.upgrade_claimed = false;
         socket.set_websocket();
     }
     socket.conn.wake.notify_waiters();

@@ -503,3 +503,24 @@ async fn client_close_and_duplicate_polls() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(echo.reasons()[1], DisconnectReason::TransportClose);
 }
+
+#[tokio::test]
+async fn a_second_websocket_racing_an_upgrade_is_closed_and_the_first_upgrades() {
+    let (addr, _) = start(config().build()).await;
+    let (_, open) = get(addr, "/engine.io/?EIO=4&transport=polling").await;
+    let sid = sid_of(&open);
+    let query = format!("EIO=4&transport=websocket&sid={sid}");
+    // The second asks before the first's probe has been read: it must not take the session over.
+    let mut first = ws(addr, &query).await;
+    let mut second = ws(addr, &query).await;
+    assert_eq!(
+        next_text(&mut second).await,
+        None,
+        "the second is closed at once"
+    );
+    first.send(Message::text("2probe")).await.expect("send");
+    assert_eq!(next_text(&mut first).await.as_deref(), Some("3probe"));
+    first.send(Message::text("5")).await.expect("send");
+    first.send(Message::text("4hello")).await.expect("send");
+    assert_eq!(next_text(&mut first).await.as_deref(), Some("4hello"));
+}
