@@ -242,7 +242,7 @@ pub async fn recall<C: ConnectionTrait>(
 /// A recall window as people say it: whole minutes, or seconds when it is not a whole number of minutes.
 fn span(window: std::time::Duration) -> String {
     let secs = window.as_secs();
-    if secs >= 60 && secs % 60 == 0 {
+    if secs >= 60 && secs.is_multiple_of(60) {
         format!(" {} 分钟", secs / 60)
     } else {
         format!(" {secs} 秒")
