@@ -361,6 +361,36 @@ describe('mixed clients', () => {
     n.assertHealthy();
   });
 
+  it('recall: a 2.5 user takes a message back; 1.7.4, 2.5 and 4.x users all hear messageRemoved, and the history loses it', async () => {
+    const users = await Promise.all([signup(server.url, '一'), signup(server.url, '二'), signup(server.url, '三')]);
+    const clients = [
+      new Client(client('sio1'), server.url, { token: users[0].token, label: '1.7.4 user' }),
+      new Client(client('sio2'), server.url, { token: users[1].token, label: '2.5 user' }),
+      new Client(client('sio4'), server.url, { token: users[2].token, label: '4.x user' }),
+    ];
+    await Promise.all(clients.map((c) => c.connected));
+    for (const [i, c] of clients.entries()) await joinRoom1(c, users[i]);
+    const [, sender, other] = clients;
+    const sent = chatMessage(TEXT, users[1]);
+    const [ack] = await sender.emitAck('message', sent);
+    assert.equal(ack?.ok, true, `ack: ${JSON.stringify(ack)}`);
+    for (const c of clients) await c.waitFor('message', (p) => p.clientId === sent.clientId, 5000, `${c.label} gets the message`);
+    // Someone else's message: refused, nobody hears of it.
+    const [refused] = await other.emitAck('recall', { id: ack.id });
+    assert.equal(refused?.ok, false, `recall by another: ${JSON.stringify(refused)}`);
+    assert.equal(refused.code, 'forbidden');
+    // The author, with the id as the v3 client holds it (`_id`, text).
+    const [done] = await sender.emitAck('recall', { id: String(ack.id) });
+    assert.deepEqual(done, { ok: true });
+    for (const c of clients) {
+      const [removed] = await c.waitFor('messageRemoved', (p) => p.id === ack.id, 5000, `${c.label} hears messageRemoved`);
+      assert.deepEqual(removed, { id: ack.id, roomid: 'room1', by: 'author' });
+      c.assertHealthy();
+    }
+    const page = await history(server.url, 'room1', users[0].token);
+    assert.equal(page.filter((m) => m._id === String(ack.id)).length, 0, 'the recalled message is still in the history');
+  });
+
   it('markup in a message comes back HTML-escaped', async () => {
     const alice = await signup(server.url, '丁');
     const c = new Client(client('sio4'), server.url, { token: alice.token, label: '4.x' });
