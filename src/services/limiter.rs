@@ -51,26 +51,11 @@ impl RateLimiter {
             .is_none_or(|(start, n)| now.duration_since(*start) >= self.window || *n < self.limit)
     }
 
-    /// Counts a hit for `key`; returns whether it was within the limit.
+    /// Counts a hit for `key`; returns whether it was within the limit (a key the full table cannot
+    /// track is not).
     pub fn hit(&self, key: &str) -> bool {
-        let now = Instant::now();
-        let mut hits = self
-            .hits
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if hits.len() >= MAX_KEYS && !hits.contains_key(key) {
-            hits.retain(|_, (start, _)| now.duration_since(*start) < self.window);
-            if hits.len() >= MAX_KEYS {
-                // Still full of live keys: refuse rather than grow.
-                return false;
-            }
-        }
-        let entry = hits.entry(key.to_owned()).or_insert((now, 0));
-        if now.duration_since(entry.0) >= self.window {
-            *entry = (now, 0);
-        }
-        entry.1 = entry.1.saturating_add(1);
-        entry.1 <= self.limit
+        let n = self.count(key);
+        n != u32::MAX && n <= self.limit
     }
 
     /// Counts a hit for `key` whatever its limit; returns its hits in the current window, or

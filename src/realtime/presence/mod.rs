@@ -107,6 +107,19 @@ struct Online {
     remote: u32,
 }
 
+impl Online {
+    /// `author`'s entry, made if missing, with the profile as it is now.
+    fn of<'a>(online: &'a mut HashMap<UserId, Online>, author: &Author) -> &'a mut Online {
+        let entry = online.entry(author.id).or_insert_with(|| Online {
+            author: author.clone(),
+            sockets: 0,
+            remote: 0,
+        });
+        entry.author = author.clone();
+        entry
+    }
+}
+
 /// Who holds a user's place in a room list: sockets of this node, and other nodes.
 #[derive(Debug, Clone, Copy, Default)]
 struct Holders {
@@ -177,12 +190,7 @@ impl PresenceHub {
     /// A socket of `author` was bound. Returns whether the user just came online.
     pub fn connect(&self, author: &Author) -> bool {
         let mut state = self.lock();
-        let entry = state.online.entry(author.id).or_insert_with(|| Online {
-            author: author.clone(),
-            sockets: 0,
-            remote: 0,
-        });
-        entry.author = author.clone();
+        let entry = Online::of(&mut state.online, author);
         entry.sockets += 1;
         let first = entry.sockets == 1;
         if first {

@@ -13,13 +13,7 @@ impl PresenceHub {
         let state = &mut *state;
         match change {
             Change::Online(author) if add => {
-                let entry = state.online.entry(author.id).or_insert_with(|| Online {
-                    author: author.clone(),
-                    sockets: 0,
-                    remote: 0,
-                });
-                entry.author = author.clone();
-                entry.remote += 1;
+                Online::of(&mut state.online, author).remote += 1;
             }
             Change::Online(author) => self.remote_offline(state, author.id),
             Change::Offline(user) => self.remote_offline(state, user),
