@@ -24,4 +24,5 @@ mod body;
 mod engine;
 mod polling;
 mod request;
+mod rounds;
 mod ws;

@@ -11,7 +11,7 @@ use std::{
     io::{self, IoSlice},
     pin::Pin,
     sync::{
-        Mutex, MutexGuard, PoisonError, Weak,
+        Arc, Mutex, MutexGuard, PoisonError, Weak,
         atomic::{AtomicBool, AtomicU8, Ordering},
     },
     task::{Context, Poll, Waker},
@@ -24,7 +24,7 @@ use tokio::{io::AsyncWrite, sync::Notify, sync::mpsc::error::TrySendError};
 
 pub use engineioxide_core::Sid;
 
-use crate::budget::Evict;
+use crate::{budget::Evict, rounds::Rounds};
 
 /// Why a session ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +105,8 @@ pub(crate) struct Out {
     broken: bool,
     /// A polling `GET` is waiting on this session.
     pub(crate) polling: bool,
+    /// The write round of this session's last direct write.
+    direct_round: Option<u32>,
 }
 
 /// The part of a session the transports and the emits share; not generic, so [`Permit`] is not either.
@@ -125,6 +127,7 @@ pub(crate) struct Conn {
     pub(crate) budget: Option<crate::budget::FrameBudget>,
     /// The session's own frame limit, when it started with one.
     pub(crate) frame_limit: Option<crate::budget::FrameLimit>,
+    rounds: Arc<Rounds>,
 }
 
 /// [`Conn::hb`]: a pong (v4) or ping (v3) arrived since the timer last looked.
@@ -137,7 +140,11 @@ const OP_BINARY: u8 = 0x2;
 pub(crate) const OP_CLOSE: u8 = 0x8;
 pub(crate) const OP_PONG: u8 = 0xA;
 
+/// The most frames [`Conn::poll_drain`] writes with one call.
+const BATCH: usize = 32;
+
 /// A frame header with the packet-type prefix after it, ready to write before the payload.
+#[derive(Default)]
 pub(crate) struct Head {
     buf: [u8; 16],
     len: usize,
@@ -221,14 +228,19 @@ fn write_now(
     if n == total {
         return Poll::Ready(Ok(None));
     }
-    let mut rest = BytesMut::with_capacity(total - n);
+    Poll::Ready(Ok(Some(rest_of(head, body, n))))
+}
+
+/// What is left of a frame (`head` then `body`) after its first `n` bytes went out.
+fn rest_of(head: &[u8], body: &[u8], n: usize) -> Bytes {
+    let mut rest = BytesMut::with_capacity(head.len() + body.len() - n);
     if n < head.len() {
         rest.put_slice(&head[n..]);
         rest.put_slice(body);
     } else {
         rest.put_slice(&body[n - head.len()..]);
     }
-    Poll::Ready(Ok(Some(rest.freeze())))
+    rest.freeze()
 }
 
 /// A Socket.IO CONNECT packet inside an Engine.IO message (`4` + `0…`).
@@ -256,6 +268,7 @@ impl Conn {
         transport: TransportType,
         supports_binary: bool,
         max_buffer: usize,
+        rounds: Arc<Rounds>,
     ) -> Self {
         Self {
             protocol,
@@ -270,6 +283,7 @@ impl Conn {
             hb: AtomicU8::new(0),
             budget: None,
             frame_limit: None,
+            rounds,
         }
     }
 
@@ -362,14 +376,20 @@ impl Conn {
             // CONNECT goes through the session's task: woken here, that task runs after the connect
             // handler spawned next on this thread (tokio runs the last spawned task first), which is
             // the order the writer task of engineioxide 0.17 gave.
-            let idle = idle && !is_sio_connect(&packet);
-            if idle && let Some(w) = out.ws.as_mut() {
+            // A second frame in the same write round waits too, for the reader task to write it with
+            // whatever follows it (see [`crate::rounds`]).
+            let direct =
+                idle && !is_sio_connect(&packet) && out.direct_round != Some(self.rounds.current());
+            if direct && let Some(w) = out.ws.as_mut() {
                 // A direct attempt: the no-op waker is never relied on, since on `Pending` the frame is
                 // queued and the reader task, polling with its own waker, takes over.
                 let (head, body) = ws_frame(&packet, self.protocol);
                 let mut cx = Context::from_waker(Waker::noop());
                 match write_now(w.as_mut(), &mut cx, head.as_bytes(), &body) {
-                    Poll::Ready(Ok(None)) => continue,
+                    Poll::Ready(Ok(None)) => {
+                        out.direct_round = Some(self.rounds.direct_write());
+                        continue;
+                    }
                     Poll::Ready(Ok(Some(rest))) => out.pending = Some(rest),
                     Poll::Ready(Err(_)) => out.broken = true,
                     Poll::Pending => out.queue.push_back(Item::Packet(packet)),
@@ -386,8 +406,9 @@ impl Conn {
         }
     }
 
-    /// Writes what waits, with the caller's waker. `Pending` also when nothing waits (the caller wakes
-    /// on [`Conn::wake`] for new work); `Ready(Ok)` once everything is written.
+    /// Writes what waits, with the caller's waker: up to [`BATCH`] frames in one vectored write.
+    /// `Pending` also when nothing waits (the caller wakes on [`Conn::wake`] for new work); `Ready(Ok)`
+    /// once everything is written.
     pub(crate) fn poll_drain(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut out = self.lock();
         if out.broken {
@@ -414,25 +435,46 @@ impl Conn {
                 }
                 continue;
             }
-            let Some(item) = out.queue.pop_front() else {
+            if out.queue.is_empty() {
                 // Drained: give the queue's memory back.
                 out.queue = VecDeque::new();
                 return w.as_mut().poll_flush(cx);
-            };
-            let res = match &item {
-                Item::Packet(p) => {
-                    let (head, body) = ws_frame(p, self.protocol);
-                    write_now(w.as_mut(), cx, head.as_bytes(), &body)
+            }
+            let mut frames: [(Head, Bytes); BATCH] = Default::default();
+            let count = out.queue.len().min(BATCH);
+            for (slot, item) in frames.iter_mut().zip(out.queue.iter()) {
+                *slot = match item {
+                    Item::Packet(p) => ws_frame(p, self.protocol),
+                    Item::Raw(frame) => (Head::default(), frame.clone()),
+                };
+            }
+            let mut slices = [IoSlice::new(&[]); 2 * BATCH];
+            for (i, (head, body)) in frames[..count].iter().enumerate() {
+                slices[2 * i] = IoSlice::new(head.as_bytes());
+                slices[2 * i + 1] = IoSlice::new(body);
+            }
+            let total: usize = frames[..count]
+                .iter()
+                .map(|(h, b)| h.as_bytes().len() + b.len())
+                .sum();
+            let mut n = match w.as_mut().poll_write_vectored(cx, &slices[..2 * count]) {
+                Poll::Ready(Ok(0)) if total > 0 => {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
                 }
-                Item::Raw(frame) => write_now(w.as_mut(), cx, &[], frame),
-            };
-            match res {
-                Poll::Ready(Ok(rest)) => out.pending = rest,
+                Poll::Ready(Ok(n)) => n,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => {
-                    out.queue.push_front(item);
-                    return Poll::Pending;
+                Poll::Pending => return Poll::Pending,
+            };
+            for (head, body) in &frames[..count] {
+                let head = head.as_bytes();
+                let len = head.len() + body.len();
+                out.queue.pop_front();
+                if n >= len {
+                    n -= len;
+                    continue;
                 }
+                out.pending = Some(rest_of(head, body, n));
+                break;
             }
         }
     }
@@ -646,10 +688,6 @@ impl<D> std::fmt::Debug for Socket<D> {
 
 #[doc(hidden)]
 #[cfg(feature = "__test_harness")]
-use std::sync::Arc;
-
-#[doc(hidden)]
-#[cfg(feature = "__test_harness")]
 impl<D: Default + Send + Sync + 'static> Socket<D> {
     /// A session with no client, for socketioxide's tests: what it emits is dropped.
     pub fn new_dummy(
@@ -672,6 +710,7 @@ impl<D: Default + Send + Sync + 'static> Socket<D> {
             TransportType::Websocket,
             true,
             buffer_size,
+            Arc::default(),
         );
         let parts = http::Request::new(()).into_parts().0;
         let socket = Arc::new(Socket::new(

@@ -524,3 +524,57 @@ async fn a_second_websocket_racing_an_upgrade_is_closed_and_the_first_upgrades()
     first.send(Message::text("4hello")).await.expect("send");
     assert_eq!(next_text(&mut first).await.as_deref(), Some("4hello"));
 }
+
+/// Frames emitted faster than a socket takes them (several per write round, some larger than the
+/// kernel's buffer) reach the client whole, in the order they were emitted.
+#[tokio::test]
+async fn a_burst_reaches_the_client_whole_and_in_order() {
+    let config = config()
+        .ping_interval(Duration::from_secs(20))
+        .ping_timeout(Duration::from_secs(20))
+        .max_buffer_size(10_000)
+        .build();
+    let (addr, echo) = start(config).await;
+    let mut ws = ws(addr, "EIO=4&transport=websocket").await;
+    assert!(next_text(&mut ws).await.expect("open").starts_with('0'));
+    let socket = echo.socket(0);
+    let expected: Vec<Message> = (0..600u32)
+        .map(|i| match i % 7 {
+            3 => Message::Binary(vec![i as u8; 3].into()),
+            5 if i % 50 == 5 => Message::Binary(vec![i as u8; 400_000].into()),
+            _ => Message::Text(format!("4m{i}").into()),
+        })
+        .collect();
+    // One turn of this task: every frame after the first waits for the round to end.
+    for m in &expected {
+        match m {
+            Message::Text(t) => socket.emit(t[1..].to_string()).expect("room"),
+            Message::Binary(b) => socket.emit_binary(b.clone()).expect("room"),
+            _ => unreachable!(),
+        }
+    }
+    // A second burst a little later, while the first may still be going out.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    for i in 0..50 {
+        socket.emit(format!("late{i}")).expect("room");
+    }
+    let mut got = Vec::new();
+    while got.len() < expected.len() + 50 {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+            Ok(Some(Ok(m @ (Message::Text(_) | Message::Binary(_))))) => got.push(m),
+            Ok(Some(Ok(_))) => {}
+            other => panic!("stream ended after {} frames: {other:?}", got.len()),
+        }
+    }
+    let late: Vec<Message> = (0..50)
+        .map(|i| Message::Text(format!("4late{i}").into()))
+        .collect();
+    assert!(
+        got[..expected.len()] == expected[..],
+        "the first burst, in order"
+    );
+    assert!(
+        got[expected.len()..] == late[..],
+        "the second burst, in order"
+    );
+}
