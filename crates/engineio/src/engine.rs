@@ -26,7 +26,6 @@ pub(crate) struct Engine<H: EngineIoHandler> {
     sessions: RwLock<HashMap<Sid, Arc<Socket<H::Data>>>>,
     wheel: Wheel,
     timer_started: AtomicBool,
-    rounds: Arc<crate::rounds::Rounds>,
 }
 
 /// Heartbeat deadlines for every session, bucketed by tick. One task walks it: a session costs one
@@ -77,7 +76,6 @@ impl<H: EngineIoHandler> Engine<H> {
             config,
             sessions: RwLock::new(HashMap::new()),
             timer_started: AtomicBool::new(false),
-            rounds: Arc::default(),
         }
     }
 
@@ -130,7 +128,6 @@ impl<H: EngineIoHandler> Engine<H> {
             transport,
             supports_binary,
             self.config.max_buffer_size,
-            self.rounds.clone(),
         );
         conn.budget = limits.budget;
         if let Some(first) = limits.first_frame_limit {

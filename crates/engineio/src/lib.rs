@@ -24,5 +24,4 @@ mod body;
 mod engine;
 mod polling;
 mod request;
-mod rounds;
 mod ws;

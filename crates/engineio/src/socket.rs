@@ -11,7 +11,7 @@ use std::{
     io::{self, IoSlice},
     pin::Pin,
     sync::{
-        Arc, Mutex, MutexGuard, PoisonError, Weak,
+        Mutex, MutexGuard, PoisonError, Weak,
         atomic::{AtomicBool, AtomicU8, Ordering},
     },
     task::{Context, Poll, Waker},
@@ -24,7 +24,7 @@ use tokio::{io::AsyncWrite, sync::Notify, sync::mpsc::error::TrySendError};
 
 pub use engineioxide_core::Sid;
 
-use crate::{budget::Evict, rounds::Rounds};
+use crate::budget::Evict;
 
 /// Why a session ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,8 +105,6 @@ pub(crate) struct Out {
     broken: bool,
     /// A polling `GET` is waiting on this session.
     pub(crate) polling: bool,
-    /// The write round of this session's last direct write.
-    direct_round: Option<u32>,
 }
 
 /// The part of a session the transports and the emits share; not generic, so [`Permit`] is not either.
@@ -127,7 +125,6 @@ pub(crate) struct Conn {
     pub(crate) budget: Option<crate::budget::FrameBudget>,
     /// The session's own frame limit, when it started with one.
     pub(crate) frame_limit: Option<crate::budget::FrameLimit>,
-    rounds: Arc<Rounds>,
 }
 
 /// [`Conn::hb`]: a pong (v4) or ping (v3) arrived since the timer last looked.
@@ -268,7 +265,6 @@ impl Conn {
         transport: TransportType,
         supports_binary: bool,
         max_buffer: usize,
-        rounds: Arc<Rounds>,
     ) -> Self {
         Self {
             protocol,
@@ -283,7 +279,6 @@ impl Conn {
             hb: AtomicU8::new(0),
             budget: None,
             frame_limit: None,
-            rounds,
         }
     }
 
@@ -376,20 +371,14 @@ impl Conn {
             // CONNECT goes through the session's task: woken here, that task runs after the connect
             // handler spawned next on this thread (tokio runs the last spawned task first), which is
             // the order the writer task of engineioxide 0.17 gave.
-            // A second frame in the same write round waits too, for the reader task to write it with
-            // whatever follows it (see [`crate::rounds`]).
-            let direct =
-                idle && !is_sio_connect(&packet) && out.direct_round != Some(self.rounds.current());
-            if direct && let Some(w) = out.ws.as_mut() {
+            let idle = idle && !is_sio_connect(&packet);
+            if idle && let Some(w) = out.ws.as_mut() {
                 // A direct attempt: the no-op waker is never relied on, since on `Pending` the frame is
                 // queued and the reader task, polling with its own waker, takes over.
                 let (head, body) = ws_frame(&packet, self.protocol);
                 let mut cx = Context::from_waker(Waker::noop());
                 match write_now(w.as_mut(), &mut cx, head.as_bytes(), &body) {
-                    Poll::Ready(Ok(None)) => {
-                        out.direct_round = Some(self.rounds.direct_write());
-                        continue;
-                    }
+                    Poll::Ready(Ok(None)) => continue,
                     Poll::Ready(Ok(Some(rest))) => out.pending = Some(rest),
                     Poll::Ready(Err(_)) => out.broken = true,
                     Poll::Pending => out.queue.push_back(Item::Packet(packet)),
@@ -688,6 +677,10 @@ impl<D> std::fmt::Debug for Socket<D> {
 
 #[doc(hidden)]
 #[cfg(feature = "__test_harness")]
+use std::sync::Arc;
+
+#[doc(hidden)]
+#[cfg(feature = "__test_harness")]
 impl<D: Default + Send + Sync + 'static> Socket<D> {
     /// A session with no client, for socketioxide's tests: what it emits is dropped.
     pub fn new_dummy(
@@ -710,7 +703,6 @@ impl<D: Default + Send + Sync + 'static> Socket<D> {
             TransportType::Websocket,
             true,
             buffer_size,
-            Arc::default(),
         );
         let parts = http::Request::new(()).into_parts().0;
         let socket = Arc::new(Socket::new(
