@@ -426,7 +426,20 @@ fn render(records: &[Value], a: &ReportArgs) -> anyhow::Result<String> {
         .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
         .unwrap_or_default();
     notes.retain(|p| p.extension().is_some_and(|e| e == "md"));
-    notes.sort();
+    // By the number each name starts with (`10-…` after `9-…`), then by name.
+    notes.sort_by_key(|p| {
+        let name = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        let number: u32 = name
+            .split('-')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(u32::MAX);
+        (number, name)
+    });
     let (first, later): (Vec<PathBuf>, Vec<PathBuf>) = notes.into_iter().partition(|p| {
         p.file_name()
             .and_then(|n| n.to_str())
