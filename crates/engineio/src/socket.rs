@@ -105,6 +105,9 @@ pub(crate) struct Out {
     broken: bool,
     /// A polling `GET` is waiting on this session.
     pub(crate) polling: bool,
+    /// The socket did not take a whole write: what waits is written [`BATCH`] frames per call until
+    /// the queue is empty again.
+    behind: bool,
 }
 
 /// The part of a session the transports and the emits share; not generic, so [`Permit`] is not either.
@@ -379,9 +382,15 @@ impl Conn {
                 let mut cx = Context::from_waker(Waker::noop());
                 match write_now(w.as_mut(), &mut cx, head.as_bytes(), &body) {
                     Poll::Ready(Ok(None)) => continue,
-                    Poll::Ready(Ok(Some(rest))) => out.pending = Some(rest),
+                    Poll::Ready(Ok(Some(rest))) => {
+                        out.pending = Some(rest);
+                        out.behind = true;
+                    }
                     Poll::Ready(Err(_)) => out.broken = true,
-                    Poll::Pending => out.queue.push_back(Item::Packet(packet)),
+                    Poll::Pending => {
+                        out.queue.push_back(Item::Packet(packet));
+                        out.behind = true;
+                    }
                 }
                 queued = true;
                 continue;
@@ -395,7 +404,8 @@ impl Conn {
         }
     }
 
-    /// Writes what waits, with the caller's waker: up to [`BATCH`] frames in one vectored write.
+    /// Writes what waits, with the caller's waker: one frame per call while the socket keeps up, up to
+    /// [`BATCH`] frames in one vectored write once it has fallen behind.
     /// `Pending` also when nothing waits (the caller wakes on [`Conn::wake`] for new work); `Ready(Ok)`
     /// once everything is written.
     pub(crate) fn poll_drain(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -414,11 +424,15 @@ impl Conn {
             if let Some(rest) = out.pending.take() {
                 match w.as_mut().poll_write(cx, &rest) {
                     Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                    Poll::Ready(Ok(n)) if n < rest.len() => out.pending = Some(rest.slice(n..)),
+                    Poll::Ready(Ok(n)) if n < rest.len() => {
+                        out.pending = Some(rest.slice(n..));
+                        out.behind = true;
+                    }
                     Poll::Ready(Ok(_)) => {}
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                     Poll::Pending => {
                         out.pending = Some(rest);
+                        out.behind = true;
                         return Poll::Pending;
                     }
                 }
@@ -427,11 +441,20 @@ impl Conn {
             if out.queue.is_empty() {
                 // Drained: give the queue's memory back.
                 out.queue = VecDeque::new();
+                out.behind = false;
                 return w.as_mut().poll_flush(cx);
             }
             let mut frames: [(Head, Bytes); BATCH] = Default::default();
-            let count = out.queue.len().min(BATCH);
-            for (slot, item) in frames.iter_mut().zip(out.queue.iter()) {
+            // A socket that keeps up gets one frame per write, as it would from a writer that sends
+            // each packet on its own (frames queued only to keep their order, a CONNECT and what follows
+            // it, reach the client as separate reads). A socket that is behind would find its frames
+            // merged in the kernel's buffer anyway, so they go out together: one call, not one each.
+            let count = if out.behind {
+                out.queue.len().min(BATCH)
+            } else {
+                1
+            };
+            for (slot, item) in frames.iter_mut().zip(out.queue.iter()).take(count) {
                 *slot = match item {
                     Item::Packet(p) => ws_frame(p, self.protocol),
                     Item::Raw(frame) => (Head::default(), frame.clone()),
@@ -452,8 +475,14 @@ impl Conn {
                 }
                 Poll::Ready(Ok(n)) => n,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    out.behind = true;
+                    return Poll::Pending;
+                }
             };
+            if n < total {
+                out.behind = true;
+            }
             for (head, body) in &frames[..count] {
                 let head = head.as_bytes();
                 let len = head.len() + body.len();
