@@ -289,3 +289,50 @@ async fn a_batch_beyond_the_parameter_limit_is_stored_whole_in_order_once() {
     writer.close().await;
     assert_eq!(app.count("messages").await, (N - N / 1000 + 1) as i64);
 }
+
+/// A row the database refuses (its sender is gone) costs only its own message: the batch is stored
+/// one by one, in order, and that message is refused.
+#[tokio::test]
+async fn a_refused_row_costs_only_its_own_message() {
+    let app = TestApp::spawn().await;
+    let user = app.signup("rows").await;
+    let author = Author {
+        id: user.id.parse().unwrap(),
+        name: "rows".into(),
+        avatar: String::new(),
+    };
+    let ghost = Author {
+        id: 999_999_999,
+        name: "ghost".into(),
+        avatar: String::new(),
+    };
+    let (tx, mut rx) = mpsc::channel(16);
+    let writer = MessageWriter::spawn(app.db().clone(), WriterConfig::default(), tx);
+    for n in 0..20 {
+        let who = if n == 10 { &ghost } else { &author };
+        writer
+            .submit(message(who, n, Some(format!("row-{n}"))), who.clone(), n)
+            .unwrap();
+    }
+    let mut results = Vec::new();
+    while results.len() < 20 {
+        let batch = tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .expect("answered in time")
+            .expect("the writer runs");
+        results.extend(batch.committed.into_iter().map(|c| (c.ticket, c.result)));
+    }
+    let tickets: Vec<usize> = results.iter().map(|(t, _)| *t).collect();
+    assert_eq!(tickets, (0..20).collect::<Vec<_>>(), "handed on in order");
+    let mut ids = Vec::new();
+    for (n, result) in &results {
+        match result {
+            Ok(Saved::New(m)) if *n != 10 => ids.push(m.message.id),
+            Err(_) if *n == 10 => {}
+            other => panic!("message {n}: {other:?}"),
+        }
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "stored in order");
+    writer.close().await;
+    assert_eq!(app.count("messages").await, 19);
+}
