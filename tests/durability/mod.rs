@@ -3,6 +3,7 @@
 //! stop reading, churn and soak. Most run the real binary (`common::process`), so signals, exit codes and
 //! what reached the database are what an operator would see.
 
+pub mod batches;
 pub mod churn;
 pub mod crash;
 pub mod database;
@@ -287,6 +288,25 @@ impl TestDatabase {
                 .push(r.try_get::<i64>("", "id").unwrap());
         }
         by_room
+    }
+
+    /// Every stored message's id, by client id.
+    pub async fn rows_by_client_id(db: &DatabaseConnection) -> BTreeMap<String, i64> {
+        let rows = db
+            .query_all_raw(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                "SELECT client_id, id FROM messages WHERE client_id IS NOT NULL",
+            ))
+            .await
+            .unwrap();
+        rows.into_iter()
+            .map(|r| {
+                (
+                    r.try_get::<String>("", "client_id").unwrap(),
+                    r.try_get::<i64>("", "id").unwrap(),
+                )
+            })
+            .collect()
     }
 
     /// Every stored message's `(client id, id)`.

@@ -3,10 +3,11 @@
 //! [`MessageWriter::submit`] never waits. A message takes one of `capacity` slots, or is refused at once
 //! when they are all taken; it carries a *ticket* of the caller's (whatever the caller needs to answer
 //! the sender later). One task drains the queue: each batch is everything waiting when the previous
-//! commit finished (up to [`WriterConfig::batch`]), stored in one transaction: multi-row
-//! `INSERT … VALUES` on SQLite, one `INSERT … SELECT` from a JSON parameter on PostgreSQL.
-//! Under light load a batch is one message and nothing waits for company; under heavy load batches
-//! grow by themselves, because messages pile up while a commit runs.
+//! one was stored (up to [`WriterConfig::batch`]), stored in one transaction: multi-row
+//! `INSERT … VALUES` on SQLite; on PostgreSQL one `INSERT … SELECT … FROM UNNEST` of one array per
+//! column, with two batches in flight (the next is inserted while the previous commits; see
+//! `pipelined`). Under light load a batch is one message and nothing waits for company; under
+//! heavy load batches grow by themselves, because messages pile up while a commit runs.
 //!
 //! Results leave through one channel, in commit order, as [`Committed`] values; the slot stays taken
 //! until the consumer drops the value, so a consumer that falls behind (announcing is slower than
@@ -25,7 +26,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use sea_orm::DatabaseConnection;
+use sea_orm::{DatabaseConnection, DbBackend};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -35,6 +36,7 @@ use crate::error::AppError;
 use crate::services::messages::{NewMessage, StoredMessage};
 use crate::services::users::Author;
 
+mod postgres;
 mod store;
 
 use self::store::{settle_repeat, store, store_one};
@@ -175,32 +177,216 @@ async fn run<T: Send + Sync>(
     config: WriterConfig,
     out: mpsc::Sender<Batch<T>>,
 ) {
-    let max = config.batch.max(1);
     let mut down = false;
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        let deadline = Instant::now() + config.linger;
-        while batch.len() < max {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(mpsc::error::TryRecvError::Disconnected) => break,
-                Err(mpsc::error::TryRecvError::Empty) if config.linger.is_zero() => break,
-                Err(mpsc::error::TryRecvError::Empty) => {
-                    match tokio::time::timeout_at(deadline, rx.recv()).await {
-                        Ok(Some(job)) => batch.push(job),
-                        Ok(None) | Err(_) => break,
-                    }
-                }
-            }
-        }
-        let started = Instant::now();
-        let committed = commit(&db, batch, &mut down).await;
-        let took = started.elapsed();
-        if out.send(Batch { committed, took }).await.is_err() {
-            tracing::warn!("the consumer of stored messages is gone");
+    if db.get_database_backend() == DbBackend::Postgres {
+        pipelined(&db, &mut rx, config, &out, &mut down).await;
+    } else {
+        while let Some(batch) = gather(&mut rx, config).await {
+            let started = Instant::now();
+            let committed = commit(&db, batch, &mut down, None).await;
+            hand_on(&out, committed, started.elapsed()).await;
         }
     }
     tracing::debug!("message writer drained");
+}
+
+/// The next batch: waits for a first message, then takes what else is waiting (up to
+/// [`WriterConfig::batch`], lingering for more when so configured). `None` once intake is closed
+/// and drained.
+async fn gather<T>(
+    rx: &mut mpsc::UnboundedReceiver<Job<T>>,
+    config: WriterConfig,
+) -> Option<Vec<Job<T>>> {
+    let max = config.batch.max(1);
+    let first = rx.recv().await?;
+    let mut batch = vec![first];
+    let deadline = Instant::now() + config.linger;
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+            Err(mpsc::error::TryRecvError::Empty) if config.linger.is_zero() => break,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(job)) => batch.push(job),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
+    }
+    Some(batch)
+}
+
+/// What is waiting now, up to `max` messages; empty when nothing is.
+fn waiting<T>(rx: &mut mpsc::UnboundedReceiver<Job<T>>, max: usize) -> Vec<Job<T>> {
+    let mut batch = Vec::new();
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
+async fn hand_on<T>(out: &mpsc::Sender<Batch<T>>, committed: Vec<Committed<T>>, took: Duration) {
+    if out.send(Batch { committed, took }).await.is_err() {
+        tracing::warn!("the consumer of stored messages is gone");
+    }
+}
+
+/// A batch inserted on PostgreSQL by a transaction not committed yet.
+struct InFlight<T> {
+    batch: Vec<Job<T>>,
+    plan: Plan,
+    open: postgres::Open,
+    started: Instant,
+}
+
+/// A batch whose first attempt failed, and whether that was because the database did not answer
+/// (then the attempt counts as the first of [`store_retrying`]'s).
+struct Failed<T> {
+    batch: Vec<Job<T>>,
+    unanswered: Option<Instant>,
+}
+
+/// Inserts `batch` in a transaction of its own, left open, within [`ATTEMPT_TIMEOUT`].
+async fn insert<T: Send + Sync>(
+    db: &DatabaseConnection,
+    batch: Vec<Job<T>>,
+) -> Result<InFlight<T>, Failed<T>> {
+    let started = Instant::now();
+    let plan = Plan::of(&batch);
+    let pool = db.get_postgres_connection_pool();
+    let attempt = postgres::insert(pool, &batch, &plan.fresh);
+    match tokio::time::timeout(ATTEMPT_TIMEOUT, attempt).await {
+        Ok(Ok(open)) => Ok(InFlight {
+            batch,
+            plan,
+            open,
+            started,
+        }),
+        Ok(Err(e)) => {
+            let unanswered = (!reachable(db).await).then_some(started);
+            tracing::warn!(error = %e, "inserting a batch of messages failed");
+            Err(Failed { batch, unanswered })
+        }
+        Err(_) => {
+            tracing::warn!(timeout = ?ATTEMPT_TIMEOUT, "inserting a batch of messages timed out");
+            Err(Failed {
+                batch,
+                unanswered: Some(started),
+            })
+        }
+    }
+}
+
+/// Commits an inserted batch within [`ATTEMPT_TIMEOUT`] and hands it on.
+async fn finish<T: Send + Sync>(
+    db: &DatabaseConnection,
+    flight: InFlight<T>,
+    out: &mpsc::Sender<Batch<T>>,
+) -> Result<(), Failed<T>> {
+    let InFlight {
+        batch,
+        plan,
+        open,
+        started,
+    } = flight;
+    let unanswered = match tokio::time::timeout(ATTEMPT_TIMEOUT, open.commit()).await {
+        Ok(Ok(results)) => {
+            let committed = settle(batch, &plan, results);
+            hand_on(out, committed, started.elapsed()).await;
+            return Ok(());
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "committing a batch of messages failed");
+            (!reachable(db).await).then_some(started)
+        }
+        Err(_) => {
+            tracing::warn!(timeout = ?ATTEMPT_TIMEOUT, "committing a batch of messages timed out");
+            Some(started)
+        }
+    };
+    Err(Failed { batch, unanswered })
+}
+
+/// Stores a failed batch the slow way ([`commit`]: retries, then one by one) and hands it on.
+async fn recover<T: Send + Sync>(
+    db: &DatabaseConnection,
+    failed: Failed<T>,
+    down: &mut bool,
+    out: &mpsc::Sender<Batch<T>>,
+) {
+    let started = Instant::now();
+    let committed = commit(db, failed.batch, down, failed.unanswered).await;
+    hand_on(out, committed, started.elapsed()).await;
+}
+
+/// The writer on PostgreSQL, with two batches in flight: while one commits and is handed on, the
+/// next one (whatever waits when the previous `INSERT` returned) is inserted by another
+/// transaction. Ids still grow in commit order: the next `INSERT` starts only once the previous
+/// one has drawn all its ids, and commits only after it. A batch whose insert or commit fails is
+/// stored the slow way ([`commit`]), and a batch inserted behind it is rolled back and stored after
+/// it. While the database is down, batches take the slow way only, one at a time.
+async fn pipelined<T: Send + Sync>(
+    db: &DatabaseConnection,
+    rx: &mut mpsc::UnboundedReceiver<Job<T>>,
+    config: WriterConfig,
+    out: &mpsc::Sender<Batch<T>>,
+    down: &mut bool,
+) {
+    let max = config.batch.max(1);
+    let mut flight: Option<InFlight<T>> = None;
+    loop {
+        let Some(previous) = flight.take() else {
+            let Some(batch) = gather(rx, config).await else {
+                break;
+            };
+            if *down {
+                let started = Instant::now();
+                let committed = commit(db, batch, down, None).await;
+                hand_on(out, committed, started.elapsed()).await;
+                continue;
+            }
+            match insert(db, batch).await {
+                Ok(inserted) => flight = Some(inserted),
+                Err(failed) => recover(db, failed, down, out).await,
+            }
+            continue;
+        };
+        let next = waiting(rx, max);
+        if next.is_empty() {
+            if let Err(failed) = finish(db, previous, out).await {
+                recover(db, failed, down, out).await;
+            }
+            continue;
+        }
+        let (committed, inserted) = tokio::join!(finish(db, previous, out), insert(db, next));
+        match (committed, inserted) {
+            (Ok(()), Ok(inserted)) => flight = Some(inserted),
+            (Ok(()), Err(failed)) => recover(db, failed, down, out).await,
+            (Err(failed), inserted) => {
+                // The next batch's ids follow the failed one's: it must not commit before the
+                // failed batch is stored again, with new ids.
+                let behind = match inserted {
+                    Ok(inserted) => {
+                        let rollback = inserted.open.roll_back();
+                        if tokio::time::timeout(PING_TIMEOUT, rollback).await.is_err() {
+                            tracing::warn!("rolling back a batch of messages timed out");
+                        }
+                        Failed {
+                            batch: inserted.batch,
+                            unanswered: None,
+                        }
+                    }
+                    Err(failed) => failed,
+                };
+                recover(db, failed, down, out).await;
+                recover(db, behind, down, out).await;
+            }
+        }
+    }
 }
 
 type Key = (UserId, String);
@@ -244,33 +430,40 @@ pub async fn reachable(db: &DatabaseConnection) -> bool {
 /// attempts of at most [`ATTEMPT_TIMEOUT`] each, all within [`BATCH_DEADLINE`]. While the database is
 /// known to be down (`down`, set when a batch was refused), each batch gets one attempt, so messages
 /// are refused within one attempt's time until it answers again; then `down` clears by itself.
+/// `unanswered` is when an earlier attempt at this batch started that the database did not answer:
+/// it counts as the first attempt.
 async fn store_retrying<T: Send + Sync>(
     db: &DatabaseConnection,
     batch: &[Job<T>],
     fresh: &[usize],
     down: &mut bool,
+    unanswered: Option<Instant>,
 ) -> Result<Vec<Result<Saved, AppError>>, Failure> {
-    let deadline = Instant::now() + BATCH_DEADLINE;
+    let deadline = unanswered.unwrap_or_else(Instant::now) + BATCH_DEADLINE;
     let mut pauses = RETRY_PAUSES.iter();
+    let mut attempt = unanswered.is_none();
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(ATTEMPT_TIMEOUT.min(left), store(db, batch, fresh)).await {
-            Ok(Ok(results)) => {
-                if std::mem::replace(down, false) {
-                    tracing::info!("the database answers again: storing messages");
+        if attempt {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(ATTEMPT_TIMEOUT.min(left), store(db, batch, fresh)).await {
+                Ok(Ok(results)) => {
+                    if std::mem::replace(down, false) {
+                        tracing::info!("the database answers again: storing messages");
+                    }
+                    return Ok(results);
                 }
-                return Ok(results);
-            }
-            Ok(Err(e)) => {
-                if reachable(db).await {
-                    return Err(Failure::Rows(e));
+                Ok(Err(e)) => {
+                    if reachable(db).await {
+                        return Err(Failure::Rows(e));
+                    }
+                    tracing::warn!(error = %e, "storing messages failed: the database does not answer");
                 }
-                tracing::warn!(error = %e, "storing messages failed: the database does not answer");
-            }
-            Err(_) => {
-                tracing::warn!(timeout = ?ATTEMPT_TIMEOUT, "storing messages timed out");
+                Err(_) => {
+                    tracing::warn!(timeout = ?ATTEMPT_TIMEOUT, "storing messages timed out");
+                }
             }
         }
+        attempt = true;
         match pauses.next() {
             Some(pause) if !*down && Instant::now() + *pause < deadline => {
                 tokio::time::sleep(*pause).await;
@@ -287,68 +480,48 @@ async fn store_retrying<T: Send + Sync>(
     }
 }
 
-/// Stores a batch; returns every job's outcome, in the batch's order.
-async fn commit<T: Send + Sync>(
-    db: &DatabaseConnection,
+/// Which jobs of a batch go to the database: the first with each client id (`fresh`, in batch
+/// order); a repeat within the batch rides on its first copy's outcome (`repeat_of`).
+struct Plan {
+    fresh: Vec<usize>,
+    repeat_of: Vec<Option<usize>>,
+}
+
+impl Plan {
+    fn of<T>(batch: &[Job<T>]) -> Self {
+        let mut first_of: HashMap<Key, usize> = HashMap::new();
+        let mut fresh: Vec<usize> = Vec::with_capacity(batch.len());
+        let mut repeat_of: Vec<Option<usize>> = vec![None; batch.len()];
+        for (i, job) in batch.iter().enumerate() {
+            match key(&job.new) {
+                Some(k) => match first_of.get(&k) {
+                    Some(first) => repeat_of[i] = Some(*first),
+                    None => {
+                        first_of.insert(k, i);
+                        fresh.push(i);
+                    }
+                },
+                None => fresh.push(i),
+            }
+        }
+        Self { fresh, repeat_of }
+    }
+}
+
+/// Every job's outcome, in the batch's order, from the outcomes of the fresh ones (in the order of
+/// `plan.fresh`).
+fn settle<T>(
     batch: Vec<Job<T>>,
-    down: &mut bool,
+    plan: &Plan,
+    fresh: Vec<Result<Saved, AppError>>,
 ) -> Vec<Committed<T>> {
     let size = batch.len();
-    // Repeats within the batch ride on the first copy's outcome.
-    let mut first_of: HashMap<Key, usize> = HashMap::new();
-    let mut fresh: Vec<usize> = Vec::with_capacity(size);
-    let mut repeat_of: Vec<Option<usize>> = vec![None; size];
-    for (i, job) in batch.iter().enumerate() {
-        match key(&job.new) {
-            Some(k) => match first_of.get(&k) {
-                Some(first) => repeat_of[i] = Some(*first),
-                None => {
-                    first_of.insert(k, i);
-                    fresh.push(i);
-                }
-            },
-            None => fresh.push(i),
-        }
-    }
     let mut outcomes: Vec<Option<Result<Saved, AppError>>> = (0..size).map(|_| None).collect();
-    match store_retrying(db, &batch, &fresh, down).await {
-        Ok(results) => {
-            for (i, result) in fresh.iter().zip(results) {
-                outcomes[*i] = Some(result);
-            }
-        }
-        Err(Failure::Unreachable) => {
-            tracing::warn!(
-                size = fresh.len(),
-                "refused a batch of messages: database unreachable"
-            );
-            for i in &fresh {
-                outcomes[*i] = Some(Err(AppError::Unavailable));
-            }
-        }
-        Err(Failure::Rows(e)) => {
-            // One bad row (a sender deleted meanwhile, say) must not sink the others.
-            tracing::warn!(error = %e, size = fresh.len(), "batch commit failed; storing one by one");
-            let mut gone = false;
-            for i in &fresh {
-                let job = &batch[*i];
-                let outcome = if gone {
-                    Err(AppError::Unavailable)
-                } else {
-                    match tokio::time::timeout(ATTEMPT_TIMEOUT, store_one(db, job)).await {
-                        Ok(outcome) => outcome,
-                        Err(_) => Err(AppError::Unavailable),
-                    }
-                };
-                if outcome.is_err() && !gone && !reachable(db).await {
-                    gone = true;
-                }
-                outcomes[*i] = Some(outcome);
-            }
-        }
+    for (i, outcome) in plan.fresh.iter().zip(fresh) {
+        outcomes[*i] = Some(outcome);
     }
     for i in 0..size {
-        if let Some(first) = repeat_of[i] {
+        if let Some(first) = plan.repeat_of[i] {
             let outcome = match &outcomes[first] {
                 Some(Ok(saved)) => settle_repeat(&batch[i].new, saved.message()),
                 Some(Err(_)) | None => Err(AppError::Unavailable),
@@ -366,6 +539,51 @@ async fn commit<T: Send + Sync>(
             _slot: job.slot,
         })
         .collect()
+}
+
+/// Stores a batch one transaction at a time, with retries (see [`store_retrying`]); returns every
+/// job's outcome, in the batch's order.
+async fn commit<T: Send + Sync>(
+    db: &DatabaseConnection,
+    batch: Vec<Job<T>>,
+    down: &mut bool,
+    unanswered: Option<Instant>,
+) -> Vec<Committed<T>> {
+    let plan = Plan::of(&batch);
+    let fresh = &plan.fresh;
+    let outcomes = match store_retrying(db, &batch, fresh, down, unanswered).await {
+        Ok(results) => results,
+        Err(Failure::Unreachable) => {
+            tracing::warn!(
+                size = fresh.len(),
+                "refused a batch of messages: database unreachable"
+            );
+            fresh.iter().map(|_| Err(AppError::Unavailable)).collect()
+        }
+        Err(Failure::Rows(e)) => {
+            // One bad row (a sender deleted meanwhile, say) must not sink the others.
+            tracing::warn!(error = %e, size = fresh.len(), "batch commit failed; storing one by one");
+            let mut gone = false;
+            let mut outcomes = Vec::with_capacity(fresh.len());
+            for i in fresh {
+                let job = &batch[*i];
+                let outcome = if gone {
+                    Err(AppError::Unavailable)
+                } else {
+                    match tokio::time::timeout(ATTEMPT_TIMEOUT, store_one(db, job)).await {
+                        Ok(outcome) => outcome,
+                        Err(_) => Err(AppError::Unavailable),
+                    }
+                };
+                if outcome.is_err() && !gone && !reachable(db).await {
+                    gone = true;
+                }
+                outcomes.push(outcome);
+            }
+            outcomes
+        }
+    };
+    settle(batch, &plan, outcomes)
 }
 
 #[cfg(test)]

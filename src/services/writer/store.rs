@@ -1,20 +1,18 @@
-//! One batch in SQL: a multi-row `INSERT … VALUES` on SQLite, one `INSERT … SELECT` from a JSON
-//! parameter on PostgreSQL, both `ON CONFLICT DO NOTHING` on `(sender_id, client_id)`; rows the
-//! database skipped are answered from the stored row (a resend) or refused (a client id reused for
-//! another message).
+//! One batch in SQL: a multi-row `INSERT … VALUES` on SQLite, one `INSERT … SELECT … FROM UNNEST`
+//! of arrays on PostgreSQL ([`super::postgres`]), both `ON CONFLICT DO NOTHING` on
+//! `(sender_id, client_id)`; rows the database skipped are answered from the stored row (a resend) or
+//! refused (a client id reused for another message).
 
 use std::collections::HashMap;
 
-use chrono::Utc;
 use entity::message;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend,
-    EntityTrait, QueryFilter, Statement, TransactionTrait,
+    EntityTrait, QueryFilter, TransactionTrait,
 };
-use serde::Serialize;
 
-use super::{Job, Key, ROWS_PER_STATEMENT, Saved, key};
+use super::{Job, Key, ROWS_PER_STATEMENT, Saved, key, postgres};
 use crate::error::AppError;
 use crate::services::messages::{self, NewMessage, StoredMessage};
 
@@ -44,12 +42,15 @@ pub(super) async fn store<T: Send + Sync>(
     if indexes.is_empty() {
         return Ok(Vec::new());
     }
+    if db.get_database_backend() == DbBackend::Postgres {
+        return postgres::insert(db.get_postgres_connection_pool(), batch, indexes)
+            .await?
+            .commit()
+            .await;
+    }
     let txn = db.begin().await?;
     let jobs: Vec<&Job<T>> = indexes.iter().map(|i| &batch[*i]).collect();
-    let inserted = match txn.get_database_backend() {
-        DbBackend::Postgres => insert_as_json(&txn, &jobs).await?,
-        _ => insert_as_values(&txn, &jobs).await?,
-    };
+    let inserted = insert_as_values(&txn, &jobs).await?;
     let (mut results, skipped) = match_rows(&jobs, inserted);
     if !skipped.is_empty() {
         let keys: Vec<Key> = skipped.iter().filter_map(|i| key(&jobs[*i].new)).collect();
@@ -70,7 +71,7 @@ pub(super) async fn store<T: Send + Sync>(
         .collect())
 }
 
-/// The multi-row `INSERT … VALUES` both databases take: SQLite runs it fast.
+/// The multi-row `INSERT … VALUES` SQLite runs fast (PostgreSQL takes arrays: [`postgres`]).
 async fn insert_as_values<T>(
     txn: &DatabaseTransaction,
     jobs: &[&Job<T>],
@@ -89,55 +90,6 @@ async fn insert_as_values<T>(
         inserted.append(&mut returned);
     }
     Ok(inserted)
-}
-
-/// One row of [`insert_as_json`]'s parameter.
-#[derive(Serialize)]
-struct JsonRow<'a> {
-    sender_id: i64,
-    room_id: String,
-    room_type: &'static str,
-    kind: &'static str,
-    body: &'a str,
-    image: &'a str,
-    client_id: Option<&'a str>,
-    created_at: chrono::DateTime<Utc>,
-}
-
-/// PostgreSQL plans a `VALUES` list of thousands of parameters slowly (about 100 µs a row); the
-/// same batch as one JSON parameter expanded by `json_to_recordset` costs a few µs a row.
-const INSERT_JSON: &str = "INSERT INTO messages \
-    (sender_id, room_id, room_type, kind, body, image, client_id, created_at) \
-    SELECT sender_id, room_id, room_type, kind, body, image, client_id, created_at \
-    FROM json_to_recordset($1::json) AS t(sender_id bigint, room_id text, room_type text, \
-    kind text, body text, image text, client_id text, created_at timestamptz) \
-    ON CONFLICT (sender_id, client_id) DO NOTHING \
-    RETURNING id, sender_id, room_id, room_type, kind, body, image, client_id, created_at, removed";
-
-async fn insert_as_json<T>(
-    txn: &DatabaseTransaction,
-    jobs: &[&Job<T>],
-) -> Result<Vec<message::Model>, AppError> {
-    let now = Utc::now();
-    let rows: Vec<JsonRow<'_>> = jobs
-        .iter()
-        .map(|job| JsonRow {
-            sender_id: job.new.sender,
-            room_id: job.new.room.id(),
-            room_type: job.new.room.kind(),
-            kind: job.new.kind.as_str(),
-            body: &job.new.body,
-            image: &job.new.image,
-            client_id: job.new.client_id.as_deref(),
-            created_at: now,
-        })
-        .collect();
-    let json = serde_json::to_string(&rows).map_err(|e| AppError::Internal(e.into()))?;
-    let statement = Statement::from_sql_and_values(DbBackend::Postgres, INSERT_JSON, [json.into()]);
-    Ok(message::Entity::find()
-        .from_raw_sql(statement)
-        .all(txn)
-        .await?)
 }
 
 /// Pairs inserted rows with their jobs. A multi-row INSERT assigns increasing ids in the order of its
@@ -199,7 +151,7 @@ fn match_rows<T>(
     (results, skipped)
 }
 
-fn stored<T>(row: message::Model, job: &Job<T>) -> StoredMessage {
+pub(super) fn stored<T>(row: message::Model, job: &Job<T>) -> StoredMessage {
     StoredMessage {
         message: row,
         room: job.new.room.clone(),
