@@ -37,9 +37,11 @@ use crate::services::messages::{NewMessage, StoredMessage};
 use crate::services::users::Author;
 
 mod postgres;
+mod rows;
 mod store;
 
-use self::store::{settle_repeat, store, store_one};
+use self::rows::settle_repeat;
+use self::store::{store, store_one};
 
 /// Queue and batch sizes.
 #[derive(Debug, Clone, Copy)]

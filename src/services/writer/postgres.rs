@@ -14,7 +14,7 @@ use entity::message;
 use sea_orm::sqlx::{self, PgPool, Postgres};
 use sea_orm::{DbErr, RuntimeErr};
 
-use super::store::{settle_repeat, stored};
+use super::rows::{settle_repeat, stored};
 use super::{Job, Saved, key};
 use crate::error::AppError;
 

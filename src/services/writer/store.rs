@@ -12,25 +12,10 @@ use sea_orm::{
     EntityTrait, QueryFilter, TransactionTrait,
 };
 
+use super::rows::{settle_repeat, stored};
 use super::{Job, Key, ROWS_PER_STATEMENT, Saved, key, postgres};
 use crate::error::AppError;
-use crate::services::messages::{self, NewMessage, StoredMessage};
-
-/// A message whose client id is already stored: the stored row if it is the same message, a refusal
-/// if it is another one.
-pub(super) fn settle_repeat(new: &NewMessage, stored: &StoredMessage) -> Result<Saved, AppError> {
-    if stored.message.removed.is_some() {
-        // A resend of a message taken down since: it stays down.
-        return Err(AppError::Conflict("这条消息已被撤回或删除".into()));
-    }
-    if new.is_same_as(&stored.message) {
-        Ok(Saved::Existing(stored.clone()))
-    } else {
-        Err(AppError::Conflict(
-            "clientId 已被另一条消息使用，请换一个".into(),
-        ))
-    }
-}
+use crate::services::messages;
 
 /// Stores the jobs at `indexes` of `batch` in one transaction. Rows whose `(sender, client id)` is
 /// already stored are skipped by the database (`ON CONFLICT DO NOTHING`) and answered from the stored row.
@@ -149,14 +134,6 @@ fn match_rows<T>(
         });
     }
     (results, skipped)
-}
-
-pub(super) fn stored<T>(row: message::Model, job: &Job<T>) -> StoredMessage {
-    StoredMessage {
-        message: row,
-        room: job.new.room.clone(),
-        author: job.author.clone(),
-    }
 }
 
 /// Stored messages with these `(sender, client id)` keys, by key. Each key is one look-up in the
