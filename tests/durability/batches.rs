@@ -20,28 +20,9 @@ use crate::common::TestApp;
 const WAIT: Duration = Duration::from_secs(20);
 const ROOMS: [&str; 4] = ["b1", "b2", "b3", "b4"];
 
+/// A socket signed in with `token` in every one of [`ROOMS`].
 async fn joined(app: &TestApp, eio: Eio, token: &str) -> Raw {
-    let socket = Raw::connect(&app.addr.to_string(), eio, &format!("token={token}"))
-        .await
-        .expect("connects");
-    for room in ROOMS {
-        socket.emit("room", &serde_json::json!({"roomid": room}));
-    }
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while socket
-        .seen
-        .lock()
-        .unwrap()
-        .events
-        .iter()
-        .filter(|(n, _)| n == "room")
-        .count()
-        < ROOMS.len()
-    {
-        assert!(tokio::time::Instant::now() < deadline, "joined every room");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    socket
+    super::joined(app, eio, token, &ROOMS, WAIT).await
 }
 
 /// The ids of the `message` events a socket received, in arrival order, with their client ids.

@@ -369,6 +369,32 @@ pub fn sum_of_series(text: &str, name: &str) -> f64 {
         .sum()
 }
 
+/// A socket signed in with `token` that has joined `rooms`: each join is answered with the room's
+/// list, and every answer has come within `wait`.
+pub async fn joined(app: &TestApp, eio: Eio, token: &str, rooms: &[&str], wait: Duration) -> Raw {
+    let socket = Raw::connect(&app.addr.to_string(), eio, &format!("token={token}"))
+        .await
+        .expect("connects");
+    for room in rooms {
+        socket.emit("room", &serde_json::json!({"roomid": room}));
+    }
+    let deadline = tokio::time::Instant::now() + wait;
+    while socket
+        .seen
+        .lock()
+        .unwrap()
+        .events
+        .iter()
+        .filter(|(n, _)| n == "room")
+        .count()
+        < rooms.len()
+    {
+        assert!(tokio::time::Instant::now() < deadline, "joined every room");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    socket
+}
+
 /// A raw client of protocol `eio` authenticated with `token`, in group room `room1`.
 pub async fn in_room(address: &str, eio: Eio, token: &str) -> Raw {
     let socket = Raw::connect(address, eio, &format!("token={token}"))

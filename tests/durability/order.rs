@@ -7,35 +7,10 @@ use std::time::Duration;
 use rand::Rng;
 use serde_json::Value;
 
-use super::{Eio, Raw, text};
+use super::{Eio, Raw, joined, text};
 use crate::common::TestApp;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-async fn joined(app: &TestApp, eio: Eio, token: &str, rooms: &[&str]) -> Raw {
-    let socket = Raw::connect(&app.addr.to_string(), eio, &format!("token={token}"))
-        .await
-        .expect("connects");
-    for room in rooms {
-        socket.emit("room", &serde_json::json!({"roomid": room}));
-    }
-    // Each join is answered with the room's list.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while socket
-        .seen
-        .lock()
-        .unwrap()
-        .events
-        .iter()
-        .filter(|(n, _)| n == "room")
-        .count()
-        < rooms.len()
-    {
-        assert!(tokio::time::Instant::now() < deadline, "joined every room");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    socket
-}
 
 /// The `message` events a socket received: (room, message id, client id), in arrival order.
 fn received(socket: &Raw) -> Vec<(String, i64, String)> {
@@ -61,9 +36,9 @@ async fn one_message_sent_seven_times_is_stored_and_announced_once() {
     let app = TestApp::spawn().await;
     let alice = app.signup("alice").await;
     let bob = app.signup("bob").await;
-    let watcher = joined(&app, Eio::V4, &bob.token, &["room1"]).await;
+    let watcher = joined(&app, Eio::V4, &bob.token, &["room1"], WAIT).await;
     let message = text("room1", "once", "same-one");
-    let mut first = joined(&app, Eio::V3, &alice.token, &["room1"]).await;
+    let mut first = joined(&app, Eio::V3, &alice.token, &["room1"], WAIT).await;
     // Five copies in flight at once, then one after the others were answered.
     let ids: Vec<u64> = (0..5)
         .map(|_| first.emit_acked("message", &message))
@@ -76,7 +51,7 @@ async fn one_message_sent_seven_times_is_stored_and_announced_once() {
     answers.push(first.ack(id, WAIT).await.expect("answered"));
     first.close();
     // Once more after a reconnect, in the other protocol.
-    let mut second = joined(&app, Eio::V4, &alice.token, &["room1"]).await;
+    let mut second = joined(&app, Eio::V4, &alice.token, &["room1"], WAIT).await;
     let id = second.emit_acked("message", &message);
     answers.push(second.ack(id, WAIT).await.expect("answered"));
     let stored = answers[0]["id"].clone();
@@ -110,7 +85,7 @@ async fn every_room_reaches_everyone_in_the_order_it_was_stored() {
     for k in 0..CLIENTS {
         let user = app.signup(&format!("order{k}")).await;
         let eio = if k % 2 == 0 { Eio::V3 } else { Eio::V4 };
-        sockets.push(joined(&app, eio, &user.token, &ROOMS).await);
+        sockets.push(joined(&app, eio, &user.token, &ROOMS, WAIT).await);
     }
     // Every client posts into random rooms, several messages in flight at a time.
     let mut pending = Vec::new();
