@@ -234,6 +234,15 @@ impl UnreadHub {
 
     /// A message `id` from `sender` was announced in `room`. O(1).
     pub fn note_message(&self, room: &Room, sender: UserId, id: i64) {
+        self.note_messages(room, 1, id, &[(sender, 1)]);
+    }
+
+    /// `n` messages were announced in `room` (on another node), the newest `latest`; `own` says who
+    /// sent how many of them, where known (their own messages are not unread to them). O(senders).
+    pub fn note_messages(&self, room: &Room, n: u64, latest: i64, own: &[(UserId, u64)]) {
+        if n == 0 {
+            return;
+        }
         let room_id = room.id();
         let mut state = self.lock();
         let readers = match room {
@@ -243,8 +252,8 @@ impl UnreadHub {
         let i = state.room(&room_id, || readers);
         let seq = {
             let r = &mut state.rooms[i];
-            r.seq += 1;
-            r.latest = Some(id);
+            r.seq += n;
+            r.latest = Some(r.latest.map_or(latest, |l| l.max(latest)));
             r.pending = ALL_SLICES;
             r.seq
         };
@@ -253,14 +262,16 @@ impl UnreadHub {
             for user in [a, b] {
                 if let Some(counters) = state.user(user) {
                     counter_or_insert(counters, i, || Counter {
-                        at_seq: seq - 1,
+                        at_seq: seq - n,
                         ..Counter::default()
                     });
                 }
             }
         }
-        if let Some(counter) = state.user(sender).and_then(|c| counter(c, i)) {
-            counter.own += 1;
+        for (sender, k) in own {
+            if let Some(counter) = state.user(*sender).and_then(|c| counter(c, i)) {
+                counter.own += k;
+            }
         }
         drop(state);
         self.wake.notify_one();

@@ -1,23 +1,30 @@
-//! The link to Redis: the publisher (notes in pipelines), the subscriber (the other nodes' notes) and
-//! the heartbeat, each reconnecting on its own whenever Redis goes away.
+//! The link to Redis: the publisher (notes in pipelines), the subscriber (the other nodes' notes on
+//! the channels this node reads), the heartbeat and the digests, each reconnecting on its own whenever
+//! Redis goes away.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use redis::aio::PubSubSink;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::peers::{Peers, receive};
-use super::wire::{Body, Note};
-use super::{Bus, HEARTBEAT, Local, MAX_BACKOFF, PIPELINE};
+use super::digest::DIGEST_EVERY;
+use super::peers::{Held, Peers, receive};
+use super::subs::LINGER;
+use super::wire::{Body, Channel, Kind, Note};
+use super::{Bus, BusMetrics, HEARTBEAT, Local, MAX_BACKOFF, Outgoing, PIPELINE};
+
+/// Channels named in one SUBSCRIBE or UNSUBSCRIBE at most.
+const SUBSCRIBE_CHUNK: usize = 512;
 
 /// Sends queued notes in pipelines, reconnecting whenever Redis goes away.
 pub(super) async fn publish_all(
     bus: Bus,
     client: redis::Client,
-    mut notes: mpsc::Receiver<Vec<u8>>,
+    mut notes: mpsc::Receiver<Outgoing>,
 ) {
     let mut backoff = Duration::from_millis(50);
     loop {
@@ -39,8 +46,8 @@ pub(super) async fn publish_all(
                 return;
             }
             let mut pipe = redis::pipe();
-            for note in batch.drain(..) {
-                pipe.publish(&bus.inner.channel, note).ignore();
+            for (channel, note) in batch.drain(..) {
+                pipe.publish(channel, note).ignore();
             }
             if let Err(e) = pipe.query_async::<()>(&mut conn).await {
                 tracing::warn!(error = %e, "cluster: lost Redis (publisher); reconnecting");
@@ -55,16 +62,20 @@ pub(super) async fn publish_all(
     }
 }
 
-/// Reads the other nodes' notes, reconnecting whenever Redis goes away.
+/// Reads the other nodes' notes on the channels this node wants, reconnecting whenever Redis goes
+/// away.
 pub(super) async fn subscribe(bus: Bus, client: redis::Client, local: Local, peers: Arc<Peers>) {
     let mut backoff = Duration::from_millis(50);
+    // The channels read before a disconnection: rooms among them no longer wanted are forgotten.
+    let mut held = Held::new();
     loop {
         let pubsub = async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&bus.inner.channel).await?;
-            redis::RedisResult::Ok(pubsub)
+            let (mut sink, stream) = client.get_async_pubsub().await?.split();
+            let mut now = Held::new();
+            follow(&bus, &mut sink, &mut now, None).await?;
+            redis::RedisResult::Ok((sink, stream, now))
         };
-        let mut pubsub = match pubsub.await {
+        let (mut sink, mut stream, now) = match pubsub.await {
             Ok(pubsub) => pubsub,
             Err(e) => {
                 tracing::debug!(error = %e, "cluster: Redis unreachable (subscriber)");
@@ -73,26 +84,112 @@ pub(super) async fn subscribe(bus: Bus, client: redis::Client, local: Local, pee
                 continue;
             }
         };
+        for channel in held.difference(&now) {
+            if let Channel::Room(room) = channel {
+                peers.forget_room(room);
+            }
+        }
+        held = now;
         backoff = Duration::from_millis(50);
         bus.set_up(&bus.inner.subscribed, true);
-        tracing::info!("cluster: subscribed to Redis");
+        tracing::info!(channels = held.len(), "cluster: subscribed to Redis");
         // Notes were missed while away: start again from every node's snapshot (asked for now, and again
         // with each heartbeat until each node has sent one: the publisher may still be reconnecting).
         peers.all_seen_now();
         peers.want_all();
         peers.ask(&bus);
         bus.publish_snapshot(&local.presence);
-        let mut messages = pubsub.on_message();
-        while let Some(message) = messages.next().await {
-            match serde_json::from_slice::<Note>(message.get_payload_bytes()) {
-                Ok(note) if note.n != bus.inner.node => receive(&bus, &local, &peers, note).await,
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "cluster: unreadable note"),
+        let mut tick = tokio::time::interval(LINGER / 4);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let changed = tokio::select! {
+                message = stream.next() => {
+                    let Some(message) = message else { break };
+                    let Some(channel) = Channel::parse(&bus.inner.prefix, message.get_channel_name())
+                    else {
+                        continue;
+                    };
+                    match serde_json::from_slice::<Note>(message.get_payload_bytes()) {
+                        Ok(note) if note.n != bus.inner.node => {
+                            let kind = Kind::of(&channel, &note.b);
+                            BusMetrics::kind(&bus.inner.metrics.received, kind).inc();
+                            receive(&bus, &local, &peers, &channel, &held, note).await;
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "cluster: unreadable note"),
+                    }
+                    false
+                }
+                () = bus.inner.wanted.changed.notified() => true,
+                _ = tick.tick() => true,
+            };
+            if changed
+                && follow(&bus, &mut sink, &mut held, Some(&peers))
+                    .await
+                    .is_err()
+            {
+                break;
             }
         }
-        drop(messages);
         bus.set_up(&bus.inner.subscribed, false);
         tracing::warn!("cluster: lost Redis (subscriber); reconnecting");
+    }
+}
+
+/// Subscribes to the channels wanted and not held, and unsubscribes from those held and no longer
+/// wanted. While connected (`live`), a room read anew asks the other nodes who is in it, and a room
+/// left is forgotten; on (re)connecting, the snapshots asked for cover both.
+async fn follow(
+    bus: &Bus,
+    sink: &mut PubSubSink,
+    held: &mut Held,
+    live: Option<&Peers>,
+) -> redis::RedisResult<()> {
+    let wanted: Held = bus.inner.wanted.at(Instant::now()).into_iter().collect();
+    let prefix = &bus.inner.prefix;
+    let new: Vec<Channel> = wanted.difference(held).cloned().collect();
+    for chunk in new.chunks(SUBSCRIBE_CHUNK) {
+        let names: Vec<String> = chunk.iter().map(|c| c.name(prefix)).collect();
+        sink.subscribe(&names).await?;
+        held.extend(chunk.iter().cloned());
+    }
+    let old: Vec<Channel> = held.difference(&wanted).cloned().collect();
+    for chunk in old.chunks(SUBSCRIBE_CHUNK) {
+        let names: Vec<String> = chunk.iter().map(|c| c.name(prefix)).collect();
+        sink.unsubscribe(&names).await?;
+        for channel in chunk {
+            held.remove(channel);
+        }
+    }
+    if let Some(peers) = live {
+        for channel in &new {
+            if let Channel::Room(room) = channel {
+                bus.publish(
+                    &Channel::Room(room.clone()),
+                    &Body::RoomAsk {
+                        room: room.clone(),
+                        node: String::new(),
+                    },
+                );
+            }
+        }
+        for channel in &old {
+            if let Channel::Room(room) = channel {
+                peers.forget_room(room);
+            }
+        }
+    }
+    bus.inner.metrics.subscriptions.set(held.len() as i64);
+    Ok(())
+}
+
+/// Publishes, every [`DIGEST_EVERY`], what this node posted per group room since the last digest.
+pub(super) async fn send_digests(bus: Bus) {
+    let mut tick = tokio::time::interval(DIGEST_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        bus.publish_digest();
     }
 }
 
@@ -103,7 +200,7 @@ pub(super) async fn heartbeat(bus: Bus, peers: Arc<Peers>) {
     let mut dropped = 0;
     loop {
         tick.tick().await;
-        bus.publish(Body::Alive);
+        bus.publish(&Channel::Control, &Body::Alive);
         let now_dropped = bus.inner.dropped.load(Ordering::Relaxed);
         if now_dropped > dropped {
             tracing::warn!(
@@ -116,6 +213,6 @@ pub(super) async fn heartbeat(bus: Bus, peers: Arc<Peers>) {
             peers.expire(Instant::now());
             peers.ask(&bus);
         }
-        bus.inner.nodes.set(peers.lock().len() as i64);
+        bus.inner.metrics.nodes.set(peers.lock().len() as i64);
     }
 }

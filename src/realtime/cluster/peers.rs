@@ -1,5 +1,6 @@
 //! The other nodes as this node knows them: when each was last heard, its notes' numbers (a gap
-//! asks for a snapshot), and what it contributes to presence; and what its notes do here.
+//! asks for a snapshot), what it contributes to presence, and how many of its messages were counted;
+//! and what its notes do here.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -7,7 +8,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::time::Instant;
 
-use super::wire::{Body, Note, Person, PostedIn, To};
+use super::digest::Counted;
+use super::wire::{Body, Channel, Note, Person, PostedIn, To};
 use super::{Bus, Local, PEER_TTL};
 use crate::auth::UserId;
 use crate::realtime::presence::{Change, PresenceHub};
@@ -26,16 +28,34 @@ pub(super) struct Peers {
     want_all: AtomicBool,
 }
 
-/// Another node: when it was last heard, its last note's number, and its presence as counted here.
+/// The channels the subscriber reads now.
+pub(super) type Held = HashSet<Channel>;
+
+/// Another node: when it was last heard, its last notes' numbers, its presence as counted here, and
+/// its messages counted in this node's unread counters.
 pub(super) struct Peer {
     seen: Instant,
+    /// The number of its last note on the control channel.
     seq: u64,
-    /// Whether its presence is known (a snapshot arrived); until then its changes are not applied.
+    /// Whether its presence is known (a snapshot arrived); until then who it has online is not applied.
     synced: bool,
     /// Whether a snapshot is wanted (asked for until one arrives).
     wanted: bool,
     online: HashMap<UserId, Author>,
-    rooms: HashSet<(String, UserId)>,
+    /// Its users in the rooms this node reads.
+    rooms: HashMap<String, HashSet<UserId>>,
+    /// The number of its last note on each room channel read.
+    room_seqs: HashMap<String, u64>,
+    counted: Counted,
+}
+
+/// What a note shows is missing.
+enum Resync {
+    Nothing,
+    /// The node's presence: ask it for a snapshot.
+    Node,
+    /// The node's users in a room: ask it on the room's channel.
+    Room(String),
 }
 
 impl Peers {
@@ -62,9 +82,12 @@ impl Peers {
             return;
         }
         if self.want_all.swap(false, Ordering::SeqCst) {
-            bus.publish(Body::Ask {
-                node: String::new(),
-            });
+            bus.publish(
+                &Channel::Control,
+                &Body::Ask {
+                    node: String::new(),
+                },
+            );
             return;
         }
         let wanted: Vec<String> = self
@@ -74,7 +97,7 @@ impl Peers {
             .map(|(n, _)| n.clone())
             .collect();
         for node in wanted {
-            bus.publish(Body::Ask { node });
+            bus.publish(&Channel::Control, &Body::Ask { node });
         }
     }
 
@@ -108,17 +131,27 @@ impl Peers {
 
 /// Undoes everything `peer` added to presence.
 pub(super) fn forget(presence: &PresenceHub, peer: Peer) {
-    for (room, user) in &peer.rooms {
-        presence.apply_remote(Change::Enter(room, *user), false);
+    for (room, users) in &peer.rooms {
+        for user in users {
+            presence.apply_remote(Change::Enter(room, *user), false);
+        }
     }
     for author in peer.online.values() {
         presence.apply_remote(Change::Online(author), false);
     }
 }
 
-/// Handles one note from another node: a goodbye forgets the node; otherwise the node's presence is
-/// kept (asking for a snapshot on a gap or a new node), then the note is delivered here.
-pub(super) async fn receive(bus: &Bus, local: &Local, peers: &Peers, note: Note) {
+/// Handles one note from another node, heard on `channel`: a goodbye forgets the node; otherwise the
+/// node's presence is kept (asking for a snapshot on a gap or a new node), then the note is delivered
+/// here.
+pub(super) async fn receive(
+    bus: &Bus,
+    local: &Local,
+    peers: &Peers,
+    channel: &Channel,
+    held: &Held,
+    note: Note,
+) {
     let Note {
         n: node,
         s: seq,
@@ -131,10 +164,18 @@ pub(super) async fn receive(bus: &Bus, local: &Local, peers: &Peers, note: Note)
     if peers.is_gone(&node) {
         return;
     }
-    if peers.track(&node, seq, &body) {
-        bus.publish(Body::Ask { node });
+    match peers.track(&node, channel, seq, &body, held) {
+        Resync::Nothing => {}
+        Resync::Node => bus.publish(&Channel::Control, &Body::Ask { node: node.clone() }),
+        Resync::Room(room) => bus.publish(
+            &Channel::Room(room.clone()),
+            &Body::RoomAsk {
+                room,
+                node: node.clone(),
+            },
+        ),
     }
-    deliver(bus, local, body).await;
+    deliver(bus, local, peers, (&node, channel), held, body).await;
 }
 
 impl Peers {
@@ -157,41 +198,82 @@ impl Peers {
             .contains(node)
     }
 
-    /// Notes `node`'s note number `seq` and applies what `body` changes in its presence (under the
-    /// peers' lock, never across an await). Returns whether to ask the node for a snapshot: it is
-    /// new, or notes of it were lost.
-    fn track(&self, node: &str, seq: u64, body: &Body) -> bool {
-        let mut ask = false;
+    /// Notes `node`'s note number `seq` on `channel` and applies what `body` changes in its presence
+    /// (under the peers' lock, never across an await). Returns what to ask the node for: everything
+    /// when it is new or notes of it were lost on the control channel, a room when notes were lost on
+    /// the room's channel.
+    fn track(&self, node: &str, channel: &Channel, seq: u64, body: &Body, held: &Held) -> Resync {
+        let mut resync = Resync::Nothing;
         let mut all = self.lock();
         let is_snapshot = matches!(body, Body::Snapshot { .. });
         let peer = all.entry(node.to_owned()).or_insert_with(|| {
-            ask = !is_snapshot;
+            if !is_snapshot {
+                resync = Resync::Node;
+            }
             Peer {
                 seen: Instant::now(),
-                seq,
+                seq: if *channel == Channel::Control { seq } else { 0 },
                 synced: false,
                 wanted: !is_snapshot,
                 online: HashMap::new(),
-                rooms: HashSet::new(),
+                rooms: HashMap::new(),
+                room_seqs: HashMap::new(),
+                counted: Counted::default(),
             }
         });
         peer.seen = Instant::now();
-        if !ask && seq != peer.seq + 1 && peer.synced && !is_snapshot {
-            tracing::debug!(node, "cluster: notes were lost; asking for a snapshot");
-            ask = true;
-            peer.wanted = true;
+        let fresh = matches!(resync, Resync::Nothing);
+        match channel {
+            Channel::Control => {
+                if fresh && seq != peer.seq + 1 && peer.synced && !is_snapshot {
+                    tracing::debug!(node, "cluster: notes were lost; asking for a snapshot");
+                    resync = Resync::Node;
+                    peer.wanted = true;
+                }
+                peer.seq = seq;
+            }
+            Channel::Room(room) => {
+                let last = peer.room_seqs.insert(room.clone(), seq);
+                let answers = matches!(body, Body::RoomSnapshot { .. });
+                if fresh && !answers && last.is_some_and(|last| seq != last + 1) {
+                    tracing::debug!(node, "cluster: room notes were lost; asking who is in it");
+                    resync = Resync::Room(room.clone());
+                }
+            }
+            Channel::User(_) => {}
         }
-        peer.seq = seq;
-        apply_presence(&self.presence, peer, body);
-        ask
+        apply_presence(&self.presence, peer, body, held);
+        resync
+    }
+
+    /// How many of `node`'s messages in group room `room` a note numbered `c` covering `n` of them
+    /// brings that were not counted yet.
+    fn count(&self, node: &str, room: &str, c: u64, n: u64) -> u64 {
+        self.lock()
+            .get_mut(node)
+            .map_or(n, |peer| peer.counted.take(room, c, n))
+    }
+
+    /// This node stopped reading `room`: every other node's users there are forgotten.
+    pub(super) fn forget_room(&self, room: &str) {
+        for peer in self.lock().values_mut() {
+            peer.room_seqs.remove(room);
+            for user in peer.rooms.remove(room).unwrap_or_default() {
+                self.presence.apply_remote(Change::Enter(room, user), false);
+            }
+        }
     }
 }
 
-/// Applies a presence note of `peer` (once its presence is known: a snapshot arrived).
-fn apply_presence(presence: &PresenceHub, peer: &mut Peer, body: &Body) {
+/// Applies a presence note of `peer`: who is online once its presence is known (a snapshot arrived),
+/// who is in a room when this node reads the room.
+fn apply_presence(presence: &PresenceHub, peer: &mut Peer, body: &Body, held: &Held) {
+    let reads = |room: &str| held.contains(&Channel::Room(room.to_owned()));
     match body {
         Body::Snapshot { online, rooms } => {
-            replace(presence, peer, online, rooms);
+            let rooms: Vec<&(String, Vec<UserId>)> =
+                rooms.iter().filter(|(r, _)| reads(r)).collect();
+            replace(presence, peer, online, &rooms);
             peer.synced = true;
             peer.wanted = false;
         }
@@ -208,19 +290,54 @@ fn apply_presence(presence: &PresenceHub, peer: &mut Peer, body: &Body) {
                 presence.apply_remote(Change::Online(&author), false);
             }
         }
-        Body::Enter { room, user } if peer.synced && peer.rooms.insert((room.clone(), *user)) => {
+        Body::Enter { room, user }
+            if reads(room) && peer.rooms.entry(room.clone()).or_default().insert(*user) =>
+        {
             presence.apply_remote(Change::Enter(room, *user), true);
         }
-        Body::Leave { room, user } if peer.synced && peer.rooms.remove(&(room.clone(), *user)) => {
-            presence.apply_remote(Change::Enter(room, *user), false);
+        Body::Leave { room, user } => {
+            if let Some(users) = peer.rooms.get_mut(room)
+                && users.remove(user)
+            {
+                if users.is_empty() {
+                    peer.rooms.remove(room);
+                }
+                presence.apply_remote(Change::Enter(room, *user), false);
+            }
+        }
+        Body::RoomSnapshot { room, users } if reads(room) => {
+            replace_room(presence, peer, room, users.iter().copied().collect());
         }
         _ => {}
     }
 }
 
-/// Delivers what a note carries to this node: an emit to its sockets, a posted message to its
-/// unread counters, a revocation to its sockets bound with that token, a snapshot to whoever asked.
-async fn deliver(bus: &Bus, local: &Local, body: Body) {
+/// Replaces `peer`'s users in `room` with `users`.
+fn replace_room(presence: &PresenceHub, peer: &mut Peer, room: &str, users: HashSet<UserId>) {
+    let old = peer.rooms.remove(room).unwrap_or_default();
+    for user in users.difference(&old) {
+        presence.apply_remote(Change::Enter(room, *user), true);
+    }
+    for user in old.difference(&users) {
+        presence.apply_remote(Change::Enter(room, *user), false);
+    }
+    if !users.is_empty() {
+        peer.rooms.insert(room.to_owned(), users);
+    }
+}
+
+/// Delivers what a note from `from` (a node, and the channel it came on) carries to this node: an
+/// emit to its sockets, posted messages to its unread counters, a revocation to its sockets bound with
+/// that token, a snapshot to whoever asked.
+async fn deliver(
+    bus: &Bus,
+    local: &Local,
+    peers: &Peers,
+    from: (&str, &Channel),
+    held: &Held,
+    body: Body,
+) {
+    let (node, channel) = from;
     match body {
         Body::Emit { to, frames } => {
             let target = match to {
@@ -229,12 +346,51 @@ async fn deliver(bus: &Bus, local: &Local, body: Body) {
             };
             local.pusher.send_frames_here(&target, &frames).await;
         }
-        Body::Posted { room, sender, id } => {
-            let room = match room {
-                PostedIn::Group(name) => Room::Group(name),
-                PostedIn::Private(high, low) => Room::Private { high, low },
-            };
-            local.unread.note_message(&room, sender, id);
+        Body::Posted {
+            room: PostedIn::Group(room),
+            sender,
+            id,
+            c,
+        } => {
+            let n = peers.count(node, &room, c, 1);
+            if n > 0 {
+                local
+                    .unread
+                    .note_messages(&Room::Group(room), n, id, &[(sender, 1)]);
+            }
+        }
+        Body::Posted {
+            room: PostedIn::Private(high, low),
+            sender,
+            id,
+            ..
+        } => {
+            // It comes on both users' channels: when this node reads both, the copy on the first
+            // user's channel is the one counted.
+            if *channel == Channel::User(high) && held.contains(&Channel::User(low)) && low != high
+            {
+                return;
+            }
+            local
+                .unread
+                .note_messages(&Room::Private { high, low }, 1, id, &[(sender, 1)]);
+        }
+        Body::Digest { rooms } => {
+            for digest in rooms {
+                let n = peers.count(node, &digest.room, digest.c, digest.n);
+                if n == 0 {
+                    continue;
+                }
+                // Senders are known for the digest's own messages only.
+                let own = if n >= digest.n {
+                    &digest.senders[..]
+                } else {
+                    &[]
+                };
+                local
+                    .unread
+                    .note_messages(&Room::Group(digest.room), n, digest.latest, own);
+            }
         }
         Body::Revoke { user, jti } => crate::realtime::revoke_here(&local.pusher, user, &jti),
         Body::Rooms { groups } => {
@@ -247,24 +403,23 @@ async fn deliver(bus: &Bus, local: &Local, body: Body) {
         Body::Ask { node: asked } if asked.is_empty() || asked == bus.inner.node => {
             bus.publish_snapshot(&local.presence);
         }
+        Body::RoomAsk { room, node: asked } if asked.is_empty() || asked == bus.inner.node => {
+            bus.publish_room_snapshot(&local.presence, &room, !asked.is_empty());
+        }
         _ => {}
     }
 }
 
-/// Replaces what `peer` contributed to presence with its snapshot.
+/// Replaces what `peer` contributed to presence with its snapshot (`rooms`: those this node reads).
 pub(super) fn replace(
     presence: &PresenceHub,
     peer: &mut Peer,
     online: &[Person],
-    rooms: &[(String, Vec<UserId>)],
+    rooms: &[&(String, Vec<UserId>)],
 ) {
     let online: HashMap<UserId, Author> = online
         .iter()
         .map(|p| (p.id, Author::from(p.clone())))
-        .collect();
-    let rooms: HashSet<(String, UserId)> = rooms
-        .iter()
-        .flat_map(|(room, users)| users.iter().map(move |u| (room.clone(), *u)))
         .collect();
     // Arrivals first (a user enters a room while online), departures last.
     for (id, author) in &online {
@@ -274,11 +429,18 @@ pub(super) fn replace(
             Some(_) => {}
         }
     }
-    for (room, user) in rooms.difference(&peer.rooms) {
-        presence.apply_remote(Change::Enter(room, *user), true);
+    let listed: HashSet<&str> = rooms.iter().map(|(room, _)| room.as_str()).collect();
+    for (room, users) in rooms {
+        replace_room(presence, peer, room, users.iter().copied().collect());
     }
-    for (room, user) in peer.rooms.difference(&rooms) {
-        presence.apply_remote(Change::Enter(room, *user), false);
+    let unlisted: Vec<String> = peer
+        .rooms
+        .keys()
+        .filter(|room| !listed.contains(room.as_str()))
+        .cloned()
+        .collect();
+    for room in unlisted {
+        replace_room(presence, peer, &room, HashSet::new());
     }
     for (id, author) in &peer.online {
         if !online.contains_key(id) {
@@ -286,5 +448,4 @@ pub(super) fn replace(
         }
     }
     peer.online = online;
-    peer.rooms = rooms;
 }

@@ -88,4 +88,22 @@ impl PresenceHub {
         };
         f(snapshot);
     }
+
+    /// Hands this node's own users in `room` to `f`, under the hub's lock (as
+    /// [`with_snapshot`](Self::with_snapshot)).
+    pub fn with_room(&self, room: &str, f: impl FnOnce(Vec<UserId>)) {
+        let state = self.lock();
+        let users = state
+            .rooms
+            .get(room)
+            .map(|list| {
+                list.members
+                    .iter()
+                    .filter(|(_, h)| h.local > 0)
+                    .map(|(id, _)| *id)
+                    .collect()
+            })
+            .unwrap_or_default();
+        f(users);
+    }
 }
