@@ -7,6 +7,7 @@
 
 mod nodes;
 mod operators;
+mod scoping;
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -71,6 +72,20 @@ impl Redis {
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// How many connections read `channel` (`PUBSUB NUMSUB`).
+    pub fn readers(&self, channel: &str) -> u64 {
+        let out = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["PUBSUB", "NUMSUB", channel])
+            .output()
+            .expect("redis-cli is installed with redis-server");
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines()
+            .nth(1)
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("PUBSUB NUMSUB answered {text:?}"))
     }
 
     /// Kills the server (every connection to it breaks).
@@ -172,6 +187,11 @@ impl Cluster {
     /// Starts Redis and two nodes at once (they migrate one fresh database together), and waits until
     /// both reach Redis. `None` (the test is skipped) when `TEST_DATABASE_URL` names no PostgreSQL.
     pub async fn start() -> Option<Self> {
+        Self::start_nodes(2).await
+    }
+
+    /// [`start`](Self::start) with `count` nodes.
+    pub async fn start_nodes(count: usize) -> Option<Self> {
         let admin = match std::env::var("TEST_DATABASE_URL") {
             Ok(url) if url.starts_with("postgres") => url,
             _ => {
@@ -181,7 +201,7 @@ impl Cluster {
         };
         let db = PgDatabase::create(admin).await;
         let redis = Redis::start();
-        let starts: Vec<_> = (0..2)
+        let starts: Vec<_> = (0..count)
             .map(|_| {
                 let (db, redis) = (db.url.clone(), redis.url());
                 std::thread::spawn(move || Node::start(&db, &redis))
@@ -194,7 +214,7 @@ impl Cluster {
             http: Client::new(),
             _db: db,
         };
-        for node in 0..2 {
+        for node in 0..count {
             cluster.wait_ready(node, "ready").await;
         }
         Some(cluster)
@@ -250,6 +270,23 @@ impl Cluster {
         let reply = request.send().await.unwrap();
         let status = reply.status().as_u16();
         (status, reply.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The value of the series `series` (name and labels, as `/metrics` writes them) on `node`; 0 when
+    /// it is not there yet.
+    pub async fn metric(&self, node: usize, series: &str) -> f64 {
+        let text = self
+            .http
+            .get(self.nodes[node].url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .map_or(0.0, |v| v.trim().parse().unwrap())
     }
 
     /// A socket.io 4 client of `node`, signed in with `token`.

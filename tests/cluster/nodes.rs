@@ -8,12 +8,12 @@ use serde_json::{Value, json};
 use super::Cluster;
 use crate::common::socket::Sio;
 
-fn text(room: &str, msg: &str, client_id: &str) -> Value {
+pub(super) fn text(room: &str, msg: &str, client_id: &str) -> Value {
     json!({"msg": msg, "img": "", "roomid": room, "roomType": "group", "type": "text",
            "clientId": client_id, "time": "2026-11-25T10:00:00.000Z", "to": false, "from": false})
 }
 
-fn private_room(x: &str, y: &str) -> String {
+pub(super) fn private_room(x: &str, y: &str) -> String {
     if x > y {
         format!("{x}-{y}")
     } else {
@@ -23,7 +23,7 @@ fn private_room(x: &str, y: &str) -> String {
 
 /// Reads `event` (`room` or `roomout`) lists of room1 until one names exactly `names`; panics after
 /// `wait`.
-async fn list_becomes(sock: &mut Sio, event: &str, names: &[&str], wait: Duration) {
+pub(super) async fn list_becomes(sock: &mut Sio, event: &str, names: &[&str], wait: Duration) {
     let want: BTreeSet<String> = names.iter().map(|n| (*n).to_owned()).collect();
     let deadline = tokio::time::Instant::now() + wait;
     let mut last = Value::Null;
@@ -44,7 +44,12 @@ async fn list_becomes(sock: &mut Sio, event: &str, names: &[&str], wait: Duratio
 }
 
 /// Connects `token`'s user on `node` and enters room1, until its list names `names`.
-async fn enter_room1(cluster: &Cluster, node: usize, token: &str, names: &[&str]) -> Sio {
+pub(super) async fn enter_room1(
+    cluster: &Cluster,
+    node: usize,
+    token: &str,
+    names: &[&str],
+) -> Sio {
     let mut sock = cluster.sio(node, token).await;
     sock.emit("room", json!({"roomid": "room1"})).await;
     list_becomes(&mut sock, "room", names, Duration::from_secs(20)).await;

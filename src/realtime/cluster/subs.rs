@@ -170,8 +170,14 @@ mod tests {
         let wanted = Wanted::default();
         wanted.online(3);
         wanted.offline(3);
-        assert!(has(&wanted.at(Instant::now() + LINGER / 2), &Channel::User(3)));
+        assert!(has(
+            &wanted.at(Instant::now() + LINGER / 2),
+            &Channel::User(3)
+        ));
         wanted.online(3);
-        assert!(has(&wanted.at(Instant::now() + LINGER * 3), &Channel::User(3)));
+        assert!(has(
+            &wanted.at(Instant::now() + LINGER * 3),
+            &Channel::User(3)
+        ));
     }
 }
