@@ -55,7 +55,8 @@ const PASSWORD: &str = "benchpass1";
 #[derive(Debug, Clone, clap::Args, Serialize)]
 pub struct LoadArgs {
     /// The server's base URL. Repeat it to spread the sockets over several nodes of one cluster
-    /// (client `i` connects to URL `i % n`); accounts are made on the first.
+    /// (client `i` connects to URL `i % n`, or `(i / rooms) % n` with `--spread-rooms`); accounts are
+    /// made on the first.
     #[arg(long, default_value = "http://127.0.0.1:38917")]
     pub url: Vec<String>,
     #[arg(long, value_enum, default_value = "peer")]
@@ -69,6 +70,11 @@ pub struct LoadArgs {
     /// Rooms; client `i` is in room `i % rooms` (named `room<k>`).
     #[arg(long, default_value_t = 1)]
     pub rooms: usize,
+    /// With several URLs, put every room's members on every node (client `i` on URL
+    /// `(i / rooms) % n`). Without it, client `i` is on URL `i % n`: when the number of rooms is a
+    /// multiple of the number of URLs, each room then lives on one node.
+    #[arg(long)]
+    pub spread_rooms: bool,
     /// Clients that send (the first ones, so they spread over the rooms).
     #[arg(long, default_value_t = 10)]
     pub senders: usize,
@@ -391,7 +397,12 @@ async fn generate(args: LoadArgs) -> anyhow::Result<Value> {
             senders.push((tx.clone(), client.room));
         }
         controls.push(tx);
-        let host = hosts[client.index % hosts.len()].clone();
+        let slot = if args.spread_rooms {
+            client.index / args.rooms.max(1)
+        } else {
+            client.index
+        };
+        let host = hosts[slot % hosts.len()].clone();
         tokio::task::spawn_local(connection(
             client,
             host,
