@@ -137,23 +137,46 @@ pub(super) async fn subscribe(bus: Bus, client: redis::Client, local: Local, pee
 }
 
 /// Subscribes to the channels wanted and not held, and unsubscribes from those held and no longer
-/// wanted. While connected (`live`), a room read anew asks the other nodes who is in it, and a room
-/// left is forgotten; on (re)connecting, the snapshots asked for cover both.
+/// wanted: every channel wanted on (re)connecting (`live` is `None`: the snapshots asked for then cover
+/// the rooms), the changes since the last call while connected, where a room read anew asks the other
+/// nodes who is in it, and a room left is forgotten.
 async fn follow(
     bus: &Bus,
     sink: &mut PubSubSink,
     held: &mut Held,
     live: Option<&Peers>,
 ) -> redis::RedisResult<()> {
-    let wanted: Held = bus.inner.wanted.at(Instant::now()).into_iter().collect();
+    let now = Instant::now();
+    let (new, old): (Vec<Channel>, Vec<Channel>) = if live.is_some() {
+        let changes = bus.inner.wanted.changes(now);
+        (
+            changes
+                .added
+                .into_iter()
+                .filter(|c| !held.contains(c))
+                .collect(),
+            changes
+                .removed
+                .into_iter()
+                .filter(|c| held.contains(c))
+                .collect(),
+        )
+    } else {
+        let all: Held = bus.inner.wanted.all(now).into_iter().collect();
+        (
+            all.difference(held).cloned().collect(),
+            held.difference(&all).cloned().collect(),
+        )
+    };
+    if new.is_empty() && old.is_empty() {
+        return Ok(());
+    }
     let prefix = &bus.inner.prefix;
-    let new: Vec<Channel> = wanted.difference(held).cloned().collect();
     for chunk in new.chunks(SUBSCRIBE_CHUNK) {
         let names: Vec<String> = chunk.iter().map(|c| c.name(prefix)).collect();
         sink.subscribe(&names).await?;
         held.extend(chunk.iter().cloned());
     }
-    let old: Vec<Channel> = held.difference(&wanted).cloned().collect();
     for chunk in old.chunks(SUBSCRIBE_CHUNK) {
         let names: Vec<String> = chunk.iter().map(|c| c.name(prefix)).collect();
         sink.unsubscribe(&names).await?;
