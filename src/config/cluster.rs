@@ -9,11 +9,12 @@ use super::{ConfigError, SecretUrl};
 #[command(next_help_heading = "Cluster")]
 pub struct ClusterConfig {
     /// Redis that carries events between the nodes of a cluster: `redis://host:6379` (or with a
-    /// password, `redis://:password@host:6379`). Without it the node runs alone, with no Redis.
+    /// password, `redis://:password@host:6379`), or several comma-separated URLs of a Redis Cluster's
+    /// nodes (sharded pub/sub, Redis ≥ 7). Without it the node runs alone, with no Redis.
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<SecretUrl>,
 
-    /// Prefix of the Redis channel the cluster shares; nodes with different prefixes on one Redis are
+    /// Prefix of the Redis channels the cluster shares; nodes with different prefixes on one Redis are
     /// separate clusters.
     #[arg(long, env = "CHATROOM_REDIS_PREFIX", default_value = "chatroom")]
     pub redis_prefix: String,
@@ -36,8 +37,10 @@ impl ClusterConfig {
     pub fn resolve(self) -> Result<ClusterSettings, ConfigError> {
         let redis_url = self.redis_url.filter(|u| !u.expose().trim().is_empty());
         if let Some(url) = &redis_url {
-            redis::Client::open(url.expose())
-                .map_err(|e| ConfigError::RedisUrl(format!("{}: {e}", url.redacted())))?;
+            for seed in url.expose().split(',').map(str::trim) {
+                redis::Client::open(seed)
+                    .map_err(|e| ConfigError::RedisUrl(format!("{}: {e}", url.redacted())))?;
+            }
         }
         Ok(ClusterSettings {
             redis_url,

@@ -73,8 +73,13 @@ impl fmt::Debug for SecretUrl {
     }
 }
 
-/// Hides credentials in a URL (`postgres://user:pass@host` → `postgres://user:***@host`).
+/// Hides credentials in a URL (`postgres://user:pass@host` → `postgres://user:***@host`), or in each
+/// of a comma-separated list of URLs (a Redis Cluster's nodes).
 pub fn redact_url(url: &str) -> String {
+    url.split(',').map(redact_one).collect::<Vec<_>>().join(",")
+}
+
+fn redact_one(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let userinfo = &url[scheme + 3..at];
@@ -96,6 +101,10 @@ mod tests {
             "postgres://bob:***@db/chat"
         );
         assert_eq!(redact_url("sqlite://data/chat.db"), "sqlite://data/chat.db");
+        assert_eq!(
+            redact_url("redis://:a@r1:7000,redis://u:b@r2:7001,redis://r3:7002"),
+            "redis://:***@r1:7000,redis://u:***@r2:7001,redis://r3:7002"
+        );
     }
 
     #[test]

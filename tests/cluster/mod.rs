@@ -5,9 +5,11 @@
 //! `redis-server` on the PATH (`.ci/run` installs it). Without `TEST_DATABASE_URL` they say so and
 //! pass; with it, a missing `redis-server` fails them.
 
+mod failover;
 mod nodes;
 mod operators;
 mod scoping;
+mod shards;
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -19,6 +21,7 @@ use rust_socketio::TransportType;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
+use self::shards::RedisCluster;
 use crate::common::process::{Binary, start_binary};
 use crate::common::socket::{Auth, Sio, connect_sio};
 use crate::common::{create_pg_database, drop_pg_database};
@@ -175,23 +178,74 @@ fn start_node(dir: &Path, database_url: &str, redis_url: &str) -> Binary {
     )
 }
 
-/// Two nodes, their database and their Redis.
+/// What the nodes of a test cluster share their notes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// One Redis server (`--redis-url redis://…`).
+    One,
+    /// A Redis Cluster of three masters and three replicas (`--redis-url` lists every node): sharded
+    /// pub/sub.
+    Shards,
+}
+
+/// The Redis a test cluster uses.
+pub enum Store {
+    One(Redis),
+    Shards(RedisCluster),
+}
+
+impl Store {
+    fn start(backend: Backend) -> Self {
+        match backend {
+            Backend::One => Self::One(Redis::start()),
+            Backend::Shards => Self::Shards(RedisCluster::start()),
+        }
+    }
+
+    /// The nodes' `--redis-url`.
+    fn url(&self) -> String {
+        match self {
+            Self::One(redis) => redis.url(),
+            Self::Shards(cluster) => cluster.seeds().join(","),
+        }
+    }
+}
+
+/// Nodes, their database and their Redis.
 pub struct Cluster {
     pub nodes: Vec<Node>,
-    pub redis: Redis,
+    pub store: Store,
     pub http: Client,
     _db: PgDatabase,
 }
+
+/// Runs the test `$name(backend)` twice: as `$name::one_redis` and as `$name::redis_cluster`.
+macro_rules! on_both {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn one_redis() {
+                super::$name(crate::cluster::Backend::One).await;
+            }
+
+            #[tokio::test]
+            async fn redis_cluster() {
+                super::$name(crate::cluster::Backend::Shards).await;
+            }
+        }
+    };
+}
+pub(crate) use on_both;
 
 impl Cluster {
     /// Starts Redis and two nodes at once (they migrate one fresh database together), and waits until
     /// both reach Redis. `None` (the test is skipped) when `TEST_DATABASE_URL` names no PostgreSQL.
     pub async fn start() -> Option<Self> {
-        Self::start_nodes(2).await
+        Self::start_on(Backend::One, 2).await
     }
 
-    /// [`start`](Self::start) with `count` nodes.
-    pub async fn start_nodes(count: usize) -> Option<Self> {
+    /// [`start`](Self::start) with `count` nodes on `backend`.
+    pub async fn start_on(backend: Backend, count: usize) -> Option<Self> {
         let admin = match std::env::var("TEST_DATABASE_URL") {
             Ok(url) if url.starts_with("postgres") => url,
             _ => {
@@ -200,17 +254,17 @@ impl Cluster {
             }
         };
         let db = PgDatabase::create(admin).await;
-        let redis = Redis::start();
+        let store = Store::start(backend);
         let starts: Vec<_> = (0..count)
             .map(|_| {
-                let (db, redis) = (db.url.clone(), redis.url());
+                let (db, redis) = (db.url.clone(), store.url());
                 std::thread::spawn(move || Node::start(&db, &redis))
             })
             .collect();
         let nodes = starts.into_iter().map(|s| s.join().unwrap()).collect();
         let cluster = Self {
             nodes,
-            redis,
+            store,
             http: Client::new(),
             _db: db,
         };
@@ -218,6 +272,30 @@ impl Cluster {
             cluster.wait_ready(node, "ready").await;
         }
         Some(cluster)
+    }
+
+    /// The single Redis (the test runs on [`Backend::One`]).
+    pub fn redis(&mut self) -> &mut Redis {
+        match &mut self.store {
+            Store::One(redis) => redis,
+            Store::Shards(_) => panic!("this test runs on one Redis"),
+        }
+    }
+
+    /// The Redis Cluster (the test runs on [`Backend::Shards`]).
+    pub fn shards(&mut self) -> &mut RedisCluster {
+        match &mut self.store {
+            Store::Shards(cluster) => cluster,
+            Store::One(_) => panic!("this test runs on a Redis Cluster"),
+        }
+    }
+
+    /// How many connections read `channel`, on either kind of Redis.
+    pub fn readers(&self, channel: &str) -> u64 {
+        match &self.store {
+            Store::One(redis) => redis.readers(channel),
+            Store::Shards(cluster) => cluster.readers(channel),
+        }
     }
 
     /// Waits (at most 20 s) until `/readyz` of `node` answers `body`.

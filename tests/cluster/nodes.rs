@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::Cluster;
+use super::{Backend, Cluster, on_both};
 use crate::common::socket::Sio;
 
 pub(super) fn text(room: &str, msg: &str, client_id: &str) -> Value {
@@ -56,9 +56,9 @@ pub(super) async fn enter_room1(
     sock
 }
 
-#[tokio::test]
-async fn users_on_two_nodes_see_each_others_messages_presence_friends_and_counts() {
-    let Some(cluster) = Cluster::start().await else {
+on_both!(users_on_two_nodes_see_each_others_messages_presence_friends_and_counts);
+async fn users_on_two_nodes_see_each_others_messages_presence_friends_and_counts(backend: Backend) {
+    let Some(cluster) = Cluster::start_on(backend, 2).await else {
         return;
     };
     let (alice_id, alice) = cluster.signup(0, "alice").await;
@@ -130,9 +130,9 @@ async fn users_on_two_nodes_see_each_others_messages_presence_friends_and_counts
     list_becomes(&mut a, "roomout", &["alice"], Duration::from_secs(20)).await;
 }
 
-#[tokio::test]
-async fn a_token_from_one_node_works_on_the_other_and_its_revocation_on_both() {
-    let Some(cluster) = Cluster::start().await else {
+on_both!(a_token_from_one_node_works_on_the_other_and_its_revocation_on_both);
+async fn a_token_from_one_node_works_on_the_other_and_its_revocation_on_both(backend: Backend) {
+    let Some(cluster) = Cluster::start_on(backend, 2).await else {
         return;
     };
     let (_, alice) = cluster.signup(0, "alice").await;
@@ -192,7 +192,7 @@ async fn a_redis_restart_is_survived_and_delivery_resumes() {
     let mut a = enter_room1(&cluster, 0, &alice, &["alice"]).await;
     let mut b = enter_room1(&cluster, 1, &bob, &["alice", "bob"]).await;
 
-    cluster.redis.stop();
+    cluster.redis().stop();
     for node in 0..2 {
         cluster
             .wait_ready(node, "degraded: Redis unreachable")
@@ -219,7 +219,7 @@ async fn a_redis_restart_is_survived_and_delivery_resumes() {
     assert_eq!(ack["ok"], true, "{ack}");
     assert_eq!(b.inbox.next("message").await["msg"], "also away");
 
-    cluster.redis.restart();
+    cluster.redis().restart();
     for node in 0..2 {
         cluster.wait_ready(node, "ready").await;
     }
@@ -255,9 +255,9 @@ async fn a_redis_restart_is_survived_and_delivery_resumes() {
     }
 }
 
-#[tokio::test]
-async fn the_users_of_a_crashed_node_drop_out_of_the_lists() {
-    let Some(mut cluster) = Cluster::start().await else {
+on_both!(the_users_of_a_crashed_node_drop_out_of_the_lists);
+async fn the_users_of_a_crashed_node_drop_out_of_the_lists(backend: Backend) {
+    let Some(mut cluster) = Cluster::start_on(backend, 2).await else {
         return;
     };
     let (_, alice) = cluster.signup(0, "alice").await;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::Cluster;
+use super::{Backend, Cluster, on_both};
 use crate::common::socket::Eio3;
 
 fn admin_command(cluster: &Cluster, action: &str, name: &str) {
@@ -42,9 +42,9 @@ async fn call(
     (status, reply.json().await.unwrap_or(Value::Null))
 }
 
-#[tokio::test]
-async fn removals_rooms_and_bans_reach_sockets_on_the_other_node() {
-    let Some(cluster) = Cluster::start().await else {
+on_both!(removals_rooms_and_bans_reach_sockets_on_the_other_node);
+async fn removals_rooms_and_bans_reach_sockets_on_the_other_node(backend: Backend) {
+    let Some(cluster) = Cluster::start_on(backend, 2).await else {
         return;
     };
     let (_, boss) = cluster.signup(0, "boss").await;

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::Cluster;
 use super::nodes::{enter_room1, list_becomes, private_room, text};
+use super::{Backend, Cluster, on_both};
 use crate::common::socket::Sio;
 
 const ROOM_NOTES: &str = "chatroom_cluster_notes_received_total{kind=\"room\"}";
@@ -35,7 +35,7 @@ async fn count_becomes(sock: &mut Sio, want: u64, wait: Duration) {
 async fn readers_become(cluster: &Cluster, channel: &str, want: u64) {
     let mut got = 0;
     for _ in 0..100 {
-        got = cluster.redis.readers(channel);
+        got = cluster.readers(channel);
         if got == want {
             return;
         }
@@ -44,9 +44,11 @@ async fn readers_become(cluster: &Cluster, channel: &str, want: u64) {
     panic!("{channel} has {got} readers, not {want}");
 }
 
-#[tokio::test]
-async fn a_rooms_traffic_reaches_only_the_nodes_of_its_members_and_counts_reach_everyone() {
-    let Some(cluster) = Cluster::start_nodes(3).await else {
+on_both!(a_rooms_traffic_reaches_only_the_nodes_of_its_members_and_counts_reach_everyone);
+async fn a_rooms_traffic_reaches_only_the_nodes_of_its_members_and_counts_reach_everyone(
+    backend: Backend,
+) {
+    let Some(cluster) = Cluster::start_on(backend, 3).await else {
         return;
     };
     let (alice_id, alice) = cluster.signup(0, "alice").await;
@@ -121,9 +123,11 @@ async fn a_rooms_traffic_reaches_only_the_nodes_of_its_members_and_counts_reach_
     );
 }
 
-#[tokio::test]
-async fn a_node_stops_reading_a_room_its_last_user_left_and_learns_it_again_on_return() {
-    let Some(cluster) = Cluster::start().await else {
+on_both!(a_node_stops_reading_a_room_its_last_user_left_and_learns_it_again_on_return);
+async fn a_node_stops_reading_a_room_its_last_user_left_and_learns_it_again_on_return(
+    backend: Backend,
+) {
+    let Some(cluster) = Cluster::start_on(backend, 2).await else {
         return;
     };
     let (_, alice) = cluster.signup(0, "alice").await;

@@ -1,6 +1,7 @@
-//! The link to Redis: the publisher (notes in pipelines), the subscriber (the other nodes' notes on
-//! the channels this node reads), the heartbeat and the digests, each reconnecting on its own whenever
-//! Redis goes away.
+//! The link to one Redis server: the publisher (notes in pipelines) and the subscriber (the other
+//! nodes' notes on the channels this node reads), each reconnecting on its own whenever Redis goes
+//! away; and what both kinds of link share (following the channels wanted, reading a note), the
+//! heartbeat and the digests. A Redis Cluster's link is in `shards.rs`.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -105,19 +106,8 @@ pub(super) async fn subscribe(bus: Bus, client: redis::Client, local: Local, pee
             let changed = tokio::select! {
                 message = stream.next() => {
                     let Some(message) = message else { break };
-                    let Some(channel) = Channel::parse(&bus.inner.prefix, message.get_channel_name())
-                    else {
-                        continue;
-                    };
-                    match serde_json::from_slice::<Note>(message.get_payload_bytes()) {
-                        Ok(note) if note.n != bus.inner.node => {
-                            let kind = Kind::of(&channel, &note.b);
-                            BusMetrics::kind(&bus.inner.metrics.received, kind).inc();
-                            receive(&bus, &local, &peers, &channel, &held, note).await;
-                        }
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "cluster: unreadable note"),
-                    }
+                    let (name, payload) = (message.get_channel_name(), message.get_payload_bytes());
+                    handle(&bus, &local, &peers, &held, name, payload).await;
                     false
                 }
                 () = bus.inner.wanted.changed.notified() => true,
@@ -136,13 +126,60 @@ pub(super) async fn subscribe(bus: Bus, client: redis::Client, local: Local, pee
     }
 }
 
+/// Reads one note that came on the Redis channel `name`, unless this node sent it.
+pub(super) async fn handle(
+    bus: &Bus,
+    local: &Local,
+    peers: &Peers,
+    held: &Held,
+    name: &str,
+    payload: &[u8],
+) {
+    let Some(channel) = Channel::parse(&bus.inner.prefix, name) else {
+        return;
+    };
+    match serde_json::from_slice::<Note>(payload) {
+        Ok(note) if note.n != bus.inner.node => {
+            let kind = Kind::of(&channel, &note.b);
+            BusMetrics::kind(&bus.inner.metrics.received, kind).inc();
+            receive(bus, local, peers, &channel, held, note).await;
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cluster: unreadable note"),
+    }
+}
+
+/// What subscribes: one Redis server's pub/sub connection, or a Redis Cluster connection.
+pub(super) trait Subscriber {
+    /// Subscribes to the channels `names`.
+    async fn add(&mut self, names: &[String]) -> redis::RedisResult<()>;
+    /// Unsubscribes from the channels `names`.
+    async fn remove(&mut self, names: &[String]) -> redis::RedisResult<()>;
+}
+
+impl Subscriber for PubSubSink {
+    async fn add(&mut self, names: &[String]) -> redis::RedisResult<()> {
+        for chunk in names.chunks(SUBSCRIBE_CHUNK) {
+            self.subscribe(chunk).await?;
+        }
+        Ok(())
+    }
+
+    async fn remove(&mut self, names: &[String]) -> redis::RedisResult<()> {
+        for chunk in names.chunks(SUBSCRIBE_CHUNK) {
+            self.unsubscribe(chunk).await?;
+        }
+        Ok(())
+    }
+}
+
 /// Subscribes to the channels wanted and not held, and unsubscribes from those held and no longer
 /// wanted: every channel wanted on (re)connecting (`live` is `None`: the snapshots asked for then cover
 /// the rooms), the changes since the last call while connected, where a room read anew asks the other
 /// nodes who is in it, and a room left is forgotten.
-async fn follow(
+pub(super) async fn follow(
     bus: &Bus,
-    sink: &mut PubSubSink,
+    sink: &mut impl Subscriber,
     held: &mut Held,
     live: Option<&Peers>,
 ) -> redis::RedisResult<()> {
@@ -172,17 +209,13 @@ async fn follow(
         return Ok(());
     }
     let prefix = &bus.inner.prefix;
-    for chunk in new.chunks(SUBSCRIBE_CHUNK) {
-        let names: Vec<String> = chunk.iter().map(|c| c.name(prefix)).collect();
-        sink.subscribe(&names).await?;
-        held.extend(chunk.iter().cloned());
-    }
-    for chunk in old.chunks(SUBSCRIBE_CHUNK) {
-        let names: Vec<String> = chunk.iter().map(|c| c.name(prefix)).collect();
-        sink.unsubscribe(&names).await?;
-        for channel in chunk {
-            held.remove(channel);
-        }
+    let names =
+        |channels: &[Channel]| -> Vec<String> { channels.iter().map(|c| c.name(prefix)).collect() };
+    sink.add(&names(&new)).await?;
+    held.extend(new.iter().cloned());
+    sink.remove(&names(&old)).await?;
+    for channel in &old {
+        held.remove(channel);
     }
     if let Some(peers) = live {
         for channel in &new {

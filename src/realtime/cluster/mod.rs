@@ -68,6 +68,7 @@ use crate::services::rooms::{Group, Room};
 mod digest;
 mod link;
 mod peers;
+mod shards;
 mod subs;
 mod wire;
 
@@ -455,19 +456,38 @@ pub struct Local {
     pub unread: Arc<UnreadHub>,
 }
 
-/// Starts the bus on the Redis at `url`: the publisher, the subscriber and the heartbeat run until the
-/// runtime ends. Returns the sending side.
+/// Starts the bus on the Redis at `url`, or on the Redis Cluster whose nodes `url` lists (several
+/// comma-separated URLs: sharded pub/sub): the publisher, the subscriber and the heartbeat run until
+/// the runtime ends. Returns the sending side.
 ///
 /// # Errors
-/// If `url` is not a Redis URL.
+/// If `url` is not a Redis URL, or one of the listed URLs is not.
 pub fn start(url: &str, prefix: &str, metrics: &Metrics) -> redis::RedisResult<(Bus, Starter)> {
-    let info = url
-        .into_connection_info()?
-        .set_tcp_settings(TcpSettings::default().set_nodelay(true));
-    let client = redis::Client::open(info)?;
+    let seeds: Vec<String> = url
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let link = if seeds.len() > 1 {
+        shards::check(&seeds)?;
+        Link::Shards(seeds)
+    } else {
+        let info = url
+            .trim()
+            .into_connection_info()?
+            .set_tcp_settings(TcpSettings::default().set_nodelay(true));
+        Link::One(redis::Client::open(info)?)
+    };
     let (queue, notes) = mpsc::channel(QUEUE);
     let bus = Bus::new(prefix, queue, BusMetrics::register(metrics));
-    Ok((bus.clone(), Starter { bus, client, notes }))
+    Ok((bus.clone(), Starter { bus, link, notes }))
+}
+
+/// Where the bus's notes go: one Redis server, or a Redis Cluster's shards.
+enum Link {
+    One(redis::Client),
+    Shards(Vec<String>),
 }
 
 impl Bus {
@@ -492,17 +512,25 @@ impl Bus {
 /// The bus's tasks, ready to run once what they deliver to exists.
 pub struct Starter {
     bus: Bus,
-    client: redis::Client,
+    link: Link,
     notes: mpsc::Receiver<Outgoing>,
 }
 
 impl Starter {
     /// Spawns the publisher, the subscriber, the heartbeat and the digests.
     pub fn run(self, local: Local) {
-        let Self { bus, client, notes } = self;
+        let Self { bus, link, notes } = self;
         let peers = Arc::new(Peers::new(local.presence.clone()));
-        tokio::spawn(publish_all(bus.clone(), client.clone(), notes));
-        tokio::spawn(subscribe(bus.clone(), client, local, peers.clone()));
+        match link {
+            Link::One(client) => {
+                tokio::spawn(publish_all(bus.clone(), client.clone(), notes));
+                tokio::spawn(subscribe(bus.clone(), client, local, peers.clone()));
+            }
+            Link::Shards(seeds) => {
+                tokio::spawn(shards::publish_all(bus.clone(), seeds.clone(), notes));
+                tokio::spawn(shards::subscribe(bus.clone(), seeds, local, peers.clone()));
+            }
+        }
         tokio::spawn(send_digests(bus.clone()));
         tokio::spawn(heartbeat(bus, peers));
     }
