@@ -13,6 +13,7 @@ const ROOM_NOTES: &str = "chatroom_cluster_notes_received_total{kind=\"room\"}";
 const USER_NOTES: &str = "chatroom_cluster_notes_received_total{kind=\"user\"}";
 const DIGESTS: &str = "chatroom_cluster_notes_received_total{kind=\"digest\"}";
 const CONTROL_NOTES: &str = "chatroom_cluster_notes_received_total{kind=\"control\"}";
+const ROOM_PUBLISHED: &str = "chatroom_cluster_notes_published_total{kind=\"room\"}";
 const SUBSCRIPTIONS: &str = "chatroom_cluster_subscriptions";
 
 /// Reads `count` events until room1's count is `want`; panics after `wait`.
@@ -142,17 +143,27 @@ async fn a_node_stops_reading_a_room_its_last_user_left_and_learns_it_again_on_r
     readers_become(&cluster, "chatroom:r:room1", 1).await;
     assert!(cluster.metric(1, SUBSCRIPTIONS).await < subscriptions);
     let room_notes = cluster.metric(1, ROOM_NOTES).await;
-    let ack = a.ack("message", text("room1", "nobody there", "a-1")).await;
-    assert_eq!(ack["ok"], true, "{ack}");
+    // Node 1 learns that nobody else reads room1 and stops sending its notes to Redis.
+    let published = cluster.metric(0, ROOM_PUBLISHED).await;
+    for i in 0..10 {
+        let ack = a
+            .ack("message", text("room1", "nobody there", &format!("a-{i}")))
+            .await;
+        assert_eq!(ack["ok"], true, "{ack}");
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(cluster.metric(1, ROOM_NOTES).await, room_notes);
+    let sent = cluster.metric(0, ROOM_PUBLISHED).await - published;
+    assert!(sent <= 4.0, "{sent} of 20 room notes still went to Redis");
 
     // Back in room1, bob's list names alice at once: node 2 asked who is in it.
     let mut b = cluster.sio(1, &bob).await;
     b.emit("room", json!({"roomid": "room1"})).await;
     list_becomes(&mut b, "room", &["alice", "bob"], Duration::from_secs(10)).await;
     readers_become(&cluster, "chatroom:r:room1", 2).await;
-    let ack = a.ack("message", text("room1", "welcome back", "a-2")).await;
+    let ack = a
+        .ack("message", text("room1", "welcome back", "a-back"))
+        .await;
     assert_eq!(ack["ok"], true, "{ack}");
     let m = b.inbox.next("message").await;
     assert_eq!(m["msg"], "welcome back");

@@ -47,12 +47,20 @@ pub(super) async fn publish_all(
                 return;
             }
             let mut pipe = redis::pipe();
-            for (channel, note) in batch.drain(..) {
-                pipe.publish(channel, note).ignore();
+            for outgoing in &batch {
+                pipe.publish(outgoing.channel.name(&bus.inner.prefix), &outgoing.note);
             }
-            if let Err(e) = pipe.query_async::<()>(&mut conn).await {
-                tracing::warn!(error = %e, "cluster: lost Redis (publisher); reconnecting");
-                break;
+            match pipe.query_async::<Vec<i64>>(&mut conn).await {
+                Ok(readers) => {
+                    for (outgoing, readers) in batch.drain(..).zip(readers) {
+                        bus.learn(&outgoing.channel, readers, outgoing.at);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cluster: lost Redis (publisher); reconnecting");
+                    batch.clear();
+                    break;
+                }
             }
         }
         bus.set_up(&bus.inner.publishing, false);
@@ -140,6 +148,14 @@ pub(super) async fn handle(
     };
     match serde_json::from_slice::<Note>(payload) {
         Ok(note) if note.n != bus.inner.node => {
+            // Another node reads this channel (or, coming online, the user's).
+            match (&channel, &note.b) {
+                (Channel::Control, Body::Online { user }) => {
+                    bus.inner.listeners.heard(&Channel::User(user.id));
+                }
+                (Channel::Control, _) => {}
+                _ => bus.inner.listeners.heard(&channel),
+            }
             let kind = Kind::of(&channel, &note.b);
             BusMetrics::kind(&bus.inner.metrics.received, kind).inc();
             receive(bus, local, peers, &channel, held, note).await;
@@ -265,6 +281,7 @@ pub(super) async fn heartbeat(bus: Bus, peers: Arc<Peers>) {
             );
             dropped = now_dropped;
         }
+        bus.inner.listeners.prune(Instant::now());
         if bus.inner.subscribed.load(Ordering::SeqCst) {
             peers.expire(Instant::now());
             peers.ask(&bus);

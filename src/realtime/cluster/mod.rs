@@ -54,6 +54,7 @@ use tokio::sync::mpsc;
 
 use self::digest::Digests;
 use self::link::{heartbeat, publish_all, send_digests, subscribe};
+use self::listeners::Listeners;
 use self::peers::Peers;
 use self::subs::Wanted;
 use self::wire::{Body, Channel, Kind, Person, PostedIn, RoomNote, To};
@@ -67,6 +68,7 @@ use crate::services::rooms::{Group, Room};
 
 mod digest;
 mod link;
+mod listeners;
 mod peers;
 mod shards;
 mod subs;
@@ -83,8 +85,12 @@ const PIPELINE: usize = 256;
 /// The longest wait between two attempts to reach Redis.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
-/// A note on its way: the Redis channel's name and the note.
-type Outgoing = (String, Vec<u8>);
+/// A note on its way: its channel, the note, and when it was queued.
+struct Outgoing {
+    channel: Channel,
+    note: Vec<u8>,
+    at: tokio::time::Instant,
+}
 
 /// The sending side of the bus. Cheap to clone.
 #[derive(Clone)]
@@ -106,6 +112,8 @@ struct BusInner {
     wanted: Wanted,
     /// What this node posted per group room, for the next digest.
     digests: Mutex<Digests>,
+    /// Channels no other node reads: notes there are not sent.
+    listeners: Listeners,
     metrics: BusMetrics,
 }
 
@@ -198,13 +206,20 @@ impl Bus {
         self.inner.metrics.dropped.inc();
     }
 
+    /// Redis answered that the note queued at `at` on `channel` reached `readers` connections.
+    fn learn(&self, channel: &Channel, readers: i64, at: tokio::time::Instant) {
+        let ours = self.inner.wanted.reads(channel);
+        self.inner.listeners.learn(channel, readers, ours, at);
+    }
+
     /// This node's name on the bus (random, new at each start).
     pub fn node(&self) -> &str {
         &self.inner.node
     }
 
     /// Queues a note on `channel`. Never waits: when Redis is away or the queue is full, the note is
-    /// dropped (its number is used all the same, so the other nodes see the gap).
+    /// dropped (its number is used all the same, so the other nodes see the gap). A note on a channel
+    /// no other node reads is not sent ([`Listeners`]).
     fn publish(&self, channel: &Channel, body: &Body) {
         let encoded = match serde_json::to_vec(body) {
             Ok(encoded) => encoded,
@@ -226,6 +241,10 @@ impl Bus {
         } else {
             0
         };
+        let now = tokio::time::Instant::now();
+        if self.inner.listeners.skip(channel, now) {
+            return;
+        }
         if !self.inner.publishing.load(Ordering::SeqCst) {
             self.note_dropped();
             return;
@@ -237,12 +256,12 @@ impl Bus {
         );
         note.extend_from_slice(&encoded);
         note.push(b'}');
-        if self
-            .inner
-            .queue
-            .try_send((channel.name(&self.inner.prefix), note))
-            .is_err()
-        {
+        let outgoing = Outgoing {
+            channel: channel.clone(),
+            note,
+            at: now,
+        };
+        if self.inner.queue.try_send(outgoing).is_err() {
             self.note_dropped();
             return;
         }
@@ -403,15 +422,28 @@ impl Bus {
         );
     }
 
-    /// Publishes this node's presence, whole. It is taken and numbered under the hub's lock, so no
-    /// change can slip between the snapshot and its number.
+    /// Publishes this node's presence, whole, with the number of its last note on each room's channel.
+    /// It is taken and numbered under the hub's lock (room notes are numbered under it too), so no
+    /// change can slip between the snapshot and its numbers.
     pub(super) fn publish_snapshot(&self, presence: &PresenceHub) {
         presence.with_snapshot(|Snapshot { online, rooms }| {
+            let seqs = self
+                .inner
+                .seqs
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .filter_map(|(channel, seq)| match channel {
+                    Channel::Room(room) => Some((room.clone(), *seq)),
+                    _ => None,
+                })
+                .collect();
             self.publish(
                 &Channel::Control,
                 &Body::Snapshot {
                     online: online.iter().map(Person::from).collect(),
                     rooms,
+                    seqs,
                 },
             );
         });
@@ -503,6 +535,7 @@ impl Bus {
                 dropped: AtomicU64::new(0),
                 wanted: Wanted::default(),
                 digests: Mutex::default(),
+                listeners: Listeners::default(),
                 metrics,
             }),
         }
@@ -549,9 +582,9 @@ mod tests {
     }
 
     fn next(notes: &mut mpsc::Receiver<Outgoing>) -> (String, Note) {
-        let (channel, bytes) = notes.try_recv().unwrap_or_default();
-        let note = serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{e}"));
-        (channel, note)
+        let outgoing = notes.try_recv().unwrap_or_else(|e| panic!("{e}"));
+        let note = serde_json::from_slice(&outgoing.note).unwrap_or_else(|e| panic!("{e}"));
+        (outgoing.channel.name("t"), note)
     }
 
     #[test]

@@ -270,10 +270,15 @@ impl Peers {
 fn apply_presence(presence: &PresenceHub, peer: &mut Peer, body: &Body, held: &Held) {
     let reads = |room: &str| held.contains(&Channel::Room(room.to_owned()));
     match body {
-        Body::Snapshot { online, rooms } => {
+        Body::Snapshot {
+            online,
+            rooms,
+            seqs,
+        } => {
             let rooms: Vec<&(String, Vec<UserId>)> =
                 rooms.iter().filter(|(r, _)| reads(r)).collect();
-            replace(presence, peer, online, &rooms);
+            let seqs: HashMap<&str, u64> = seqs.iter().map(|(r, s)| (r.as_str(), *s)).collect();
+            replace(presence, peer, online, &rooms, &seqs);
             peer.synced = true;
             peer.wanted = false;
         }
@@ -410,12 +415,14 @@ async fn deliver(
     }
 }
 
-/// Replaces what `peer` contributed to presence with its snapshot (`rooms`: those this node reads).
+/// Replaces what `peer` contributed to presence with its snapshot (`rooms`: those this node reads,
+/// each numbered in `seqs`). A room of which a later note was read already is left as it is.
 pub(super) fn replace(
     presence: &PresenceHub,
     peer: &mut Peer,
     online: &[Person],
     rooms: &[&(String, Vec<UserId>)],
+    seqs: &HashMap<&str, u64>,
 ) {
     let online: HashMap<UserId, Author> = online
         .iter()
@@ -430,17 +437,23 @@ pub(super) fn replace(
         }
     }
     let listed: HashSet<&str> = rooms.iter().map(|(room, _)| room.as_str()).collect();
-    for (room, users) in rooms {
-        replace_room(presence, peer, room, users.iter().copied().collect());
-    }
     let unlisted: Vec<String> = peer
         .rooms
         .keys()
         .filter(|room| !listed.contains(room.as_str()))
         .cloned()
         .collect();
-    for room in unlisted {
-        replace_room(presence, peer, &room, HashSet::new());
+    let parts = rooms
+        .iter()
+        .map(|(room, users)| (room.clone(), users.iter().copied().collect()))
+        .chain(unlisted.into_iter().map(|room| (room, HashSet::new())));
+    for (room, users) in parts {
+        let at = seqs.get(room.as_str()).copied().unwrap_or(0);
+        if peer.room_seqs.get(&room).is_some_and(|seen| *seen > at) {
+            continue;
+        }
+        peer.room_seqs.insert(room.clone(), at);
+        replace_room(presence, peer, &room, users);
     }
     for (id, author) in &peer.online {
         if !online.contains_key(id) {

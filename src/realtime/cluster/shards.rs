@@ -78,6 +78,9 @@ async fn connect(client: &ClusterClient, who: &str) -> ClusterConnection {
     }
 }
 
+/// A note waiting, and when it was queued.
+type Queued = (Vec<u8>, Instant);
+
 /// Sends queued notes: per batch, one pipeline of SPUBLISH per channel, all at once. The connection
 /// follows the cluster by itself; notes whose pipeline failed (a shard failing over) are dropped.
 pub(super) async fn publish_all(bus: Bus, seeds: Vec<String>, mut notes: mpsc::Receiver<Outgoing>) {
@@ -96,27 +99,34 @@ pub(super) async fn publish_all(bus: Bus, seeds: Vec<String>, mut notes: mpsc::R
         if notes.recv_many(&mut batch, PIPELINE).await == 0 {
             return;
         }
-        let mut channels: Vec<(String, Vec<Vec<u8>>)> = Vec::new();
-        for (channel, note) in batch.drain(..) {
+        let mut channels: Vec<(Channel, Vec<Queued>)> = Vec::new();
+        for Outgoing { channel, note, at } in batch.drain(..) {
             match channels.iter_mut().find(|(c, _)| *c == channel) {
-                Some((_, queued)) => queued.push(note),
-                None => channels.push((channel, vec![note])),
+                Some((_, queued)) => queued.push((note, at)),
+                None => channels.push((channel, vec![(note, at)])),
             }
         }
+        let prefix = &bus.inner.prefix;
         let failed: Vec<usize> = stream::iter(channels)
             .map(|(channel, queued)| {
                 let mut conn = conn.clone();
+                let bus = &bus;
                 async move {
-                    let count = queued.len();
                     let mut pipe = redis::pipe();
-                    for note in queued {
-                        pipe.cmd("SPUBLISH").arg(&channel).arg(note).ignore();
+                    let name = channel.name(prefix);
+                    for (note, _) in &queued {
+                        pipe.cmd("SPUBLISH").arg(&name).arg(note);
                     }
-                    match pipe.query_async::<()>(&mut conn).await {
-                        Ok(()) => 0,
+                    match pipe.query_async::<Vec<i64>>(&mut conn).await {
+                        Ok(readers) => {
+                            for ((_, at), readers) in queued.iter().zip(readers) {
+                                bus.learn(&channel, readers, *at);
+                            }
+                            0
+                        }
                         Err(e) => {
                             tracing::debug!(error = %e, "cluster: a shard refused notes");
-                            count
+                            queued.len()
                         }
                     }
                 }

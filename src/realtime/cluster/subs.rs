@@ -104,6 +104,16 @@ impl Wanted {
         }
     }
 
+    /// Whether this node reads (or is about to read) `channel`.
+    pub(super) fn reads(&self, channel: &Channel) -> bool {
+        let state = self.lock();
+        match channel {
+            Channel::Control => true,
+            Channel::Room(room) => state.rooms.contains_key(room),
+            Channel::User(user) => state.users.contains_key(user),
+        }
+    }
+
     /// The channels wanted anew, and those nobody here has needed for [`LINGER`] at `now` (they are
     /// forgotten), since the last call.
     pub(super) fn changes(&self, now: Instant) -> Changes {

@@ -235,9 +235,14 @@ pub(super) enum Body {
     Ask {
         node: String,
     },
+    /// The sender's presence, whole. `seqs` numbers each room's part: the number of the sender's last
+    /// note on that room's channel when the snapshot was taken (channels are not ordered with each
+    /// other, so a receiver that already read a later note of a room keeps what it knows of it).
     Snapshot {
         online: Vec<Person>,
         rooms: Vec<(String, Vec<UserId>)>,
+        #[serde(default)]
+        seqs: Vec<(String, u64)>,
     },
     /// On a room's channel: asks `node` (or every node with sockets in the room, when empty) who of
     /// its users are in the room.
