@@ -79,6 +79,7 @@ async fn a_rooms_traffic_reaches_only_the_nodes_of_its_members_and_counts_reach_
             .await;
         assert_eq!(ack["ok"], true, "{ack}");
     }
+    let last_ack = tokio::time::Instant::now();
     for i in 0..sent {
         let m = b.inbox.next("message").await;
         assert_eq!(
@@ -89,6 +90,7 @@ async fn a_rooms_traffic_reaches_only_the_nodes_of_its_members_and_counts_reach_
     }
     // Carol's count follows within about two seconds, from digests alone.
     count_becomes(&mut c, u64::from(sent), Duration::from_secs(4)).await;
+    eprintln!("carol's count caught up {:?} after the last message", last_ack.elapsed());
     c.inbox.nothing("message").await;
     assert_eq!(
         cluster.metric(2, ROOM_NOTES).await - room_notes_before,

@@ -50,12 +50,18 @@ impl Listeners {
     }
 
     /// A note queued at `at` on `channel` reached `readers` connections, this node's among them when
-    /// `ours`. A later sign of another reader wins over an earlier answer.
-    pub(super) fn learn(&self, channel: &Channel, readers: i64, ours: bool, at: Instant) {
+    /// `ours`; the answer came at `now`. A later sign of another reader wins over an earlier answer.
+    pub(super) fn learn(
+        &self,
+        channel: &Channel,
+        readers: i64,
+        ours: bool,
+        at: Instant,
+        now: Instant,
+    ) {
         if *channel == Channel::Control {
             return;
         }
-        let now = Instant::now();
         let mut state = self.lock();
         let heard = state.entry(channel.clone()).or_insert(Heard {
             alone_since: None,
@@ -65,7 +71,7 @@ impl Listeners {
         heard.touched = now;
         if readers > i64::from(ours) {
             heard.alone_since = None;
-        } else if heard.heard.is_none_or(|h| h < at) && heard.alone_since.is_none() {
+        } else if heard.heard.is_none_or(|h| h < at) {
             heard.alone_since = Some(now);
         }
     }
@@ -98,23 +104,23 @@ mod tests {
         let room = Channel::Room("room1".into());
         let now = Instant::now();
         assert!(!listeners.skip(&room, now), "unknown: sent");
-        listeners.learn(&room, 1, true, now);
+        listeners.learn(&room, 1, true, now, now);
+        assert!(listeners.skip(&room, now), "only this node read it");
+        let later = now + RELEARN;
+        assert!(!listeners.skip(&room, later), "learnt afresh");
+        listeners.learn(&room, 1, true, later, later);
         assert!(
-            listeners.skip(&room, Instant::now()),
-            "only this node read it"
-        );
-        assert!(
-            !listeners.skip(&room, Instant::now() + RELEARN),
-            "learnt afresh"
+            listeners.skip(&room, later + RELEARN / 2),
+            "and skipped again"
         );
         listeners.heard(&room);
         assert!(!listeners.skip(&room, Instant::now()));
         // An answer about a note queued before another node was heard does not count.
-        listeners.learn(&room, 1, true, now);
+        listeners.learn(&room, 1, true, now, Instant::now());
         assert!(!listeners.skip(&room, Instant::now()));
-        listeners.learn(&room, 2, true, Instant::now());
+        listeners.learn(&room, 2, true, Instant::now(), Instant::now());
         assert!(!listeners.skip(&room, Instant::now()), "two readers");
-        listeners.learn(&room, 0, false, Instant::now());
+        listeners.learn(&room, 0, false, Instant::now(), Instant::now());
         assert!(listeners.skip(&room, Instant::now()), "nobody reads it");
         assert!(!listeners.skip(&Channel::Control, Instant::now()));
     }

@@ -209,7 +209,8 @@ impl Bus {
     /// Redis answered that the note queued at `at` on `channel` reached `readers` connections.
     fn learn(&self, channel: &Channel, readers: i64, at: tokio::time::Instant) {
         let ours = self.inner.wanted.reads(channel);
-        self.inner.listeners.learn(channel, readers, ours, at);
+        let now = tokio::time::Instant::now();
+        self.inner.listeners.learn(channel, readers, ours, at, now);
     }
 
     /// This node's name on the bus (random, new at each start).
