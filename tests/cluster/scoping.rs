@@ -90,7 +90,10 @@ async fn a_rooms_traffic_reaches_only_the_nodes_of_its_members_and_counts_reach_
     }
     // Carol's count follows within about two seconds, from digests alone.
     count_becomes(&mut c, u64::from(sent), Duration::from_secs(4)).await;
-    eprintln!("carol's count caught up {:?} after the last message", last_ack.elapsed());
+    eprintln!(
+        "carol's count caught up {:?} after the last message",
+        last_ack.elapsed()
+    );
     c.inbox.nothing("message").await;
     assert_eq!(
         cluster.metric(2, ROOM_NOTES).await - room_notes_before,
@@ -156,7 +159,7 @@ async fn a_node_stops_reading_a_room_its_last_user_left_and_learns_it_again_on_r
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(cluster.metric(1, ROOM_NOTES).await, room_notes);
     let sent = cluster.metric(0, ROOM_PUBLISHED).await - published;
-    assert!(sent <= 4.0, "{sent} of 20 room notes still went to Redis");
+    assert!(sent <= 8.0, "{sent} of 20 room notes still went to Redis");
 
     // Back in room1, bob's list names alice at once: node 2 asked who is in it.
     let mut b = cluster.sio(1, &bob).await;

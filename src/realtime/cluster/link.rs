@@ -100,6 +100,7 @@ pub(super) async fn subscribe(bus: Bus, client: redis::Client, local: Local, pee
         }
         held = now;
         backoff = Duration::from_millis(50);
+        bus.inner.listeners.forget_all();
         bus.set_up(&bus.inner.subscribed, true);
         tracing::info!(channels = held.len(), "cluster: subscribed to Redis");
         // Notes were missed while away: start again from every node's snapshot (asked for now, and again
@@ -149,12 +150,23 @@ pub(super) async fn handle(
     match serde_json::from_slice::<Note>(payload) {
         Ok(note) if note.n != bus.inner.node => {
             // Another node reads this channel (or, coming online, the user's).
+            let listeners = &bus.inner.listeners;
             match (&channel, &note.b) {
                 (Channel::Control, Body::Online { user }) => {
-                    bus.inner.listeners.heard(&Channel::User(user.id));
+                    listeners.heard(&Channel::User(user.id));
+                }
+                // A node sends its snapshot after (re)subscribing: it reads its users' and rooms'
+                // channels again.
+                (Channel::Control, Body::Snapshot { online, rooms, .. }) => {
+                    for user in online {
+                        listeners.heard(&Channel::User(user.id));
+                    }
+                    for (room, _) in rooms {
+                        listeners.heard(&Channel::Room(room.clone()));
+                    }
                 }
                 (Channel::Control, _) => {}
-                _ => bus.inner.listeners.heard(&channel),
+                _ => listeners.heard(&channel),
             }
             let kind = Kind::of(&channel, &note.b);
             BusMetrics::kind(&bus.inner.metrics.received, kind).inc();

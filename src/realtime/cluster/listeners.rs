@@ -1,9 +1,12 @@
 //! Channels no other node reads. A room whose members are all on this node still has its channel read
 //! here (this node's users are in it), so each of its notes would travel to Redis and straight back to
 //! this node, which ignores its own notes. Redis answers each publish with how many connections
-//! received it; when only this node did, later notes on that channel are not sent at all, until
+//! received it; when only this node did, later events and posted messages on that channel are not
+//! sent (presence notes always are: they are few, and a node that missed one would not notice), until
 //! another node speaks on the channel (a node starting to read a room asks who is in it there; a user
-//! coming online elsewhere is announced on the control channel) or [`RELEARN`] has passed.
+//! coming online elsewhere is announced on the control channel; a node that subscribed again after
+//! losing Redis, or a shard, sends its snapshot, which names its users and rooms) or [`RELEARN`] has
+//! passed.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -14,7 +17,7 @@ use tokio::time::Instant;
 use super::wire::Channel;
 
 /// How long "nobody else reads it" holds before a note goes out again to learn afresh.
-pub const RELEARN: Duration = Duration::from_secs(10);
+pub const RELEARN: Duration = Duration::from_secs(2);
 /// Channels neither published to nor heard from for this long are forgotten.
 const FORGET: Duration = Duration::from_secs(60);
 
@@ -69,10 +72,12 @@ impl Listeners {
             touched: now,
         });
         heard.touched = now;
-        if readers > i64::from(ours) {
-            heard.alone_since = None;
-        } else if heard.heard.is_none_or(|h| h < at) {
+        // Fewer readers than this node's own subscription: Redis does not see it (yet), so the answer
+        // says nothing of the others.
+        if readers == i64::from(ours) && heard.heard.is_none_or(|h| h < at) {
             heard.alone_since = Some(now);
+        } else {
+            heard.alone_since = None;
         }
     }
 
@@ -85,6 +90,11 @@ impl Listeners {
             heard.heard = Some(now);
             heard.touched = now;
         }
+    }
+
+    /// Forgets everything learnt (this node subscribed again: what Redis answered before may not hold).
+    pub(super) fn forget_all(&self) {
+        self.lock().clear();
     }
 
     /// Forgets the channels untouched for a while.
@@ -122,6 +132,14 @@ mod tests {
         assert!(!listeners.skip(&room, Instant::now()), "two readers");
         listeners.learn(&room, 0, false, Instant::now(), Instant::now());
         assert!(listeners.skip(&room, Instant::now()), "nobody reads it");
+        listeners.learn(&room, 0, true, Instant::now(), Instant::now());
+        assert!(
+            !listeners.skip(&room, Instant::now()),
+            "not even this node: unknown"
+        );
+        listeners.learn(&room, 1, true, Instant::now(), Instant::now());
+        listeners.forget_all();
+        assert!(!listeners.skip(&room, Instant::now()));
         assert!(!listeners.skip(&Channel::Control, Instant::now()));
     }
 }

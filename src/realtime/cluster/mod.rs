@@ -208,6 +208,9 @@ impl Bus {
 
     /// Redis answered that the note queued at `at` on `channel` reached `readers` connections.
     fn learn(&self, channel: &Channel, readers: i64, at: tokio::time::Instant) {
+        if !self.is_connected() {
+            return;
+        }
         let ours = self.inner.wanted.reads(channel);
         let now = tokio::time::Instant::now();
         self.inner.listeners.learn(channel, readers, ours, at, now);
@@ -243,7 +246,8 @@ impl Bus {
             0
         };
         let now = tokio::time::Instant::now();
-        if self.inner.listeners.skip(channel, now) {
+        let traffic = matches!(body, Body::Emit { .. } | Body::Posted { .. });
+        if traffic && self.inner.listeners.skip(channel, now) {
             return;
         }
         if !self.inner.publishing.load(Ordering::SeqCst) {

@@ -8,8 +8,8 @@
 //! (it refreshes its slot map only when a request fails), so its subscriptions on that shard would be
 //! gone for good while publishers, which do notice, go on publishing to nobody. So on every
 //! `Disconnection` push this link subscribes again to every channel it reads, retrying until each is
-//! confirmed by a node serving the slot (the promoted replica once the cluster has failed over), and
-//! once more [`RESUBSCRIBE_AGAIN`] later. Notes lost meanwhile are lost as on one Redis: numbered
+//! confirmed by a node serving the slot (the promoted replica once the cluster has failed over), then
+//! twice more, [`RESUBSCRIBE_AGAIN`] apart. Notes lost meanwhile are lost as on one Redis: numbered
 //! channels show the gap, and after each pass every node is asked for a snapshot.
 //!
 //! Channels of different slots cannot share a command, so a batch of notes goes out as one pipeline per
@@ -33,9 +33,11 @@ use super::subs::LINGER;
 use super::wire::Channel;
 use super::{Bus, Local, MAX_BACKOFF, Outgoing, PIPELINE};
 
-/// After a resubscription pass, another one this much later (a subscription the server confirmed
-/// during a failover may still be lost with the old master's state).
-const RESUBSCRIBE_AGAIN: Duration = Duration::from_secs(3);
+/// After a resubscription pass, another one this much later, twice (a subscription the server
+/// confirmed during a failover may still be lost with the old master's state).
+const RESUBSCRIBE_AGAIN: Duration = Duration::from_secs(1);
+/// The longest pause between two resubscription attempts while a shard fails over.
+const RESUBSCRIBE_PAUSE: Duration = Duration::from_millis(250);
 /// Commands in flight at once to the cluster.
 const CONCURRENCY: usize = 64;
 
@@ -186,15 +188,24 @@ pub(super) async fn subscribe(bus: Bus, seeds: Vec<String>, local: Local, peers:
     };
     let mut shards = Shards(connect(&client, "subscriber").await);
     let mut held = Held::new();
-    resync(&bus, &mut shards, &mut held, (&local, &peers)).await;
-    tracing::info!(
-        channels = held.len(),
-        "cluster: subscribed to the Redis Cluster"
-    );
-    let mut again: Option<Instant> = None;
+    // Resubscription passes still wanted, and when the next is due. A pass that fails is tried again
+    // soon; notes keep being read in between, from the shards that are up.
+    let mut passes = Passes::new();
     let mut tick = tokio::time::interval(LINGER / 4);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        if passes.due(Instant::now()) {
+            let ok = resync(&bus, &mut shards, &mut held, (&local, &peers)).await;
+            passes.done(ok, Instant::now());
+            if ok && passes.left == 0 {
+                tracing::info!(
+                    channels = held.len(),
+                    "cluster: subscribed to the Redis Cluster"
+                );
+            }
+            continue;
+        }
+        let next = passes.at.unwrap_or_else(|| Instant::now() + LINGER);
         let follow_now = tokio::select! {
             push = pushes.recv() => {
                 let Some(push) = push else { return };
@@ -208,54 +219,85 @@ pub(super) async fn subscribe(bus: Bus, seeds: Vec<String>, local: Local, peers:
                     PushKind::Disconnection => {
                         bus.set_up(&bus.inner.subscribed, false);
                         tracing::warn!("cluster: lost a Redis Cluster node (subscriber); subscribing again");
-                        resync(&bus, &mut shards, &mut held, (&local, &peers)).await;
-                        again = Some(Instant::now() + RESUBSCRIBE_AGAIN);
+                        passes = Passes::new();
                     }
                     _ => {}
                 }
                 false
             }
+            () = tokio::time::sleep_until(next), if passes.at.is_some() => false,
             () = bus.inner.wanted.changed.notified() => true,
             _ = tick.tick() => true,
         };
-        if !follow_now {
-            continue;
-        }
-        if again.is_some_and(|at| Instant::now() >= at) {
-            again = None;
-            resync(&bus, &mut shards, &mut held, (&local, &peers)).await;
-        } else if follow(&bus, &mut shards, &mut held, Some(&peers))
-            .await
-            .is_err()
+        if follow_now
+            && !passes.failing
+            && follow(&bus, &mut shards, &mut held, Some(&peers))
+                .await
+                .is_err()
         {
             bus.set_up(&bus.inner.subscribed, false);
-            resync(&bus, &mut shards, &mut held, (&local, &peers)).await;
+            passes = Passes::new();
         }
     }
 }
 
-/// Subscribes again to every channel held (a failed-over shard lost them), then follows the channels
-/// wanted, retrying until every command is confirmed; rooms no longer read are forgotten. Then asks
-/// every node for a snapshot: notes were lost meanwhile.
-async fn resync(bus: &Bus, shards: &mut Shards, held: &mut Held, (local, peers): (&Local, &Peers)) {
-    let before = held.clone();
-    let mut pause = Duration::from_millis(50);
-    loop {
-        let names: Vec<String> = held.iter().map(|c| c.name(&bus.inner.prefix)).collect();
-        if shards.add(&names).await.is_ok() && follow(bus, shards, held, None).await.is_ok() {
-            break;
+/// The resubscription passes after a lost connection: one now (retried every [`RESUBSCRIBE_PAUSE`]
+/// until it succeeds), then two more, [`RESUBSCRIBE_AGAIN`] apart.
+struct Passes {
+    left: u8,
+    at: Option<Instant>,
+    /// The last pass failed (or none ran yet): channels are followed by the next pass, not before.
+    failing: bool,
+}
+
+impl Passes {
+    fn new() -> Self {
+        Self {
+            left: 3,
+            at: Some(Instant::now()),
+            failing: true,
         }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(MAX_BACKOFF);
+    }
+
+    fn due(&self, now: Instant) -> bool {
+        self.at.is_some_and(|at| now >= at)
+    }
+
+    fn done(&mut self, ok: bool, now: Instant) {
+        self.failing = !ok;
+        if !ok {
+            self.at = Some(now + RESUBSCRIBE_PAUSE);
+            return;
+        }
+        self.left = self.left.saturating_sub(1);
+        self.at = (self.left > 0).then(|| now + RESUBSCRIBE_AGAIN);
+    }
+}
+
+/// Subscribes again to every channel held (a failed-over shard lost them), then follows the channels
+/// wanted; rooms no longer read are forgotten. When every command was confirmed, asks every node for a
+/// snapshot (notes were lost meanwhile) and returns true.
+async fn resync(
+    bus: &Bus,
+    shards: &mut Shards,
+    held: &mut Held,
+    (local, peers): (&Local, &Peers),
+) -> bool {
+    let before = held.clone();
+    let names: Vec<String> = held.iter().map(|c| c.name(&bus.inner.prefix)).collect();
+    if shards.add(&names).await.is_err() || follow(bus, shards, held, None).await.is_err() {
+        return false;
     }
     for channel in before.difference(held) {
         if let Channel::Room(room) = channel {
             peers.forget_room(room);
         }
     }
+    bus.inner.listeners.forget_all();
     bus.set_up(&bus.inner.subscribed, true);
     peers.all_seen_now();
     peers.want_all();
     peers.ask(bus);
     bus.publish_snapshot(&local.presence);
+    true
 }

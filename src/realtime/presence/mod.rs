@@ -97,6 +97,10 @@ impl Default for PresenceHub {
 struct State {
     online: HashMap<UserId, Online>,
     rooms: HashMap<String, RoomList>,
+    /// Users listed in rooms while not known to be online (another node's note that they entered a
+    /// room arrived before the one that they came online, which travels on another channel): lists
+    /// name only online users, so these rooms get a new list when the user comes online.
+    awaiting: HashMap<UserId, Vec<String>>,
 }
 
 struct Online {
@@ -195,8 +199,20 @@ impl PresenceHub {
         let first = entry.sockets == 1;
         if first {
             self.tell(Change::Online(author));
+            self.came_online(&mut state, author.id);
         }
         first
+    }
+
+    /// `user` is now in the online map: the rooms that listed them meanwhile get a new list.
+    fn came_online(&self, state: &mut State, user: UserId) {
+        for room in state.awaiting.remove(&user).unwrap_or_default() {
+            if let Some(list) = state.rooms.get_mut(&room)
+                && list.members.contains_key(&user)
+            {
+                self.listed(list);
+            }
+        }
     }
 
     /// Refreshes an online user's public profile (a new avatar shows in the next lists).
@@ -270,6 +286,12 @@ impl PresenceHub {
 
     /// `user` is no longer held in `room`'s list: a new version, announced as a departure.
     fn unlisted(&self, state: &mut State, room: &str, user: UserId) {
+        if let Some(rooms) = state.awaiting.get_mut(&user) {
+            rooms.retain(|r| r != room);
+            if rooms.is_empty() {
+                state.awaiting.remove(&user);
+            }
+        }
         let Some(list) = state.rooms.get_mut(room) else {
             return;
         };
@@ -419,6 +441,27 @@ mod tests {
             name: format!("u{id}"),
             avatar: String::new(),
         }
+    }
+
+    #[test]
+    fn a_member_heard_of_before_coming_online_is_listed_once_online() {
+        let hub = PresenceHub::default();
+        hub.connect(&author(1));
+        hub.enter("room1", 1);
+        // Another node's notes: user 2 entered room1, and (on another channel, later) came online.
+        hub.apply_remote(Change::Enter("room1", 2), true);
+        let before = hub.current("room1").map(|l| l.version);
+        let names = |hub: &PresenceHub| -> Vec<UserId> {
+            hub.members("room1").iter().map(|a| a.id).collect()
+        };
+        assert_eq!(names(&hub), [1], "not online yet: not listed");
+        hub.apply_remote(Change::Online(&author(2)), true);
+        assert_eq!(names(&hub), [1, 2]);
+        let after = hub.current("room1").map(|l| l.version);
+        assert!(
+            after > before,
+            "a new list goes out: {before:?} -> {after:?}"
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ impl PresenceHub {
         match change {
             Change::Online(author) if add => {
                 Online::of(&mut state.online, author).remote += 1;
+                self.came_online(state, author.id);
             }
             Change::Online(author) => self.remote_offline(state, author.id),
             Change::Offline(user) => self.remote_offline(state, user),
@@ -26,6 +27,13 @@ impl PresenceHub {
                 holders.remote += 1;
                 if holders.total() == 1 {
                     self.listed(list);
+                    if !state.online.contains_key(&user) {
+                        state
+                            .awaiting
+                            .entry(user)
+                            .or_default()
+                            .push(room.to_owned());
+                    }
                 }
             }
             Change::Enter(room, user) | Change::Leave(room, user) => {
