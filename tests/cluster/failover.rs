@@ -155,3 +155,32 @@ async fn a_master_failing_over_under_a_busy_room_loses_nothing_acknowledged() {
     }
     panic!("bob's list never named carol; last: {last}");
 }
+
+#[tokio::test]
+async fn a_rooms_channel_follows_its_slot_to_another_master() {
+    let Some(mut cluster) = Cluster::start_on(Backend::Shards, 2).await else {
+        return;
+    };
+    let (_, alice) = cluster.signup(0, "alice").await;
+    let (_, bob) = cluster.signup(1, "bob").await;
+    let a = enter_room1(&cluster, 0, &alice, &["alice"]).await;
+    let mut b = enter_room1(&cluster, 1, &bob, &["alice", "bob"]).await;
+    let ack = a.ack("message", text("room1", "before", "c-0")).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    assert_eq!(b.inbox.next("message").await["msg"], "before");
+
+    // Resharding moves room1's slot: the server drops its subscribers there; both nodes follow it.
+    let to = cluster.shards().move_slot_of("chatroom:r:room1");
+    let mut readers = 0;
+    for _ in 0..100 {
+        readers = cluster.readers("chatroom:r:room1");
+        if readers == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(readers, 2, "room1's readers on its new master (port {to})");
+    let ack = a.ack("message", text("room1", "after", "c-1")).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    assert_eq!(b.inbox.next("message").await["msg"], "after");
+}

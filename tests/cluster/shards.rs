@@ -150,6 +150,42 @@ impl RedisCluster {
         })
     }
 
+    /// Moves the hash slot of `channel` to another master (as resharding does); returns the new
+    /// master's port once every node agrees.
+    pub fn move_slot_of(&self, channel: &str) -> u16 {
+        let slot = self.slot_of(channel).to_string();
+        let from = self.master_of(channel);
+        let view = cluster_nodes(from).expect("CLUSTER NODES failed");
+        let id = |port: u16| {
+            view.iter()
+                .find(|n| n.port == port)
+                .map(|n| n.id.clone())
+                .unwrap()
+        };
+        let to = view
+            .iter()
+            .find(|n| n.is_master() && !n.is_failing() && n.port != from && !n.slots.is_empty())
+            .map(|n| n.port)
+            .expect("another master");
+        let (from_id, to_id) = (id(from), id(to));
+        cli(to, &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id]).unwrap();
+        cli(from, &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to_id]).unwrap();
+        for port in [to, from] {
+            cli(port, &["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]).unwrap();
+        }
+        self.wait_until(
+            Duration::from_secs(20),
+            &format!("every node to see slot {slot} on {to}"),
+            || {
+                self.alive_ports().all(|p| {
+                    cluster_nodes(p)
+                        .is_ok_and(|v| owner_of_slot(&v, slot.parse().unwrap()) == Some(to))
+                })
+            },
+        );
+        to
+    }
+
     /// How many connections read the shard channel `channel` (`PUBSUB SHARDNUMSUB` on its master).
     pub fn readers(&self, channel: &str) -> u64 {
         let out = cli(self.master_of(channel), &["PUBSUB", "SHARDNUMSUB", channel])
@@ -313,6 +349,7 @@ fn cli(port: u16, args: &[&str]) -> Result<String, String> {
 
 #[derive(Debug, Clone, Default)]
 struct NodeView {
+    id: String,
     port: u16,
     flags: Vec<String>,
     slots: Vec<(u32, u32)>,
@@ -356,6 +393,7 @@ fn cluster_nodes(port: u16) -> Result<Vec<NodeView>, String> {
             }
         }
         nodes.push(NodeView {
+            id: f[0].to_string(),
             port: node_port,
             flags: f[2].split(',').map(str::to_string).collect(),
             slots,
