@@ -1,7 +1,7 @@
 //! Several nodes as one chat server: a bus over Redis pub/sub that carries what one node does to the
 //! others (`--redis-url`).
 //!
-//! Notes travel on channels scoped to who needs them ([`Channel`]), so a node hears only about the
+//! Notes travel on channels scoped to who needs them (`wire::Channel`), so a node hears only about the
 //! rooms and users it serves:
 //!
 //! * **A room's channel** (`<prefix>:r:<room>`), read by a node while at least one of its users is in
@@ -15,10 +15,10 @@
 //!   and bans.
 //! * **The control channel** (`<prefix>:ctl`), read by every node: liveness, who is online, snapshots,
 //!   the group room list, and once a second per node a *digest* of what it posted per group room
-//!   ([`digest`]), from which nodes not reading a room keep its unread counts.
+//!   (`digest.rs`), from which nodes not reading a room keep its unread counts.
 //!
-//! Reading a channel follows this node's presence ([`subs`]); a channel no longer needed is kept for
-//! [`subs::LINGER`]. Single sockets, presence rounds and unread ticks stay local: each node serves its
+//! Reading a channel follows this node's presence (`subs.rs`); a channel no longer needed is kept for
+//! `subs::LINGER`. Single sockets, presence rounds and unread ticks stay local: each node serves its
 //! own sockets.
 //!
 //! **Presence** travels as changes of each node's own sockets ([`Change`]): online and offline on the
