@@ -93,22 +93,10 @@ pub(super) async fn subscribe(bus: Bus, client: redis::Client, local: Local, pee
                 continue;
             }
         };
-        for channel in held.difference(&now) {
-            if let Channel::Room(room) = channel {
-                peers.forget_room(room);
-            }
-        }
+        resubscribed(&bus, (&local, &peers), &held, &now);
         held = now;
         backoff = Duration::from_millis(50);
-        bus.inner.listeners.forget_all();
-        bus.set_up(&bus.inner.subscribed, true);
         tracing::info!(channels = held.len(), "cluster: subscribed to Redis");
-        // Notes were missed while away: start again from every node's snapshot (asked for now, and again
-        // with each heartbeat until each node has sent one: the publisher may still be reconnecting).
-        peers.all_seen_now();
-        peers.want_all();
-        peers.ask(&bus);
-        bus.publish_snapshot(&local.presence);
         let mut tick = tokio::time::interval(LINGER / 4);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -133,6 +121,29 @@ pub(super) async fn subscribe(bus: Bus, client: redis::Client, local: Local, pee
         bus.set_up(&bus.inner.subscribed, false);
         tracing::warn!("cluster: lost Redis (subscriber); reconnecting");
     }
+}
+
+/// After (re)subscribing to `held` (the channels read `before` a lost connection): rooms no longer read
+/// are forgotten, nothing learnt of channels nobody else read holds any more, and, since notes were
+/// missed, every node is asked for its snapshot (now, and again with each heartbeat until each has
+/// sent one: the publisher may still be reconnecting) and this node sends its own.
+pub(super) fn resubscribed(
+    bus: &Bus,
+    (local, peers): (&Local, &Peers),
+    before: &Held,
+    held: &Held,
+) {
+    for channel in before.difference(held) {
+        if let Channel::Room(room) = channel {
+            peers.forget_room(room);
+        }
+    }
+    bus.inner.listeners.forget_all();
+    bus.set_up(&bus.inner.subscribed, true);
+    peers.all_seen_now();
+    peers.want_all();
+    peers.ask(bus);
+    bus.publish_snapshot(&local.presence);
 }
 
 /// Reads one note that came on the Redis channel `name`, unless this node sent it.

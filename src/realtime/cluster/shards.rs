@@ -27,7 +27,7 @@ use redis::{ProtocolVersion, PushInfo, PushKind, RedisResult, Value};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::link::{Subscriber, follow, handle};
+use super::link::{Subscriber, follow, handle, resubscribed};
 use super::peers::{Held, Peers};
 use super::subs::LINGER;
 use super::wire::Channel;
@@ -288,16 +288,6 @@ async fn resync(
     if shards.add(&names).await.is_err() || follow(bus, shards, held, None).await.is_err() {
         return false;
     }
-    for channel in before.difference(held) {
-        if let Channel::Room(room) = channel {
-            peers.forget_room(room);
-        }
-    }
-    bus.inner.listeners.forget_all();
-    bus.set_up(&bus.inner.subscribed, true);
-    peers.all_seen_now();
-    peers.want_all();
-    peers.ask(bus);
-    bus.publish_snapshot(&local.presence);
+    resubscribed(bus, (local, peers), &before, held);
     true
 }
