@@ -114,15 +114,9 @@ async fn a_master_failing_over_under_a_busy_room_loses_nothing_acknowledged() {
     }
 
     // Both nodes read room1 again, on the promoted master.
-    let mut readers = 0;
-    for _ in 0..50 {
-        readers = cluster.readers("chatroom:r:room1");
-        if readers == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(readers, 2, "room1's readers on its new master");
+    cluster
+        .readers_become("chatroom:r:room1", 2, Duration::from_secs(5))
+        .await;
 
     // Presence converges: carol entering room1 on node 1 reaches bob's list on node 2.
     let _c = enter_room1(&cluster, 0, &carol, &["alice", "bob", "carol"]).await;
@@ -170,16 +164,10 @@ async fn a_rooms_channel_follows_its_slot_to_another_master() {
     assert_eq!(b.inbox.next("message").await["msg"], "before");
 
     // Resharding moves room1's slot: the server drops its subscribers there; both nodes follow it.
-    let to = cluster.shards().move_slot_of("chatroom:r:room1");
-    let mut readers = 0;
-    for _ in 0..100 {
-        readers = cluster.readers("chatroom:r:room1");
-        if readers == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(readers, 2, "room1's readers on its new master (port {to})");
+    cluster.shards().move_slot_of("chatroom:r:room1");
+    cluster
+        .readers_become("chatroom:r:room1", 2, Duration::from_secs(10))
+        .await;
     let ack = a.ack("message", text("room1", "after", "c-1")).await;
     assert_eq!(ack["ok"], true, "{ack}");
     assert_eq!(b.inbox.next("message").await["msg"], "after");

@@ -298,6 +298,22 @@ impl Cluster {
         }
     }
 
+    /// Waits (at most `wait`) until `channel` has `want` readers in Redis; panics otherwise.
+    pub async fn readers_become(&self, channel: &str, want: u64, wait: Duration) {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let got = self.readers(channel);
+            if got == want {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{channel} has {got} readers, not {want}, after {wait:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Waits (at most 20 s) until `/readyz` of `node` answers `body`.
     pub async fn wait_ready(&self, node: usize, body: &str) {
         let mut last = String::new();
@@ -350,19 +366,24 @@ impl Cluster {
         (status, reply.json().await.unwrap_or(Value::Null))
     }
 
-    /// The value of the series `series` (name and labels, as `/metrics` writes them) on `node`; 0 when
-    /// it is not there yet.
-    pub async fn metric(&self, node: usize, series: &str) -> f64 {
-        let text = self
-            .http
+    /// `/metrics` of `node`, as text.
+    pub async fn metrics(&self, node: usize) -> String {
+        self.http
             .get(self.nodes[node].url("/metrics"))
             .send()
             .await
             .unwrap()
             .text()
             .await
-            .unwrap();
-        text.lines()
+            .unwrap()
+    }
+
+    /// The value of the series `series` (name and labels, as `/metrics` writes them) on `node`; 0 when
+    /// it is not there yet.
+    pub async fn metric(&self, node: usize, series: &str) -> f64 {
+        self.metrics(node)
+            .await
+            .lines()
             .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
             .map_or(0.0, |v| v.trim().parse().unwrap())
     }

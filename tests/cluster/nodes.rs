@@ -198,15 +198,7 @@ async fn a_redis_restart_is_survived_and_delivery_resumes() {
             .wait_ready(node, "degraded: Redis unreachable")
             .await;
     }
-    let metrics = cluster
-        .http
-        .get(cluster.nodes[0].url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = cluster.metrics(0).await;
     assert!(
         metrics.contains("chatroom_cluster_connected 0"),
         "{metrics}"

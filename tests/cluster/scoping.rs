@@ -32,19 +32,6 @@ async fn count_becomes(sock: &mut Sio, want: u64, wait: Duration) {
     }
 }
 
-/// Waits (at most 10 s) until `channel` has `want` readers in Redis.
-async fn readers_become(cluster: &Cluster, channel: &str, want: u64) {
-    let mut got = 0;
-    for _ in 0..100 {
-        got = cluster.readers(channel);
-        if got == want {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{channel} has {got} readers, not {want}");
-}
-
 on_both!(a_rooms_traffic_reaches_only_the_nodes_of_its_members_and_counts_reach_everyone);
 async fn a_rooms_traffic_reaches_only_the_nodes_of_its_members_and_counts_reach_everyone(
     backend: Backend,
@@ -63,7 +50,9 @@ async fn a_rooms_traffic_reaches_only_the_nodes_of_its_members_and_counts_reach_
     let mut c = cluster.sio(2, &carol).await;
     c.emit("login", json!({})).await;
     assert_eq!(c.inbox.next("count").await, json!({"room1": 0, "room2": 0}));
-    readers_become(&cluster, "chatroom:r:room1", 2).await;
+    cluster
+        .readers_become("chatroom:r:room1", 2, Duration::from_secs(10))
+        .await;
 
     let room_notes_before = cluster.metric(2, ROOM_NOTES).await;
     let digests_before = cluster.metric(2, DIGESTS).await;
@@ -110,7 +99,13 @@ async fn a_rooms_traffic_reaches_only_the_nodes_of_its_members_and_counts_reach_
     );
 
     // A private message from alice (node 1) to carol (node 3) goes to carol's node only.
-    readers_become(&cluster, &format!("chatroom:u:{carol_id}"), 1).await;
+    cluster
+        .readers_become(
+            &format!("chatroom:u:{carol_id}"),
+            1,
+            Duration::from_secs(10),
+        )
+        .await;
     let user_notes_b = cluster.metric(1, USER_NOTES).await;
     let room = private_room(&alice_id, &carol_id);
     let msg = json!({"msg": "只给你", "img": "", "roomid": room, "roomType": "single", "type": "text",
@@ -140,12 +135,16 @@ async fn a_node_stops_reading_a_room_its_last_user_left_and_learns_it_again_on_r
     let (_, bob) = cluster.signup(1, "bob").await;
     let a = enter_room1(&cluster, 0, &alice, &["alice"]).await;
     let b = enter_room1(&cluster, 1, &bob, &["alice", "bob"]).await;
-    readers_become(&cluster, "chatroom:r:room1", 2).await;
+    cluster
+        .readers_become("chatroom:r:room1", 2, Duration::from_secs(10))
+        .await;
     let subscriptions = cluster.metric(1, SUBSCRIPTIONS).await;
 
     // Bob's only socket leaves: node 2 stops reading room1 (after a short linger) and his channel.
     b.disconnect().await;
-    readers_become(&cluster, "chatroom:r:room1", 1).await;
+    cluster
+        .readers_become("chatroom:r:room1", 1, Duration::from_secs(10))
+        .await;
     assert!(cluster.metric(1, SUBSCRIPTIONS).await < subscriptions);
     let room_notes = cluster.metric(1, ROOM_NOTES).await;
     // Node 1 learns that nobody else reads room1 and stops sending its notes to Redis.
@@ -165,7 +164,9 @@ async fn a_node_stops_reading_a_room_its_last_user_left_and_learns_it_again_on_r
     let mut b = cluster.sio(1, &bob).await;
     b.emit("room", json!({"roomid": "room1"})).await;
     list_becomes(&mut b, "room", &["alice", "bob"], Duration::from_secs(10)).await;
-    readers_become(&cluster, "chatroom:r:room1", 2).await;
+    cluster
+        .readers_become("chatroom:r:room1", 2, Duration::from_secs(10))
+        .await;
     let ack = a
         .ack("message", text("room1", "welcome back", "a-back"))
         .await;
