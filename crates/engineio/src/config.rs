@@ -32,6 +32,14 @@ pub struct EngineIoConfig {
     pub transports: u8,
     /// The frame budget and first-frame limit used when a request carries no [`Limits`] extension.
     pub limits: Option<Limits>,
+    /// Under load, how long a frame for an idle WebSocket may wait so that what the socket gets
+    /// meanwhile goes out with it in one write (see [`Self::coalescing_load`]); zero: never.
+    pub write_coalescing: Duration,
+    /// The share of the runtime's worker time (0 to 1) spent running tasks above which writes to
+    /// sockets that get frames often are coalesced (when most emits go to such sockets); below half
+    /// of it frames go straight out again. Zero or less: always, for every socket that gets frames
+    /// often.
+    pub coalescing_load: f32,
 }
 
 impl Default for EngineIoConfig {
@@ -48,6 +56,8 @@ impl Default for EngineIoConfig {
             ws_max_frame_size: 16 << 20,
             transports: TransportType::Polling as u8 | TransportType::Websocket as u8,
             limits: None,
+            write_coalescing: Duration::from_millis(10),
+            coalescing_load: 0.5,
         }
     }
 }
@@ -132,6 +142,12 @@ impl EngineIoConfigBuilder {
     /// See [`EngineIoConfig::limits`].
     pub fn limits(mut self, limits: Limits) -> Self {
         self.config.limits = Some(limits);
+        self
+    }
+    /// See [`EngineIoConfig::write_coalescing`] and [`EngineIoConfig::coalescing_load`].
+    pub fn write_coalescing(mut self, interval: Duration, above_load: f32) -> Self {
+        self.config.write_coalescing = interval;
+        self.config.coalescing_load = above_load;
         self
     }
     /// The settings.

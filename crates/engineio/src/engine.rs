@@ -17,6 +17,7 @@ use crate::{
     config::EngineIoConfig,
     handler::EngineIoHandler,
     hangup::{Close, Hangup},
+    pace::Pacer,
     socket::{Closer, Conn, DisconnectReason, HB_AWAITING, HB_SEEN, SessionEnd, Socket},
 };
 
@@ -25,6 +26,7 @@ pub(crate) struct Engine<H: EngineIoHandler> {
     pub(crate) config: EngineIoConfig,
     sessions: RwLock<HashMap<Sid, Arc<Socket<H::Data>>>>,
     wheel: Wheel,
+    pub(crate) pacer: Arc<Pacer>,
     timer_started: AtomicBool,
 }
 
@@ -73,6 +75,7 @@ impl<H: EngineIoHandler> Engine<H> {
         Self {
             handler,
             wheel: Wheel::new(&config),
+            pacer: Arc::new(Pacer::new(&config)),
             config,
             sessions: RwLock::new(HashMap::new()),
             timer_started: AtomicBool::new(false),
@@ -97,6 +100,9 @@ impl<H: EngineIoHandler> Engine<H> {
             .insert(sid, socket);
         if !self.timer_started.swap(true, Ordering::AcqRel) {
             tokio::spawn(run_timer(Arc::downgrade(self)));
+            if !self.pacer.interval.is_zero() {
+                tokio::spawn(run_flusher(Arc::downgrade(self), self.pacer.clone()));
+            }
         }
         let now = self.wheel.now();
         let first = match protocol {
@@ -135,11 +141,15 @@ impl<H: EngineIoHandler> Engine<H> {
             parts.extensions.insert(limit.clone());
             conn.frame_limit = Some(limit);
         }
+        let sid = Sid::new();
+        if !self.pacer.interval.is_zero() {
+            conn.pace = Some((self.pacer.clone(), sid));
+        }
         let hangup = Hangup::new();
         parts.extensions.insert(hangup.clone());
         let weak: Weak<dyn SessionEnd> = Arc::downgrade(self) as Weak<dyn SessionEnd>;
         let socket = Arc::new(Socket::new(
-            Sid::new(),
+            sid,
             conn,
             H::Data::default(),
             parts,
@@ -319,10 +329,37 @@ async fn run_timer<H: EngineIoHandler>(engine: Weak<Engine<H>>) {
         let Some(engine) = engine.upgrade() else {
             return;
         };
+        engine.pacer.sample();
         let now = engine.wheel.now();
         for (slot, sids) in engine.wheel.due(now) {
             for sid in sids {
                 engine.beat(slot, sid);
+            }
+        }
+    }
+}
+
+/// The one task that writes coalesced frames: once some session has frames waiting, it waits out the
+/// coalescing interval (what else arrives meanwhile joins them) and writes each such session's queue in
+/// one vectored call. It ends when the engine is dropped.
+async fn run_flusher<H: EngineIoHandler>(engine: Weak<Engine<H>>, pacer: Arc<Pacer>) {
+    loop {
+        if tokio::time::timeout(Duration::from_secs(1), pacer.wait_due())
+            .await
+            .is_err()
+        {
+            if engine.strong_count() == 0 {
+                return;
+            }
+            continue;
+        }
+        tokio::time::sleep(pacer.interval).await;
+        let Some(engine) = engine.upgrade() else {
+            return;
+        };
+        for sid in pacer.take() {
+            if let Some(socket) = engine.get(&sid) {
+                socket.conn.flush_due();
             }
         }
     }

@@ -22,6 +22,7 @@ pub mod socket;
 #[allow(missing_docs)]
 mod body;
 mod engine;
+mod pace;
 mod polling;
 mod request;
 mod ws;

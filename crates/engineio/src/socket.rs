@@ -108,6 +108,13 @@ pub(crate) struct Out {
     /// The socket did not take a whole write: what waits is written [`BATCH`] frames per call until
     /// the queue is empty again.
     behind: bool,
+    /// Frames wait for the coalescing flush ([`crate::pace`]): the session is in its pacer's list.
+    due: bool,
+    /// While coalescing is on: when the session last got a frame (the pacer's clock, microseconds),
+    /// the window that was in, and how many bursts of frames it got in that window and the one before.
+    last: u32,
+    window: u32,
+    bursts: [u8; 2],
 }
 
 /// The part of a session the transports and the emits share; not generic, so [`Permit`] is not either.
@@ -128,6 +135,8 @@ pub(crate) struct Conn {
     pub(crate) budget: Option<crate::budget::FrameBudget>,
     /// The session's own frame limit, when it started with one.
     pub(crate) frame_limit: Option<crate::budget::FrameLimit>,
+    /// The engine's write coalescing, and this session's id in its list.
+    pub(crate) pace: Option<(std::sync::Arc<crate::pace::Pacer>, Sid)>,
 }
 
 /// [`Conn::hb`]: a pong (v4) or ping (v3) arrived since the timer last looked.
@@ -282,6 +291,7 @@ impl Conn {
             hb: AtomicU8::new(0),
             budget: None,
             frame_limit: None,
+            pace: None,
         }
     }
 
@@ -349,7 +359,9 @@ impl Conn {
             return false;
         }
         let out = self.lock();
-        if !out.queue.is_empty() || out.pending.is_some() {
+        // Frames waiting only for the coalescing flush do not make the socket busy.
+        let waiting = !out.queue.is_empty() && !(out.due && !out.behind);
+        if waiting || out.pending.is_some() {
             return false;
         }
         self.push_locked(out, packets);
@@ -365,6 +377,26 @@ impl Conn {
 
     fn push_locked(&self, mut out: MutexGuard<'_, Out>, packets: impl IntoIterator<Item = Packet>) {
         let mut queued = false;
+        // Only a socket that gets frames in quick succession waits for the flush: it will likely have
+        // more to send with the first. One that gets a frame now and then sends it at once.
+        // Frames emitted together (a message and the counts that go with it) are one burst.
+        let hot = self.pace.as_ref().is_some_and(|(p, _)| {
+            let (now, window) = p.clock();
+            if now.wrapping_sub(out.last) >= crate::pace::BURST_US {
+                match window.wrapping_sub(out.window) {
+                    0 => out.bursts[1] = out.bursts[1].saturating_add(1),
+                    1 => out.bursts = [out.bursts[1], 1],
+                    _ => out.bursts = [0, 1],
+                }
+                out.window = window;
+            }
+            out.last = now;
+            let hot = out.bursts[0].max(out.bursts[1]) >= crate::pace::HOT;
+            p.count(hot);
+            hot
+        });
+        let pacer = self.pace.as_ref().filter(|(p, _)| hot && p.active());
+        let mut noted = false;
         for packet in packets {
             let idle =
                 out.queue.is_empty() && out.pending.is_none() && !out.broken && !out.upgrading;
@@ -375,6 +407,13 @@ impl Conn {
             // handler spawned next on this thread (tokio runs the last spawned task first), which is
             // the order the writer task of engineioxide 0.17 gave.
             let idle = idle && !is_sio_connect(&packet);
+            if idle && pacer.is_some() && out.ws.is_some() {
+                // Under load: the frame waits for the flush, and what follows it joins it.
+                out.queue.push_back(Item::Packet(packet));
+                out.due = true;
+                noted = true;
+                continue;
+            }
             if idle && let Some(w) = out.ws.as_mut() {
                 // A direct attempt: the no-op waker is never relied on, since on `Pending` the frame is
                 // queued and the reader task, polling with its own waker, takes over.
@@ -398,9 +437,28 @@ impl Conn {
             out.queue.push_back(Item::Packet(packet));
             queued = true;
         }
+        // Frames behind ones that wait for the flush go out with them.
+        let flushed = out.due;
         drop(out);
-        if queued {
+        if noted && let Some((pacer, sid)) = pacer {
+            pacer.add(*sid);
+        }
+        if queued && !flushed {
             self.wake.notify_one();
+        }
+    }
+
+    /// Writes what waits for the coalescing flush, as far as the socket takes it now; the session's
+    /// reader task, woken, writes the rest (or ends the session if the socket failed).
+    pub(crate) fn flush_due(&self) {
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.poll_drain(&mut cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(_)) => {
+                self.lock().broken = true;
+                self.wake.notify_one();
+            }
+            Poll::Pending => self.wake.notify_one(),
         }
     }
 
@@ -410,6 +468,9 @@ impl Conn {
     /// once everything is written.
     pub(crate) fn poll_drain(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut out = self.lock();
+        // Whoever drains takes over frames that waited for the coalescing flush, and writes them
+        // together.
+        let coalesced = std::mem::take(&mut out.due);
         if out.broken {
             return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
         }
@@ -449,7 +510,7 @@ impl Conn {
             // each packet on its own (frames queued only to keep their order, a CONNECT and what follows
             // it, reach the client as separate reads). A socket that is behind would find its frames
             // merged in the kernel's buffer anyway, so they go out together: one call, not one each.
-            let count = if out.behind {
+            let count = if out.behind || coalesced {
                 out.queue.len().min(BATCH)
             } else {
                 1

@@ -578,3 +578,63 @@ async fn a_burst_reaches_the_client_whole_and_in_order() {
         "the second burst, in order"
     );
 }
+
+/// Under load (here: always, a load threshold of zero), frames for a socket that gets them in quick
+/// succession wait up to the coalescing interval and go out together; none is lost, reordered or held
+/// much longer, volatile emits included.
+#[tokio::test]
+async fn coalesced_frames_arrive_together_in_order() {
+    let interval = Duration::from_millis(40);
+    let config = config()
+        .ping_interval(Duration::from_secs(20))
+        .ping_timeout(Duration::from_secs(20))
+        .write_coalescing(interval, 0.0)
+        .build();
+    let (addr, echo) = start(config).await;
+    let mut ws = ws(addr, "EIO=4&transport=websocket").await;
+    assert!(next_text(&mut ws).await.expect("open").starts_with('0'));
+    let socket = echo.socket(0);
+    let count = 60;
+    let sender = tokio::spawn(async move {
+        let mut sent = Vec::new();
+        for i in 0..count {
+            if i % 10 == 9 {
+                assert!(socket.emit_volatile(format!("m{i}")), "volatile {i} taken");
+            } else {
+                socket.emit(format!("m{i}")).expect("room");
+            }
+            sent.push(std::time::Instant::now());
+            tokio::time::sleep(Duration::from_millis(4)).await;
+        }
+        sent
+    });
+    let mut arrived = Vec::new();
+    for i in 0..count {
+        assert_eq!(
+            next_text(&mut ws).await.as_deref(),
+            Some(format!("4m{i}").as_str()),
+            "frame {i}"
+        );
+        arrived.push(std::time::Instant::now());
+    }
+    let sent = sender.await.expect("sender");
+    // Frames that waited for the same flush arrive in one read, not one every 4 ms.
+    let together = arrived
+        .windows(2)
+        .filter(|w| w[1] - w[0] < Duration::from_millis(1))
+        .count();
+    assert!(
+        together >= count / 3,
+        "{together} of {count} frames came together"
+    );
+    let held = sent.iter().zip(&arrived).map(|(s, a)| *a - *s).max();
+    assert!(
+        held < Some(interval + Duration::from_millis(500)),
+        "a frame was held {held:?}"
+    );
+    // A message from the client is still answered (the echo goes through the same path).
+    ws.send(Message::Text("4ping-pong".into()))
+        .await
+        .expect("send");
+    assert_eq!(next_text(&mut ws).await.as_deref(), Some("4ping-pong"));
+}
