@@ -48,10 +48,10 @@ pub(crate) struct Pacer {
     /// The clock sessions count their frames by.
     epoch: Instant,
     /// The window they count bursts in ([`INTERVALS_PER_WINDOW`] intervals), in microseconds.
-    window_us: u128,
+    window_us: u64,
     on_above: f64,
     on: AtomicBool,
-    /// Emits since the last sample, and those of them to sockets worth coalescing.
+    /// Bursts of emits since the last sample, and those of them to sockets worth coalescing.
     emits: AtomicU64,
     hot: AtomicU64,
     due: Mutex<Vec<Sid>>,
@@ -72,7 +72,9 @@ impl Pacer {
         Self {
             interval,
             epoch: Instant::now(),
-            window_us: (interval.as_micros() * INTERVALS_PER_WINDOW).max(1),
+            window_us: u64::try_from(interval.as_micros() * INTERVALS_PER_WINDOW)
+                .unwrap_or(u64::MAX)
+                .max(1),
             on_above: load,
             // A load of zero or below: always on (tests and benchmarks of the coalesced path).
             on: AtomicBool::new(!interval.is_zero() && load <= 0.0),
@@ -92,7 +94,7 @@ impl Pacer {
         self.on.load(Ordering::Relaxed)
     }
 
-    /// Counts an emit, and whether its socket is worth coalescing.
+    /// Counts a burst of emits to one socket, and whether that socket is worth coalescing.
     pub(crate) fn count(&self, hot: bool) {
         self.emits.fetch_add(1, Ordering::Relaxed);
         if hot {
@@ -102,7 +104,8 @@ impl Pacer {
 
     /// Microseconds since the pacer started, and the current window (both wrapping).
     pub(crate) fn clock(&self) -> (u32, u32) {
-        let now = self.epoch.elapsed().as_micros();
+        let since = self.epoch.elapsed();
+        let now = since.as_secs() * 1_000_000 + u64::from(since.subsec_micros());
         (now as u32, (now / self.window_us) as u32)
     }
 
@@ -166,7 +169,8 @@ impl Pacer {
         *meter = Meter { at: now, busy };
         drop(meter);
         // Coalescing pays when most of what is written goes to sockets that get frames often (a big
-        // room), not when a few busy sockets stand among many quiet ones (many small rooms).
+        // room), not when a few busy sockets stand among many quiet ones (many small rooms). Counted in
+        // bursts, so a message's several frames to one socket count once.
         let emits = self.emits.swap(0, Ordering::Relaxed);
         let hot = self.hot.swap(0, Ordering::Relaxed) as f64 / emits.max(1) as f64;
         let on = self.active();

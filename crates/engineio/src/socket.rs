@@ -360,8 +360,8 @@ impl Conn {
         }
         let out = self.lock();
         // Frames waiting only for the coalescing flush do not make the socket busy.
-        let waiting = !out.queue.is_empty() && !(out.due && !out.behind);
-        if waiting || out.pending.is_some() {
+        let free = out.queue.is_empty() || (out.due && !out.behind);
+        if !free || out.pending.is_some() {
             return false;
         }
         self.push_locked(out, packets);
@@ -389,11 +389,10 @@ impl Conn {
                     _ => out.bursts = [0, 1],
                 }
                 out.window = window;
+                p.count(out.bursts[0].max(out.bursts[1]) >= crate::pace::HOT);
             }
             out.last = now;
-            let hot = out.bursts[0].max(out.bursts[1]) >= crate::pace::HOT;
-            p.count(hot);
-            hot
+            out.bursts[0].max(out.bursts[1]) >= crate::pace::HOT
         });
         let pacer = self.pace.as_ref().filter(|(p, _)| hot && p.active());
         let mut noted = false;
