@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use entity::message;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend,
-    EntityTrait, QueryFilter, TransactionTrait,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
+    QueryFilter, TransactionTrait,
 };
 
 use super::rows::{settle_repeat, stored};
@@ -33,13 +33,30 @@ pub(super) async fn store<T: Send + Sync>(
             .commit()
             .await;
     }
-    let txn = db.begin().await?;
     let jobs: Vec<&Job<T>> = indexes.iter().map(|i| &batch[*i]).collect();
+    if jobs.len() <= ROWS_PER_STATEMENT {
+        // One statement is a transaction of its own: no BEGIN and COMMIT, each a round trip to the
+        // database thread (and, on a busy core, a thread switch each way).
+        let inserted = insert_as_values(db, &jobs).await?;
+        return answer(db, &jobs, inserted).await;
+    }
+    let txn = db.begin().await?;
     let inserted = insert_as_values(&txn, &jobs).await?;
-    let (mut results, skipped) = match_rows(&jobs, inserted);
+    let results = answer(&txn, &jobs, inserted).await?;
+    txn.commit().await?;
+    Ok(results)
+}
+
+/// Each job's result: its inserted row, or for a job the database skipped, the row stored before it.
+async fn answer<C: ConnectionTrait, T>(
+    db: &C,
+    jobs: &[&Job<T>],
+    inserted: Vec<message::Model>,
+) -> Result<Vec<Result<Saved, AppError>>, AppError> {
+    let (mut results, skipped) = match_rows(jobs, inserted);
     if !skipped.is_empty() {
         let keys: Vec<Key> = skipped.iter().filter_map(|i| key(&jobs[*i].new)).collect();
-        let existing = stored_with_keys(&txn, &keys).await?;
+        let existing = stored_with_keys(db, &keys).await?;
         for i in skipped {
             let job = jobs[i];
             results[i] = Some(match key(&job.new).and_then(|k| existing.get(&k)) {
@@ -49,7 +66,6 @@ pub(super) async fn store<T: Send + Sync>(
             });
         }
     }
-    txn.commit().await?;
     Ok(results
         .into_iter()
         .map(|r| r.unwrap_or(Err(AppError::Unavailable)))
@@ -57,8 +73,8 @@ pub(super) async fn store<T: Send + Sync>(
 }
 
 /// The multi-row `INSERT … VALUES` SQLite runs fast (PostgreSQL takes arrays: [`postgres`]).
-async fn insert_as_values<T>(
-    txn: &DatabaseTransaction,
+async fn insert_as_values<C: ConnectionTrait, T>(
+    txn: &C,
     jobs: &[&Job<T>],
 ) -> Result<Vec<message::Model>, AppError> {
     let mut inserted: Vec<message::Model> = Vec::with_capacity(jobs.len());
