@@ -28,6 +28,7 @@ pub mod identity;
 pub mod membership;
 pub mod metrics;
 pub mod moderation;
+mod peak;
 pub mod presence;
 pub mod pusher;
 mod ticks;

@@ -106,11 +106,9 @@ async fn refresh_rooms(inner: &Inner) {
 /// Forgets the message-rate budgets of senders who have been quiet long enough to have a full one.
 fn forget_idle_budgets(inner: &Inner) {
     let now = Instant::now();
-    inner
-        .senders
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .retain(|_, bucket| !bucket.is_full(now));
+    let mut senders = inner.senders.lock().unwrap_or_else(PoisonError::into_inner);
+    senders.retain(|_, bucket| !bucket.is_full(now));
+    super::peak::shrink_after_peak(&mut senders);
 }
 
 /// Writes the read marks gathered since the last flush, in one transaction.

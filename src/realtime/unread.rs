@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use super::peak::shrink_after_peak;
 use crate::auth::UserId;
 use crate::services::rooms::Room;
 
@@ -205,7 +206,10 @@ impl UnreadHub {
 
     /// `user` went offline on this node: their counters are reloaded at their next `login`.
     pub fn forget(&self, user: UserId) {
-        self.lock().users[slice_of(user)].remove(&user);
+        let mut state = self.lock();
+        let slice = &mut state.users[slice_of(user)];
+        slice.remove(&user);
+        shrink_after_peak(slice);
     }
 
     /// `user` has seen everything in group room `room` (they entered or left it): the count resets,

@@ -177,10 +177,12 @@ impl<H: EngineIoHandler> Engine<H> {
 
     /// Forgets a session that has already ended.
     pub(crate) fn remove(&self, sid: &Sid) {
-        self.sessions
+        let mut sessions = self
+            .sessions
             .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(sid);
+            .unwrap_or_else(PoisonError::into_inner);
+        sessions.remove(sid);
+        shrink_after_peak(&mut sessions);
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -305,7 +307,9 @@ impl<H: EngineIoHandler> SessionEnd for Engine<H> {
         let removed = if linger {
             sessions.get(&sid).cloned()
         } else {
-            sessions.remove(&sid)
+            let removed = sessions.remove(&sid);
+            shrink_after_peak(&mut sessions);
+            removed
         };
         drop(sessions);
         if let Some(socket) = removed {
@@ -362,5 +366,15 @@ async fn run_flusher<H: EngineIoHandler>(engine: Weak<Engine<H>>, pacer: Arc<Pac
                 socket.conn.flush_due();
             }
         }
+    }
+}
+
+/// Shrinks the session map once it holds under a quarter of what it has room for, keeping room for
+/// twice what it holds: after a peak of connections the empty table does not stay in memory, and a
+/// removal still costs O(1) amortized (each shrink rehashes at most a quarter of the peak).
+fn shrink_after_peak<V>(sessions: &mut HashMap<Sid, V>) {
+    const KEEP: usize = 64;
+    if sessions.capacity() > KEEP && sessions.len() < sessions.capacity() / 4 {
+        sessions.shrink_to((sessions.len() * 2).max(KEEP));
     }
 }

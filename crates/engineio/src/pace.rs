@@ -4,14 +4,15 @@
 //! the cheapest path while the server has time to spare, and the most expensive one once it has not: in
 //! a big room most of a saturated server's core goes to the kernel's send path, once per call (see
 //! `bench/report/10-engine-saturation.md` and `12-write-coalescing.md` in chatroom). So while the
-//! runtime's workers are busy more than [`EngineIoConfig::coalescing_load`] of the time and most emits go
-//! to *hot* sockets (ones that get separate bursts of frames often: [`HOT`] per [`INTERVALS_PER_WINDOW`]
-//! intervals), a frame for an idle hot socket waits in its queue for up to
-//! [`EngineIoConfig::write_coalescing`], and whatever else the socket gets meanwhile goes out with it in
-//! one vectored write. The socket is noted once in a list that one task walks when the interval is up;
-//! nothing is added per frame. A quiet socket's frames go straight out even then, so a small room's
-//! latency does not pay for a big room's load. Below half of that load, or once fewer than a quarter of
-//! the emits go to hot sockets, every frame goes straight out again.
+//! runtime's workers are busy more than [`EngineIoConfig::coalescing_load`] of the time and at least half
+//! of the bursts of frames go to *hot* sockets (ones that get separate bursts often: [`HOT`] per
+//! [`INTERVALS_PER_WINDOW`] intervals, counted by [`Rate`]), a frame for an idle hot socket waits in its
+//! queue for up to [`EngineIoConfig::write_coalescing`], and whatever else the socket gets meanwhile goes
+//! out with it in one vectored write. The socket is noted once in a list that one task walks when the
+//! interval is up; per frame, all that is added is a read of the clock and a few counters. A quiet
+//! socket's frames go straight out even then, so a small room's latency does not pay for a big room's
+//! load. Below half of that load, or once fewer than a quarter of the bursts go to hot sockets, every
+//! frame goes straight out again.
 //!
 //! [`EngineIoConfig::coalescing_load`]: crate::config::EngineIoConfig::coalescing_load
 //! [`EngineIoConfig::write_coalescing`]: crate::config::EngineIoConfig::write_coalescing
@@ -34,13 +35,13 @@ const WINDOW: Duration = Duration::from_millis(100);
 
 /// Frames for a socket less than this apart (microseconds) are one burst: emitted together, as a
 /// message and the counts that go with it are.
-pub(crate) const BURST_US: u32 = 1_000;
+const BURST_US: u32 = 1_000;
 /// A socket's bursts are counted in windows of this many coalescing intervals...
 const INTERVALS_PER_WINDOW: u128 = 4;
 /// ...and its frames are worth coalescing once it gets this many in one (with the default 10 ms, 75
 /// bursts a second): a frame that waits will then likely have company. A socket that gets a message
 /// now and then (a small room) has it sent at once even under load.
-pub(crate) const HOT: u8 = 3;
+const HOT: u8 = 3;
 
 /// One engine's coalescing state: whether it is on, and the sessions whose frames wait for the flush.
 pub(crate) struct Pacer {
@@ -84,7 +85,7 @@ impl Pacer {
             wake: Notify::new(),
             meter: Mutex::new(Meter {
                 at: Instant::now(),
-                busy: busy_total(),
+                busy: busy_total().0,
             }),
         }
     }
@@ -95,7 +96,7 @@ impl Pacer {
     }
 
     /// Counts a burst of emits to one socket, and whether that socket is worth coalescing.
-    pub(crate) fn count(&self, hot: bool) {
+    fn count(&self, hot: bool) {
         self.emits.fetch_add(1, Ordering::Relaxed);
         if hot {
             self.hot.fetch_add(1, Ordering::Relaxed);
@@ -103,7 +104,7 @@ impl Pacer {
     }
 
     /// Microseconds since the pacer started, and the current window (both wrapping).
-    pub(crate) fn clock(&self) -> (u32, u32) {
+    fn clock(&self) -> (u32, u32) {
         let since = self.epoch.elapsed();
         let now = since.as_secs() * 1_000_000 + u64::from(since.subsec_micros());
         (now as u32, (now / self.window_us) as u32)
@@ -159,11 +160,7 @@ impl Pacer {
         if elapsed < WINDOW {
             return;
         }
-        let busy = busy_total();
-        let workers = tokio::runtime::Handle::try_current()
-            .map(|h| h.metrics().num_workers())
-            .unwrap_or(1)
-            .max(1);
+        let (busy, workers) = busy_total();
         let load = busy.saturating_sub(meter.busy).as_secs_f64()
             / (elapsed.as_secs_f64() * workers as f64);
         *meter = Meter { at: now, busy };
@@ -186,13 +183,50 @@ impl Pacer {
     }
 }
 
-/// The time every worker of the current runtime has spent running tasks, added up.
-fn busy_total() -> Duration {
+/// The time every worker of the current runtime has spent running tasks, added up, and how many
+/// workers there are (at least one).
+fn busy_total() -> (Duration, usize) {
     let Ok(handle) = tokio::runtime::Handle::try_current() else {
-        return Duration::ZERO;
+        return (Duration::ZERO, 1);
     };
     let metrics = handle.metrics();
-    (0..metrics.num_workers())
+    let workers = metrics.num_workers();
+    let busy = (0..workers)
         .map(|w| metrics.worker_total_busy_duration(w))
-        .sum()
+        .sum();
+    (busy, workers.max(1))
+}
+
+/// How often one socket gets bursts of frames: kept per session, updated under its lock.
+#[derive(Default)]
+pub(crate) struct Rate {
+    /// When the socket last got a frame (the pacer's clock, microseconds).
+    last: u32,
+    /// The window that frame fell in.
+    window: u32,
+    /// The bursts it got in the window before that one and in that one.
+    bursts: [u8; 2],
+}
+
+impl Rate {
+    /// Notes a frame for the socket now, counts a new burst with the pacer, and says whether the
+    /// socket is hot: [`HOT`] bursts or more in its current or its previous window.
+    pub(crate) fn note(&mut self, pacer: &Pacer) -> bool {
+        let (now, window) = pacer.clock();
+        if now.wrapping_sub(self.last) >= BURST_US {
+            match window.wrapping_sub(self.window) {
+                0 => self.bursts[1] = self.bursts[1].saturating_add(1),
+                1 => self.bursts = [self.bursts[1], 1],
+                _ => self.bursts = [0, 1],
+            }
+            self.window = window;
+            pacer.count(self.is_hot());
+        }
+        self.last = now;
+        self.is_hot()
+    }
+
+    fn is_hot(&self) -> bool {
+        self.bursts[0].max(self.bursts[1]) >= HOT
+    }
 }

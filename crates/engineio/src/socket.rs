@@ -110,11 +110,8 @@ pub(crate) struct Out {
     behind: bool,
     /// Frames wait for the coalescing flush ([`crate::pace`]): the session is in its pacer's list.
     due: bool,
-    /// While coalescing is on: when the session last got a frame (the pacer's clock, microseconds),
-    /// the window that was in, and how many bursts of frames it got in that window and the one before.
-    last: u32,
-    window: u32,
-    bursts: [u8; 2],
+    /// How often the session gets bursts of frames, for the pacer ([`crate::pace::Rate`]).
+    rate: crate::pace::Rate,
 }
 
 /// The part of a session the transports and the emits share; not generic, so [`Permit`] is not either.
@@ -380,20 +377,7 @@ impl Conn {
         // Only a socket that gets frames in quick succession waits for the flush: it will likely have
         // more to send with the first. One that gets a frame now and then sends it at once.
         // Frames emitted together (a message and the counts that go with it) are one burst.
-        let hot = self.pace.as_ref().is_some_and(|(p, _)| {
-            let (now, window) = p.clock();
-            if now.wrapping_sub(out.last) >= crate::pace::BURST_US {
-                match window.wrapping_sub(out.window) {
-                    0 => out.bursts[1] = out.bursts[1].saturating_add(1),
-                    1 => out.bursts = [out.bursts[1], 1],
-                    _ => out.bursts = [0, 1],
-                }
-                out.window = window;
-                p.count(out.bursts[0].max(out.bursts[1]) >= crate::pace::HOT);
-            }
-            out.last = now;
-            out.bursts[0].max(out.bursts[1]) >= crate::pace::HOT
-        });
+        let hot = self.pace.as_ref().is_some_and(|(p, _)| out.rate.note(p));
         let pacer = self.pace.as_ref().filter(|(p, _)| hot && p.active());
         let mut noted = false;
         for packet in packets {

@@ -31,6 +31,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::peak::shrink_after_peak;
 use crate::auth::UserId;
 use crate::services::users::Author;
 
@@ -206,7 +207,9 @@ impl PresenceHub {
 
     /// `user` is now in the online map: the rooms that listed them meanwhile get a new list.
     fn came_online(&self, state: &mut State, user: UserId) {
-        for room in state.awaiting.remove(&user).unwrap_or_default() {
+        let awaited = state.awaiting.remove(&user);
+        shrink_after_peak(&mut state.awaiting);
+        for room in awaited.unwrap_or_default() {
             if let Some(list) = state.rooms.get_mut(&room)
                 && list.members.contains_key(&user)
             {
@@ -242,6 +245,7 @@ impl PresenceHub {
         self.tell(Change::Offline(user));
         if entry.remote == 0 {
             state.online.remove(&user);
+            shrink_after_peak(&mut state.online);
         }
         true
     }
@@ -290,6 +294,7 @@ impl PresenceHub {
             rooms.retain(|r| r != room);
             if rooms.is_empty() {
                 state.awaiting.remove(&user);
+                shrink_after_peak(&mut state.awaiting);
             }
         }
         let Some(list) = state.rooms.get_mut(room) else {
@@ -302,6 +307,7 @@ impl PresenceHub {
         if list.members.is_empty() && !list.in_round {
             // Nobody is left to tell.
             state.rooms.remove(room);
+            shrink_after_peak(&mut state.rooms);
         } else {
             self.wake.notify_one();
         }
@@ -406,6 +412,7 @@ impl PresenceHub {
             list.next_round = Instant::now() + took.max(MIN_GAP);
             if list.members.is_empty() {
                 state.rooms.remove(room);
+                shrink_after_peak(&mut state.rooms);
             }
         }
         self.wake.notify_one();

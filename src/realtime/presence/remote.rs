@@ -64,6 +64,7 @@ impl PresenceHub {
             entry.remote = entry.remote.saturating_sub(1);
             if entry.sockets == 0 && entry.remote == 0 {
                 state.online.remove(&user);
+                crate::realtime::peak::shrink_after_peak(&mut state.online);
             }
         }
     }

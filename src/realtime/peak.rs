@@ -1,0 +1,51 @@
+//! Tables keyed by user, room or socket grow with the crowd; after a peak they give the memory back.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+/// Tables smaller than this keep what they have.
+const KEEP: usize = 64;
+
+/// Shrinks `map` once it holds under a quarter of what it has room for, keeping room for twice what
+/// it holds: a peak of sockets that has passed does not stay in memory as an empty table, and each
+/// shrink rehashes at most a quarter of the largest size, so a removal costs O(1) amortized.
+pub(crate) fn shrink_after_peak<K: Eq + Hash, V>(map: &mut HashMap<K, V>) {
+    if map.capacity() > KEEP && map.len() < map.capacity() / 4 {
+        map.shrink_to((map.len() * 2).max(KEEP));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_emptied_after_a_peak_gives_its_room_back() {
+        let mut map: HashMap<u32, u64> = (0..10_000).map(|k| (k, 0)).collect();
+        let peak = map.capacity();
+        let mut shrinks = 0;
+        for k in 0..9_990 {
+            map.remove(&k);
+            let before = map.capacity();
+            shrink_after_peak(&mut map);
+            if map.capacity() < before {
+                shrinks += 1;
+            }
+        }
+        assert_eq!(map.len(), 10);
+        assert!(map.capacity() <= 4 * KEEP, "{} of {peak}", map.capacity());
+        // Halving each time: a handful of rehashes, not one per removal.
+        assert!(shrinks <= 10, "{shrinks} shrinks");
+    }
+
+    #[test]
+    fn a_busy_table_keeps_its_room() {
+        let mut map: HashMap<u32, u64> = (0..1_000).map(|k| (k, 0)).collect();
+        let room = map.capacity();
+        for k in 0..500 {
+            map.remove(&k);
+            shrink_after_peak(&mut map);
+        }
+        assert_eq!(map.capacity(), room);
+    }
+}
