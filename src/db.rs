@@ -1,9 +1,13 @@
 //! Database connection and migrations.
 
+use std::str::FromStr;
 use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
-use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous,
+};
+use sea_orm::sqlx::{self, Connection};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
 
 /// The PostgreSQL advisory lock held while migrations run ("chatroom" in ASCII).
@@ -88,26 +92,76 @@ async fn migrate_locked(url: &str) -> Result<(), DbErr> {
     unlocked.map(|_| ())
 }
 
+/// The name of the thread that runs the WAL checkpoints (sqlx gives each SQLite connection a thread).
+pub const CHECKPOINT_THREAD: &str = "chatroom-wal-ckpt";
+
 /// Copies a SQLite file's WAL back into the database every second, without waiting for readers or
-/// writers (`PASSIVE`): commits never pay for a checkpoint, and the WAL stays small. Does nothing for
-/// other databases. Ends with the runtime.
+/// writers (`PASSIVE`): commits never pay for a checkpoint, and the WAL stays small. The checkpoints
+/// run on a connection of their own, whose thread ([`CHECKPOINT_THREAD`]) runs below the event loop's
+/// priority: a checkpoint copies pages for milliseconds, and on a busy core it waits for the event
+/// loop instead of holding messages up. Where that connection cannot be opened, the pool's
+/// connections take the checkpoints. Does nothing for other databases. Ends with the runtime.
 pub fn checkpoints(db: &DatabaseConnection, url: &str) {
     let in_memory = url.contains(":memory:") || url.contains("mode=memory");
     if !url.starts_with("sqlite:") || in_memory {
         return;
     }
     let db = db.clone();
+    let url = url.to_owned();
     tokio::spawn(async move {
+        let mut own = match checkpoint_connection(&url).await {
+            Ok(conn) => Some(conn),
+            Err(e) => {
+                tracing::warn!(error = %e, "no connection of its own for WAL checkpoints: using the pool's");
+                None
+            }
+        };
         let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if let Err(e) = db
-                .execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)")
-                .await
-            {
+            let done = match own.as_mut() {
+                Some(conn) => sqlx::query(CHECKPOINT)
+                    .execute(conn)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                None => db
+                    .execute_unprepared(CHECKPOINT)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+            };
+            if let Err(e) = done {
                 tracing::debug!(error = %e, "WAL checkpoint failed");
             }
         }
     });
+}
+
+const CHECKPOINT: &str = "PRAGMA wal_checkpoint(PASSIVE)";
+
+/// A connection for checkpoints alone. It is opened from a thread of its own that first demotes
+/// itself ([`crate::sys::demote_current_thread`]), so the connection's worker thread, which sqlx starts
+/// from there, inherits the low priority; it is named [`CHECKPOINT_THREAD`].
+async fn checkpoint_connection(url: &str) -> Result<SqliteConnection, String> {
+    let options = SqliteConnectOptions::from_str(url)
+        .map_err(|e| e.to_string())?
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(5))
+        .thread_name(|_| CHECKPOINT_THREAD.to_owned());
+    let runtime = tokio::runtime::Handle::current();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("chatroom-wal-open".to_owned())
+        .spawn(move || {
+            let opened = crate::sys::demote_current_thread().and_then(|()| {
+                runtime
+                    .block_on(SqliteConnection::connect_with(&options))
+                    .map_err(|e| e.to_string())
+            });
+            let _ = tx.send(opened);
+        })
+        .map_err(|e| e.to_string())?;
+    rx.await.map_err(|e| e.to_string())?
 }

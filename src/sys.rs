@@ -28,3 +28,33 @@ pub fn open_file_limit() -> u64 {
 pub fn open_fds() -> Option<usize> {
     std::fs::read_dir("/proc/self/fd").ok().map(Iterator::count)
 }
+
+/// Moves the calling thread to ordinary scheduling (out of a real-time class, if the server was
+/// started in one) at the lowest priority, nice 19. Threads it starts afterwards inherit both: that
+/// is how background work gets a thread that waits for the event loop instead of holding it up.
+///
+/// # Errors
+/// What the operating system said, where it refused.
+#[cfg(unix)]
+pub fn demote_current_thread() -> Result<(), String> {
+    use thread_priority::ThreadPriority;
+    use thread_priority::unix::{
+        NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy,
+        thread_native_id,
+    };
+    set_thread_priority_and_policy(
+        thread_native_id(),
+        ThreadPriority::Min,
+        ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other),
+    )
+    .map_err(|e| format!("{e:?}"))
+}
+
+/// Elsewhere threads keep the priority they were given.
+///
+/// # Errors
+/// Never.
+#[cfg(not(unix))]
+pub fn demote_current_thread() -> Result<(), String> {
+    Ok(())
+}

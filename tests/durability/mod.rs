@@ -4,6 +4,7 @@
 //! what reached the database are what an operator would see.
 
 pub mod batches;
+pub mod checkpoint;
 pub mod churn;
 pub mod crash;
 pub mod database;
