@@ -1,4 +1,5 @@
-//! Facts about the process the operating system keeps: its open-file limit and open descriptors.
+//! What the operating system keeps about the process: its open-file limit and open descriptors; and the
+//! one thing chatroom asks of it, a lower priority for a thread doing background work.
 
 /// The process's open-file limit (the soft one), from `/proc/self/limits`; 1024 where that cannot be
 /// read.
