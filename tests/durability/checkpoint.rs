@@ -25,19 +25,25 @@ async fn the_wal_is_copied_back_by_a_thread_below_the_event_loop() {
     ];
     let mut server = start_binary(&args, data.path());
 
-    // The thread: ordinary scheduling (policy 0), nice 19; the event loop's threads keep nice 0.
-    let threads = threads(server.child.id());
-    let (nice, policy) = threads
+    // The thread: ordinary scheduling (policy 0), nice 19; the event loop's threads keep nice 0. The
+    // server opens the checkpoint connection after it starts listening: wait for its thread.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut listed = threads(server.child.id());
+    while !listed.iter().any(|(name, ..)| name == THREAD) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        listed = threads(server.child.id());
+    }
+    let (nice, policy) = listed
         .iter()
         .find(|(name, ..)| name == THREAD)
         .map(|(_, nice, policy)| (*nice, *policy))
-        .unwrap_or_else(|| panic!("a {THREAD} thread among {threads:?}"));
+        .unwrap_or_else(|| panic!("a {THREAD} thread among {listed:?}"));
     assert_eq!((nice, policy), (19, 0), "the checkpoint thread runs last");
-    let workers: Vec<_> = threads
+    let workers: Vec<_> = listed
         .iter()
         .filter(|(name, ..)| name.starts_with("tokio-"))
         .collect();
-    assert!(!workers.is_empty(), "{threads:?}");
+    assert!(!workers.is_empty(), "{listed:?}");
     assert!(workers.iter().all(|(_, nice, _)| *nice == 0), "{workers:?}");
 
     // Its work: what is committed reaches the database file itself (the pool's connections never
