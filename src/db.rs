@@ -32,7 +32,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// If the database cannot be reached or a migration fails.
 pub async fn connect(url: &str, pool: u32) -> Result<DatabaseConnection, DbErr> {
     let mut options = ConnectOptions::new(url.to_owned());
-    let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+    let in_memory = in_memory(url);
     options
         .max_connections(if in_memory { 1 } else { pool })
         .min_connections(1)
@@ -46,9 +46,7 @@ pub async fn connect(url: &str, pool: u32) -> Result<DatabaseConnection, DbErr> 
             .max_lifetime(None::<Duration>);
     } else if url.starts_with("sqlite:") {
         options.map_sqlx_sqlite_opts(|o| {
-            o.journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(5))
+            durable(o)
                 // 16 MiB of page cache per connection (taken as pages are read): the message writer
                 // keeps the indexes it updates cached instead of reading them back for each batch.
                 .pragma("cache_size", "-16384")
@@ -67,6 +65,20 @@ pub async fn connect(url: &str, pool: u32) -> Result<DatabaseConnection, DbErr> 
         Migrator::up(&db, None).await?;
     }
     Ok(db)
+}
+
+/// Whether `url` names an in-memory SQLite database (one per connection unless shared).
+fn in_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
+/// What every connection chatroom opens to a SQLite file shares: WAL mode, `synchronous=NORMAL` (which
+/// also decides whether a checkpoint syncs the file) and the busy timeout.
+fn durable(options: SqliteConnectOptions) -> SqliteConnectOptions {
+    options
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(5))
 }
 
 /// Applies the migrations on one PostgreSQL connection of its own, holding [`MIGRATION_LOCK`] (a
@@ -102,8 +114,7 @@ pub const CHECKPOINT_THREAD: &str = "chatroom-wal-ckpt";
 /// loop instead of holding messages up. Where that connection cannot be opened, the pool's
 /// connections take the checkpoints. Does nothing for other databases. Ends with the runtime.
 pub fn checkpoints(db: &DatabaseConnection, url: &str) {
-    let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-    if !url.starts_with("sqlite:") || in_memory {
+    if !url.starts_with("sqlite:") || in_memory(url) {
         return;
     }
     let db = db.clone();
@@ -145,10 +156,7 @@ const CHECKPOINT: &str = "PRAGMA wal_checkpoint(PASSIVE)";
 /// itself ([`crate::sys::demote_current_thread`]), so the connection's worker thread, which sqlx starts
 /// from there, inherits the low priority; it is named [`CHECKPOINT_THREAD`].
 async fn checkpoint_connection(url: &str) -> Result<SqliteConnection, String> {
-    let options = SqliteConnectOptions::from_str(url)
-        .map_err(|e| e.to_string())?
-        .synchronous(SqliteSynchronous::Normal)
-        .busy_timeout(Duration::from_secs(5))
+    let options = durable(SqliteConnectOptions::from_str(url).map_err(|e| e.to_string())?)
         .thread_name(|_| CHECKPOINT_THREAD.to_owned());
     let runtime = tokio::runtime::Handle::current();
     let (tx, rx) = tokio::sync::oneshot::channel();

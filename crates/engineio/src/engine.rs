@@ -177,12 +177,13 @@ impl<H: EngineIoHandler> Engine<H> {
 
     /// Forgets a session that has already ended.
     pub(crate) fn remove(&self, sid: &Sid) {
-        let mut sessions = self
-            .sessions
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        sessions.remove(sid);
-        shrink_after_peak(&mut sessions);
+        take(
+            &mut self
+                .sessions
+                .write()
+                .unwrap_or_else(PoisonError::into_inner),
+            sid,
+        );
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -307,9 +308,7 @@ impl<H: EngineIoHandler> SessionEnd for Engine<H> {
         let removed = if linger {
             sessions.get(&sid).cloned()
         } else {
-            let removed = sessions.remove(&sid);
-            shrink_after_peak(&mut sessions);
-            removed
+            take(&mut sessions, &sid)
         };
         drop(sessions);
         if let Some(socket) = removed {
@@ -369,12 +368,15 @@ async fn run_flusher<H: EngineIoHandler>(engine: Weak<Engine<H>>, pacer: Arc<Pac
     }
 }
 
-/// Shrinks the session map once it holds under a quarter of what it has room for, keeping room for
-/// twice what it holds: after a peak of connections the empty table does not stay in memory, and a
-/// removal still costs O(1) amortized (each shrink rehashes at most a quarter of the peak).
-fn shrink_after_peak<V>(sessions: &mut HashMap<Sid, V>) {
+/// Removes session `sid` from the map, and shrinks the map once it holds under a quarter of what it
+/// has room for, keeping room for twice what it holds: after a peak of connections the empty table
+/// does not stay in memory, and a removal still costs O(1) amortized (each shrink rehashes at most a
+/// quarter of the peak).
+fn take<V>(sessions: &mut HashMap<Sid, V>, sid: &Sid) -> Option<V> {
     const KEEP: usize = 64;
+    let removed = sessions.remove(sid);
     if sessions.capacity() > KEEP && sessions.len() < sessions.capacity() / 4 {
         sessions.shrink_to((sessions.len() * 2).max(KEEP));
     }
+    removed
 }

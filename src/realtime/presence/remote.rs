@@ -3,6 +3,7 @@
 
 use super::{Change, Online, PresenceHub, RoomList, Snapshot, State};
 use crate::auth::UserId;
+use crate::realtime::peak::shrink_after_peak;
 use crate::services::users::Author;
 
 impl PresenceHub {
@@ -64,7 +65,7 @@ impl PresenceHub {
             entry.remote = entry.remote.saturating_sub(1);
             if entry.sockets == 0 && entry.remote == 0 {
                 state.online.remove(&user);
-                crate::realtime::peak::shrink_after_peak(&mut state.online);
+                shrink_after_peak(&mut state.online);
             }
         }
     }
