@@ -321,11 +321,14 @@ impl<H: EngineIoHandler> SessionEnd for Engine<H> {
 
 /// The one heartbeat task of an engine; it ends when the engine is dropped.
 async fn run_timer<H: EngineIoHandler>(engine: Weak<Engine<H>>) {
-    let tick = match engine.upgrade() {
-        Some(e) => e.wheel.tick,
+    let (start, tick) = match engine.upgrade() {
+        Some(e) => (e.wheel.start, e.wheel.tick),
         None => return,
     };
-    let mut interval = tokio::time::interval(tick);
+    // Wake on the wheel's own tick boundaries: a deadline's slot is walked as soon as its time comes,
+    // not up to a tick later (a session placed at `now + n` ticks, `now` rounded down, is then never
+    // served after its period has passed: the ping timeout closes on time, as Node's timers do).
+    let mut interval = tokio::time::interval_at(tokio::time::Instant::from_std(start) + tick, tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         interval.tick().await;

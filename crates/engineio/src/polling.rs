@@ -1,6 +1,7 @@
 //! HTTP long-polling: the handshake, `GET` (the server's packets) and `POST` (the client's).
 
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use engineioxide_core::{Packet, ProtocolVersion, Sid, TransportType};
@@ -69,6 +70,10 @@ pub(crate) async fn poll<H: EngineIoHandler, B>(
             socket.conn.supports_binary,
         ));
     }
+    if socket.conn.lock().upgrading && !await_upgrade(&socket).await {
+        // The session moved to its WebSocket while this `GET` waited: polling is over for it.
+        return Err(RequestError::BadRequest);
+    }
     {
         let mut out = socket.conn.lock();
         if out.polling {
@@ -92,6 +97,10 @@ pub(crate) async fn poll<H: EngineIoHandler, B>(
                 socket.conn.supports_binary,
             ));
         }
+        if socket.transport_type() != TransportType::Polling {
+            // The upgrade completed after this `GET` was checked: the session is the WebSocket's now.
+            return Err(RequestError::BadRequest);
+        }
         if socket.conn.lock().upgrading || socket.conn.is_closing() {
             // The client is moving to its WebSocket (or the session is over): end this request.
             return Ok(payload_response(
@@ -102,6 +111,31 @@ pub(crate) async fn poll<H: EngineIoHandler, B>(
         }
         woken.await;
     }
+}
+
+/// How long a `GET` that starts during an upgrade waits for the upgrade to settle (Node's engine.io
+/// answers such a `GET` within the same time, from the timer that checks an upgrade's progress).
+const UPGRADE_SETTLE: Duration = Duration::from_millis(100);
+
+/// Waits (at most [`UPGRADE_SETTLE`]) while a WebSocket is between its probe and its `5`; whether the
+/// session still polls afterwards. A client upgrading sends its `5` only once its polls have ended, so a
+/// `GET` arriving meanwhile was either on its way before the probe (it gets its noop, as before, once
+/// the wait is over) or raced a `5` sent over the other connection: it gets the `400` a `GET` after the
+/// upgrade gets, rather than an answer that depends on which connection the server read first.
+async fn await_upgrade<D>(socket: &Socket<D>) -> bool {
+    let settle = tokio::time::Instant::now() + UPGRADE_SETTLE;
+    loop {
+        let woken = socket.conn.wake.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        if !socket.conn.lock().upgrading {
+            break;
+        }
+        if tokio::time::timeout_at(settle, woken).await.is_err() {
+            break;
+        }
+    }
+    socket.transport_type() == TransportType::Polling
 }
 
 /// A `POST`: the client's packets.

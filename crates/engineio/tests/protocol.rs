@@ -352,6 +352,52 @@ async fn heartbeats_of_both_versions_time_out() {
     assert_eq!(echo.reasons().len(), 2);
 }
 
+/// A polling session that never answers the ping is closed once interval + timeout have passed, not
+/// before and not a tick after (the protocol suite polls at exactly 500 ms and expects a `400`).
+#[tokio::test]
+async fn a_polling_session_times_out_on_time() {
+    let (addr, echo) = start(config().build()).await;
+    let (_, open) = get(addr, "/engine.io/?EIO=4&transport=polling").await;
+    let opened = tokio::time::Instant::now();
+    let path = format!("/engine.io/?EIO=4&transport=polling&sid={}", sid_of(&open));
+    tokio::time::sleep_until(opened + Duration::from_millis(420)).await;
+    assert_eq!(
+        get(addr, &path).await,
+        (200, "2".into()),
+        "alive before its time, with the ping waiting"
+    );
+    tokio::time::sleep_until(opened + Duration::from_millis(540)).await;
+    assert_eq!(get(addr, &path).await.0, 400, "closed after 300 + 200 ms");
+    assert_eq!(echo.reasons(), vec![DisconnectReason::HeartbeatTimeout]);
+}
+
+/// A `GET` sent right behind the WebSocket's `2probe` and `5` (over another connection: on a runtime
+/// with two workers the server may read them in either order) gets, at once, the `400` of a session
+/// that polls no more, and the WebSocket carries on. Before the fix, a `GET` the upgrade overtook
+/// between its checks waited until the session died of its ping timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_racing_the_upgrade_is_refused_not_left_hanging() {
+    let (addr, _) = start(config().build()).await;
+    for round in 0..200 {
+        let (_, open) = get(addr, "/engine.io/?EIO=4&transport=polling").await;
+        let sid = sid_of(&open);
+        let mut c = ws(addr, &format!("EIO=4&transport=websocket&sid={sid}")).await;
+        c.feed(Message::text("2probe")).await.expect("feed");
+        c.feed(Message::text("5")).await.expect("feed");
+        c.flush().await.expect("flush");
+        let path = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
+        let polled = tokio::time::timeout(Duration::from_millis(250), get(addr, &path)).await;
+        assert_eq!(polled.map(|r| r.0), Ok(400), "round {round}");
+        assert_eq!(next_text(&mut c).await.as_deref(), Some("3probe"));
+        c.send(Message::text("4hello")).await.expect("send");
+        assert_eq!(
+            next_text(&mut c).await.as_deref(),
+            Some("4hello"),
+            "round {round}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn limits_close_oversized_messages_and_bodies() {
     let (addr, echo) = start(config().max_payload(1000).ws_max_message_size(1000).build()).await;
