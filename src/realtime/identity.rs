@@ -85,7 +85,7 @@ impl Realtime {
     /// # Errors
     /// [`AppError::OverQuota`] when the user already has that many.
     pub fn admit(&self, binding: &Binding) -> Result<(), AppError> {
-        let held = self.inner.pusher.user_sockets(binding.author.id).len();
+        let held = self.inner.pusher.users().count(binding.author.id);
         if held >= self.inner.max_sockets_per_user {
             return Err(AppError::OverQuota {
                 message: TOO_MANY_SOCKETS.into(),

@@ -1,7 +1,7 @@
 //! Who a socket acts for and which rooms it is in: the rules both adapters follow.
 //!
-//! * **Binding** a socket to a user ([`Realtime::bind`]) puts it in the user's socket.io room (one per
-//!   dialect, so every socket of a user on every device is one target) and counts the user online;
+//! * **Binding** a socket to a user ([`Realtime::bind`]) lists it among the user's sockets in the
+//!   Pusher's index (every socket of a user on every device is one target) and counts the user online;
 //!   **unbinding** ([`Realtime::unbind`]) first takes the socket out of every room it is in, and
 //!   forgets the user's unread counters once their last socket here is gone.
 //! * **Entering** a group room ([`Realtime::enter`]) gives the socket the room's member list at once
@@ -17,7 +17,7 @@ use engineioxide::budget::FrameLimit;
 use socketioxide::extract::SocketRef;
 
 use super::events::Outbound;
-use super::pusher::{room_channel, user_channel};
+use super::pusher::room_channel;
 use super::unread::Counts;
 use super::{Binding, Conn, Realtime, Target};
 use crate::error::AppError;
@@ -39,7 +39,7 @@ impl Realtime {
             None => {}
         }
         let id = binding.author.id;
-        socket.join(user_channel(id, conn.dialect));
+        self.inner.pusher.users().add(id, socket.id);
         presence.connect(&binding.author);
         // A signed-in socket may send large frames (a Laravel-era picture message).
         if let Some(limit) = frame_limit(socket) {
@@ -56,7 +56,7 @@ impl Realtime {
         }
         if let Some(binding) = conn.set_binding(None) {
             let id = binding.author.id;
-            socket.leave(user_channel(id, conn.dialect));
+            self.inner.pusher.users().remove(id, socket.id);
             if self.inner.presence.disconnect(id) {
                 self.inner.unread.forget(id);
             }

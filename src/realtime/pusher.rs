@@ -1,19 +1,22 @@
 //! The Pusher: the only way server code emits (laravel-swoole's `Pusher`).
 //!
 //! An event is pushed to a [`Target`]. The Pusher encodes it at most once per client dialect and sends
-//! each encoding only to that dialect's sockets, by addressing a socket.io room per dialect: every chat
-//! room and every user has one room per dialect (see [`Dialect::prefix`]). A push therefore costs what
-//! its recipients cost, never what everyone online costs. In a cluster, a push to a room or to users is
+//! each encoding only to that dialect's sockets: a chat room is one socket.io room per dialect (see
+//! [`Dialect::prefix`]), and a user's sockets on this node are listed in the Pusher's own index
+//! ([`UserSockets`]), each socket answering in its dialect. A push therefore costs what its recipients
+//! cost, never what everyone online costs. In a cluster, a push to a room or to users is
 //! also published through [`Publish`] (the cluster bus) with both dialects' frames, and every other node hands them to
 //! its own sockets (`send_frames_here`); single sockets are always local, and so are the
 //! `_here` sends (presence rounds and unread counts, which every node serves to its own sockets).
 //!
 //! After the server has closed (shutdown), pushes are dropped quietly.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::value::RawValue;
+use smallvec::SmallVec;
 use socketioxide::SocketIo;
 use socketioxide::extract::SocketRef;
 use socketioxide::operators::BroadcastOperators;
@@ -22,6 +25,7 @@ use socketioxide::socket::Sid;
 use super::conn::{Conn, Tally};
 use super::dialect::Dialect;
 use super::events::{Encoded, Frame, Outbound};
+use super::peak::shrink_after_peak;
 use crate::auth::UserId;
 use crate::metrics::Gauge;
 use crate::services::rooms::Rooms;
@@ -47,9 +51,56 @@ pub fn room_channel(room: &str, dialect: Dialect) -> String {
     format!("{}room:{room}", dialect.prefix())
 }
 
-/// The socket.io room holding every socket of `dialect` bound to `user` (laravel-swoole's `uid_<id>`).
-pub fn user_channel(user: UserId, dialect: Dialect) -> String {
-    format!("{}uid:{user}", dialect.prefix())
+/// The sockets of this node bound to each user (laravel-swoole's `uid_<id>` rooms, kept here rather
+/// than as socket.io rooms: an entry costs a few dozen bytes instead of a room in both of the
+/// adapter's indexes, and the table gives its room back after a peak).
+#[derive(Default)]
+pub struct UserSockets {
+    /// One socket inline: most users are on one device.
+    by_user: Mutex<HashMap<UserId, SmallVec<[Sid; 1]>>>,
+}
+
+impl UserSockets {
+    /// Lists `sid` as one of `user`'s sockets.
+    pub fn add(&self, user: UserId, sid: Sid) {
+        let mut by_user = self.by_user.lock().unwrap_or_else(PoisonError::into_inner);
+        let sockets = by_user.entry(user).or_default();
+        if !sockets.contains(&sid) {
+            sockets.push(sid);
+        }
+    }
+
+    /// Takes `sid` off `user`'s list.
+    pub fn remove(&self, user: UserId, sid: Sid) {
+        let mut by_user = self.by_user.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(sockets) = by_user.get_mut(&user) {
+            sockets.retain(|s| *s != sid);
+            if sockets.is_empty() {
+                by_user.remove(&user);
+                shrink_after_peak(&mut by_user);
+            }
+        }
+    }
+
+    /// How many sockets `user` has here.
+    pub fn count(&self, user: UserId) -> usize {
+        self.by_user
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&user)
+            .map_or(0, SmallVec::len)
+    }
+
+    /// The sockets of `users` here.
+    fn of(&self, users: &[UserId]) -> SmallVec<[Sid; 2]> {
+        let by_user = self.by_user.lock().unwrap_or_else(PoisonError::into_inner);
+        users
+            .iter()
+            .filter_map(|u| by_user.get(u))
+            .flatten()
+            .copied()
+            .collect()
+    }
 }
 
 /// Where the Pusher publishes what the sockets of other nodes must hear: the cluster bus
@@ -68,6 +119,8 @@ pub struct Pusher {
     /// Sockets of this node per dialect: a dialect nobody here speaks is not addressed here (other
     /// nodes address their own sockets).
     dialects: Arc<[AtomicUsize; 2]>,
+    /// Each user's sockets on this node.
+    users: Arc<UserSockets>,
     /// The cluster bus, when this node is one of several.
     bus: Option<Arc<dyn Publish>>,
 }
@@ -79,6 +132,7 @@ impl Pusher {
             io,
             rooms,
             dialects: Arc::default(),
+            users: Arc::default(),
             bus,
         }
     }
@@ -125,16 +179,26 @@ impl Pusher {
         ns.to(channels).local().sockets()
     }
 
+    /// The index of each user's sockets on this node (binding and unbinding keep it).
+    pub fn users(&self) -> &UserSockets {
+        &self.users
+    }
+
     /// The sockets of this node bound to `user`, of every dialect.
     pub fn user_sockets(&self, user: UserId) -> Vec<SocketRef> {
-        let Some(ns) = self.ns() else {
-            return Vec::new();
+        self.sockets_of(&[user]).collect()
+    }
+
+    /// The connected sockets of this node bound to any of `users`.
+    fn sockets_of(&self, users: &[UserId]) -> impl Iterator<Item = SocketRef> {
+        let ns = self.ns();
+        let sids = if ns.is_some() {
+            self.users.of(users)
+        } else {
+            SmallVec::new()
         };
-        let channels: Vec<String> = Dialect::ALL
-            .iter()
-            .map(|d| user_channel(user, *d))
-            .collect();
-        ns.to(channels).local().sockets()
+        sids.into_iter()
+            .filter_map(move |sid| ns.as_ref()?.get_socket(sid))
     }
 
     /// A socket of this node, if it is still connected.
@@ -191,6 +255,12 @@ impl Pusher {
             }
             return;
         }
+        if let Target::Users(users) = target {
+            for socket in self.sockets_of(users) {
+                send_to_socket(&socket, event);
+            }
+            return;
+        }
         for dialect in Dialect::ALL {
             let Some(operators) = self.operators(target, dialect) else {
                 continue;
@@ -207,6 +277,12 @@ impl Pusher {
         target: &Target,
         frames: &[Vec<(String, Box<RawValue>)>; 2],
     ) {
+        if let Target::Users(users) = target {
+            for socket in self.sockets_of(users) {
+                emit_frames(&socket, &frames[dialect_of(&socket) as usize]);
+            }
+            return;
+        }
         for dialect in Dialect::ALL {
             let Some(operators) = self.operators(target, dialect) else {
                 continue;
@@ -218,24 +294,20 @@ impl Pusher {
     }
 
     /// The operators reaching `target`'s sockets of `dialect` on this node (none when nobody here speaks
-    /// it, the server has closed, or the target is a single socket).
+    /// it, the server has closed, or the target is not a chat room).
     fn operators(&self, target: &Target, dialect: Dialect) -> Option<BroadcastOperators> {
         if !self.spoken(dialect) {
             return None;
         }
         let ns = self.ns()?;
         let operators = match target {
-            Target::Socket(_) | Target::Everyone => return None,
+            Target::Socket(_) | Target::Everyone | Target::Users(_) => return None,
             Target::Room(room) => ns.to(room_channel(room, dialect)),
             // A socket's own broadcast operator leaves that socket out.
             Target::RoomExcept(room, sid) => match ns.get_socket(*sid) {
                 Some(socket) => socket.to(room_channel(room, dialect)),
                 None => ns.to(room_channel(room, dialect)),
             },
-            Target::Users(users) => ns.to(users
-                .iter()
-                .map(|u| user_channel(*u, dialect))
-                .collect::<Vec<_>>()),
         };
         // Never through another node: the bus carries what other nodes need.
         Some(operators.local())
@@ -255,15 +327,58 @@ async fn emit(operators: &BroadcastOperators, name: &str, payload: &RawValue) {
     }
 }
 
-fn send_to_socket(socket: &SocketRef, event: &Encoded<'_>) {
-    let dialect = socket
+/// The dialect `socket` speaks (told at connect).
+fn dialect_of(socket: &SocketRef) -> Dialect {
+    socket
         .extensions
         .get::<Arc<Conn>>()
-        .map_or(Dialect::V3, |c| c.dialect);
-    for (name, payload) in event.frames(dialect) {
-        let payload: &RawValue = payload;
-        if let Err(e) = socket.emit(*name, payload) {
-            tracing::debug!(sid = %socket.id, event = *name, error = %e, "a socket missed an event");
+        .map_or(Dialect::V3, |c| c.dialect)
+}
+
+fn send_to_socket(socket: &SocketRef, event: &Encoded<'_>) {
+    emit_frames(socket, event.frames(dialect_of(socket)));
+}
+
+/// Sends `frames` (event name and payload) to one socket; a socket that cannot take them is skipped.
+fn emit_frames<N: AsRef<str>>(socket: &SocketRef, frames: &[(N, Box<RawValue>)]) {
+    for (name, payload) in frames {
+        let (name, payload): (&str, &RawValue) = (name.as_ref(), payload);
+        if let Err(e) = socket.emit(name, payload) {
+            tracing::debug!(sid = %socket.id, event = name, error = %e, "a socket missed an event");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sid(n: u8) -> Sid {
+        format!("AAAAAAAAAAAAAAA{}", char::from(b'A' + n))
+            .parse()
+            .expect("a socket id")
+    }
+
+    #[test]
+    fn a_users_sockets_are_listed_once_and_forgotten_with_the_last() {
+        let users = UserSockets::default();
+        users.add(7, sid(1));
+        users.add(7, sid(1));
+        users.add(7, sid(2));
+        users.add(8, sid(3));
+        assert_eq!(users.count(7), 2, "a socket bound twice is listed once");
+        assert_eq!(users.of(&[7, 8, 9]).len(), 3);
+        users.remove(7, sid(1));
+        assert_eq!(users.of(&[7]).as_slice(), &[sid(2)]);
+        users.remove(7, sid(2));
+        users.remove(8, sid(9));
+        assert_eq!(users.count(7), 0);
+        assert_eq!(
+            users.count(8),
+            1,
+            "another socket's removal leaves the user's own"
+        );
+        let by_user = users.by_user.lock().unwrap_or_else(PoisonError::into_inner);
+        assert!(!by_user.contains_key(&7), "no empty list is kept");
     }
 }

@@ -1,5 +1,5 @@
 //! Binding sockets to users: the socket side of [`crate::auth::Authenticatable`], after
-//! laravel-swoole's `Authenticatable` trait. What binding means (the user's socket.io room, who is
+//! laravel-swoole's `Authenticatable` trait. What binding means (the user's list of sockets, who is
 //! online, leaving every room on unbinding) is the realtime core's rule
 //! ([`crate::realtime::membership`]); a handler only says when.
 
