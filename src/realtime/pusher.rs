@@ -91,12 +91,15 @@ impl UserSockets {
             .map_or(0, SmallVec::len)
     }
 
-    /// The sockets of `users` here.
+    /// The sockets of `users` here, each once (a user named twice is reached once, as a socket.io
+    /// room named twice would be). Targets name one or two users.
     fn of(&self, users: &[UserId]) -> SmallVec<[Sid; 2]> {
         let by_user = self.by_user.lock().unwrap_or_else(PoisonError::into_inner);
         users
             .iter()
-            .filter_map(|u| by_user.get(u))
+            .enumerate()
+            .filter(|(i, u)| !users[..*i].contains(u))
+            .filter_map(|(_, u)| by_user.get(u))
             .flatten()
             .copied()
             .collect()
@@ -368,6 +371,11 @@ mod tests {
         users.add(8, sid(3));
         assert_eq!(users.count(7), 2, "a socket bound twice is listed once");
         assert_eq!(users.of(&[7, 8, 9]).len(), 3);
+        assert_eq!(
+            users.of(&[7, 7]).len(),
+            2,
+            "a user named twice is reached once"
+        );
         users.remove(7, sid(1));
         assert_eq!(users.of(&[7]).as_slice(), &[sid(2)]);
         users.remove(7, sid(2));
