@@ -1,6 +1,7 @@
 //! Database connection and migrations.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
@@ -8,7 +9,9 @@ use sea_orm::sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous,
 };
 use sea_orm::sqlx::{self, Connection};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, RuntimeErr,
+};
 
 /// The PostgreSQL advisory lock held while migrations run ("chatroom" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6368_6174_726f_6f6d;
@@ -104,6 +107,37 @@ async fn migrate_locked(url: &str) -> Result<(), DbErr> {
     unlocked.map(|_| ())
 }
 
+/// Gives back what a SQLite pool holds once a crowd has left: its page cache (`shrink_memory`: this
+/// build of SQLite, with memory management enabled, keeps one cache for all connections, so one call
+/// empties it of every page not in use) and its idle connections but the one that ran the pragma, whose
+/// threads take their allocator caches with them when they end. The pool opens connections again as
+/// work returns, and the cache fills again as pages are read. Never closes the last connection (an
+/// in-memory database lives in it), nor one in use. Does nothing for other databases.
+///
+/// # Errors
+/// If the pool cannot run the pragma; connections closed before that stay closed.
+pub async fn release_after_peak(db: &DatabaseConnection) -> Result<(), DbErr> {
+    if db.get_database_backend() != DbBackend::Sqlite {
+        return Ok(());
+    }
+    let pool = db.get_sqlite_connection_pool();
+    let released = async {
+        let mut kept = pool.acquire().await?;
+        sqlx::query("PRAGMA shrink_memory")
+            .execute(&mut *kept)
+            .await?;
+        while let Some(idle) = pool.try_acquire() {
+            // A connection that fails to close cleanly is gone all the same.
+            let _ = idle.close().await;
+        }
+        Ok::<_, sqlx::Error>(())
+    };
+    released
+        .await
+        .map_err(|e| DbErr::Conn(RuntimeErr::SqlxError(Arc::new(e))))?;
+    Ok(())
+}
+
 /// The name of the thread that runs the WAL checkpoints (sqlx gives each SQLite connection a thread).
 pub const CHECKPOINT_THREAD: &str = "chatroom-wal-ckpt";
 
@@ -172,4 +206,79 @@ async fn checkpoint_connection(url: &str) -> Result<SqliteConnection, String> {
         })
         .map_err(|e| e.to_string())?;
     rx.await.map_err(|e| e.to_string())?
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::future::try_join_all;
+    use sea_orm::{ConnectionTrait, Statement};
+
+    use super::*;
+
+    /// Rows in `t`, read through the pool.
+    async fn rows(db: &DatabaseConnection) -> i64 {
+        let row = db
+            .query_one_raw(Statement::from_string(
+                DbBackend::Sqlite,
+                "SELECT count(*) AS n FROM t",
+            ))
+            .await
+            .expect("count")
+            .expect("a row");
+        row.try_get("", "n").expect("n")
+    }
+
+    #[tokio::test]
+    async fn a_release_after_a_peak_closes_idle_connections_and_keeps_every_row() {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = format!("sqlite://{}/chat.db?mode=rwc", dir.path().display());
+        let db = connect(&url, 4).await.expect("connect");
+        db.execute_unprepared("CREATE TABLE t (x INTEGER)")
+            .await
+            .expect("create");
+        db.execute_unprepared(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000) \
+             INSERT INTO t SELECT i FROM n",
+        )
+        .await
+        .expect("insert");
+        let pool = db.get_sqlite_connection_pool();
+        // A crowd's worth of work: four connections at once.
+        let held = try_join_all((0..4).map(|_| pool.acquire()))
+            .await
+            .expect("four connections");
+        drop(held);
+        // Dropped connections go back to the pool in a task of their own.
+        for _ in 0..100 {
+            if pool.num_idle() == 4 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(pool.num_idle(), 4);
+
+        release_after_peak(&db).await.expect("release");
+
+        assert_eq!(pool.size(), 1, "idle connections beyond one are closed");
+        assert_eq!(rows(&db).await, 5000);
+        // Work comes back: the pool opens connections again.
+        let held = try_join_all((0..3).map(|_| pool.acquire()))
+            .await
+            .expect("three connections again");
+        drop(held);
+        assert_eq!(rows(&db).await, 5000);
+    }
+
+    #[tokio::test]
+    async fn an_in_memory_database_outlives_a_release() {
+        let db = connect("sqlite::memory:", 4).await.expect("connect");
+        db.execute_unprepared("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1), (2)")
+            .await
+            .expect("create");
+
+        release_after_peak(&db).await.expect("release");
+
+        assert_eq!(db.get_sqlite_connection_pool().size(), 1);
+        assert_eq!(rows(&db).await, 2);
+    }
 }

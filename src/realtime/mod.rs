@@ -210,6 +210,7 @@ impl Realtime {
             .unwrap_or_else(PoisonError::into_inner) = Some(announcer);
         tokio::spawn(presence::run_rounds(presence, pusher));
         tokio::spawn(ticks::tick_unread(Arc::downgrade(&inner)));
+        tokio::spawn(ticks::release_after_peak(Arc::downgrade(&inner)));
         tokio::spawn(ticks::load_latest_ids(inner.clone()));
         Self { inner }
     }

@@ -6,6 +6,30 @@ use std::hash::Hash;
 /// Tables smaller than this keep what they have.
 const KEEP: usize = 64;
 
+/// Sockets a crowd must have counted for its leaving to be worth releasing the store's memory.
+const CROWD: usize = 1_000;
+
+/// Follows how many sockets are connected and says when a crowd has left: when the count falls under a
+/// quarter of the highest since it last said so, and that highest was at least [`CROWD`]. Then it
+/// counts afresh, so one fall is reported once.
+#[derive(Debug, Default)]
+pub(crate) struct PeakWatch {
+    highest: usize,
+}
+
+impl PeakWatch {
+    /// Takes the count now; true once a crowd has left.
+    pub(crate) fn passed(&mut self, now: usize) -> bool {
+        self.highest = self.highest.max(now);
+        if self.highest >= CROWD && now < self.highest / 4 {
+            self.highest = 0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// Shrinks `map` once it holds under a quarter of what it has room for, keeping room for twice what
 /// it holds: a peak of sockets that has passed does not stay in memory as an empty table, and each
 /// shrink rehashes at most a quarter of the largest size, so a removal costs O(1) amortized.
@@ -36,6 +60,25 @@ mod tests {
         assert!(map.capacity() <= 4 * KEEP, "{} of {peak}", map.capacity());
         // Halving each time: a handful of rehashes, not one per removal.
         assert!(shrinks <= 10, "{shrinks} shrinks");
+    }
+
+    #[test]
+    fn a_crowd_leaving_is_reported_once_and_a_small_one_never() {
+        let mut watch = PeakWatch::default();
+        // A small server's ups and downs: nothing to release.
+        for now in [10, 400, 3, 900, 0] {
+            assert!(!watch.passed(now), "{now}");
+        }
+        // 10,000 arrive, and leave: reported when under a quarter, once.
+        for now in [5_000, 10_000, 8_000, 2_600] {
+            assert!(!watch.passed(now), "{now}");
+        }
+        assert!(watch.passed(2_400));
+        assert!(!watch.passed(100));
+        assert!(!watch.passed(0));
+        // A second crowd is a second peak.
+        assert!(!watch.passed(4_000));
+        assert!(watch.passed(900));
     }
 
     #[test]

@@ -1,16 +1,48 @@
 //! The core's periodic work: unread counts pushed in ticks, read marks written in batches, idle rate
-//! budgets forgotten, refusals summed up in the log, the room list reloaded (in a cluster); and, once
-//! at start, each room's newest id.
+//! budgets forgotten, refusals summed up in the log, the room list reloaded (in a cluster), the store's
+//! memory released after a crowd has left; and, once at start, each room's newest id.
 
 use std::sync::{Arc, PoisonError, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::events::Outbound;
+use super::peak::PeakWatch;
 use super::{Inner, REFUSAL_LOG_EVERY, Target, unread};
 use crate::services::unread as read_marks;
 
 /// Users told their counts by a tick before it lets other tasks run.
 const TOLD_BETWEEN_YIELDS: usize = 16;
+
+/// How often [`release_after_peak`] counts the sockets.
+const PEAK_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// Counts this node's sockets every [`PEAK_CHECK_EVERY`] and, once a crowd has left ([`PeakWatch`]),
+/// has the store give back what it held for it (`db::release_after_peak`: SQLite's page cache and
+/// idle connections). chatroom's own tables shrink as they empty; this is the memory they cannot
+/// reach. Ends with the core.
+pub(super) async fn release_after_peak(inner: Weak<Inner>) {
+    let mut watch = PeakWatch::default();
+    let mut tick = tokio::time::interval(PEAK_CHECK_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        if inner.pusher.is_closed() {
+            return;
+        }
+        let sockets = inner.metrics.sockets.iter().map(|g| g.get()).sum::<i64>();
+        if watch.passed(usize::try_from(sockets).unwrap_or(0)) {
+            let db = inner.db.clone();
+            drop(inner);
+            match crate::db::release_after_peak(&db).await {
+                Ok(()) => tracing::info!(sockets, "a crowd has left: the store's cache released"),
+                Err(e) => tracing::warn!(error = %e, "the store's cache could not be released"),
+            }
+        }
+    }
+}
 
 /// The core's ticker: every [`unread::TICK`] ÷ [`unread::SLICES`] it tells one slice of users their
 /// unread counts (so each user at most once per `TICK`); every `TICK` it writes read marks; every
