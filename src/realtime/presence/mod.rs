@@ -104,6 +104,26 @@ struct State {
     awaiting: HashMap<UserId, Vec<String>>,
 }
 
+/// Removals from the hub's tables, each of which gives its room back after a peak.
+impl State {
+    fn forget_online(&mut self, user: UserId) {
+        self.online.remove(&user);
+        shrink_after_peak(&mut self.online);
+    }
+
+    fn forget_room(&mut self, room: &str) {
+        self.rooms.remove(room);
+        shrink_after_peak(&mut self.rooms);
+    }
+
+    /// The rooms that listed `user` while not known to be online, no longer awaiting them.
+    fn take_awaiting(&mut self, user: UserId) -> Option<Vec<String>> {
+        let rooms = self.awaiting.remove(&user);
+        shrink_after_peak(&mut self.awaiting);
+        rooms
+    }
+}
+
 struct Online {
     author: Author,
     /// Bound sockets on this node.
@@ -207,8 +227,7 @@ impl PresenceHub {
 
     /// `user` is now in the online map: the rooms that listed them meanwhile get a new list.
     fn came_online(&self, state: &mut State, user: UserId) {
-        let awaited = state.awaiting.remove(&user);
-        shrink_after_peak(&mut state.awaiting);
+        let awaited = state.take_awaiting(user);
         for room in awaited.unwrap_or_default() {
             if let Some(list) = state.rooms.get_mut(&room)
                 && list.members.contains_key(&user)
@@ -244,8 +263,7 @@ impl PresenceHub {
         }
         self.tell(Change::Offline(user));
         if entry.remote == 0 {
-            state.online.remove(&user);
-            shrink_after_peak(&mut state.online);
+            state.forget_online(user);
         }
         true
     }
@@ -293,8 +311,7 @@ impl PresenceHub {
         if let Some(rooms) = state.awaiting.get_mut(&user) {
             rooms.retain(|r| r != room);
             if rooms.is_empty() {
-                state.awaiting.remove(&user);
-                shrink_after_peak(&mut state.awaiting);
+                state.take_awaiting(user);
             }
         }
         let Some(list) = state.rooms.get_mut(room) else {
@@ -306,8 +323,7 @@ impl PresenceHub {
         list.cached = None;
         if list.members.is_empty() && !list.in_round {
             // Nobody is left to tell.
-            state.rooms.remove(room);
-            shrink_after_peak(&mut state.rooms);
+            state.forget_room(room);
         } else {
             self.wake.notify_one();
         }
@@ -411,8 +427,7 @@ impl PresenceHub {
             list.in_round = false;
             list.next_round = Instant::now() + took.max(MIN_GAP);
             if list.members.is_empty() {
-                state.rooms.remove(room);
-                shrink_after_peak(&mut state.rooms);
+                state.forget_room(room);
             }
         }
         self.wake.notify_one();

@@ -3,7 +3,6 @@
 
 use super::{Change, Online, PresenceHub, RoomList, Snapshot, State};
 use crate::auth::UserId;
-use crate::realtime::peak::shrink_after_peak;
 use crate::services::users::Author;
 
 impl PresenceHub {
@@ -64,8 +63,7 @@ impl PresenceHub {
         if let Some(entry) = state.online.get_mut(&user) {
             entry.remote = entry.remote.saturating_sub(1);
             if entry.sockets == 0 && entry.remote == 0 {
-                state.online.remove(&user);
-                shrink_after_peak(&mut state.online);
+                state.forget_online(user);
             }
         }
     }

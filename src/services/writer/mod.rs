@@ -185,7 +185,8 @@ async fn run<T: Send + Sync>(
     } else {
         while let Some(batch) = gather(&mut rx, config).await {
             let started = Instant::now();
-            let committed = commit(&db, batch, &mut down, None).await;
+            // The commit runs on SQLite's own thread, on the event loop's core when there is one.
+            let committed = crate::sys::hand_over_core(commit(&db, batch, &mut down, None)).await;
             hand_on(&out, committed, started.elapsed()).await;
         }
     }
