@@ -39,12 +39,12 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// # Errors
 /// If the database is unreachable, a migration fails, or the upload directory cannot be created.
 pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
-    let db = crate::db::connect(settings.store.database_url.expose(), settings.store.pool).await?;
-    crate::db::checkpoints(&db, settings.store.database_url.expose());
+    let store = crate::db::open(settings.store.database_url.expose(), settings.store.pool).await?;
+    crate::db::checkpoints(&store.pool, settings.store.database_url.expose());
     let metrics = Arc::new(Metrics::new());
     let engine = crate::socket::engine::build(&settings, &metrics);
-    let groups = crate::services::rooms::seed(&db, &settings.realtime.rooms).await?;
-    let state = AppState::new(settings, db, engine, metrics, groups)?;
+    let groups = crate::services::rooms::seed(&store.pool, &settings.realtime.rooms).await?;
+    let state = AppState::new(settings, store, engine, metrics, groups)?;
     crate::socket::mount(&state, routes::websocket::routes());
     Ok(state)
 }

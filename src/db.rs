@@ -48,18 +48,12 @@ pub async fn connect(url: &str, pool: u32) -> Result<DatabaseConnection, DbErr> 
             .idle_timeout(None::<Duration>)
             .max_lifetime(None::<Duration>);
     } else if url.starts_with("sqlite:") {
-        options.map_sqlx_sqlite_opts(|o| {
-            durable(o)
-                // 16 MiB of page cache per connection (taken as pages are read): the message writer
-                // keeps the indexes it updates cached instead of reading them back for each batch.
-                .pragma("cache_size", "-16384")
-                .pragma("wal_autocheckpoint", "0")
-                // Rows a statement may hand over before its worker thread waits for the reader: the
-                // writer's `INSERT … RETURNING` of a whole batch then runs without a thread switch
-                // every 50 rows (sqlx's default), which cost it about a fifth of its throughput.
-                .row_buffer_size(4096)
-                .create_if_missing(true)
-        });
+        options.map_sqlx_sqlite_opts(|o| tuned(o).create_if_missing(true));
+    }
+    if url.starts_with("sqlite:") {
+        // A SQLite connection lives in this process: nothing can hang up on it, and a ping before each
+        // use would be one more round trip to its thread.
+        options.test_before_acquire(false);
     }
     let db = Database::connect(options).await?;
     if url.starts_with("postgres") {
@@ -68,6 +62,72 @@ pub async fn connect(url: &str, pool: u32) -> Result<DatabaseConnection, DbErr> 
         Migrator::up(&db, None).await?;
     }
     Ok(db)
+}
+
+/// The store's connections: the pool the application shares, and the message writer's.
+#[derive(Debug, Clone)]
+pub struct Store {
+    /// Requests, sign-ins, reads and every write but the messages'.
+    pub pool: DatabaseConnection,
+    /// The message writer's: on a SQLite file a connection of its own ([`writer_connection`]),
+    /// elsewhere the pool.
+    pub writer: DatabaseConnection,
+}
+
+/// Connects to `url` ([`connect`]) and opens the message writer's connection.
+///
+/// # Errors
+/// If the database cannot be reached or a migration fails.
+pub async fn open(url: &str, pool: u32) -> Result<Store, DbErr> {
+    let pool = connect(url, pool).await?;
+    let writer = if url.starts_with("sqlite:") && !in_memory(url) {
+        writer_connection(url).await?
+    } else {
+        // An in-memory database lives in the pool's one connection; PostgreSQL keeps no cache per
+        // connection that a rotation through the pool would throw away.
+        pool.clone()
+    };
+    Ok(Store { pool, writer })
+}
+
+/// The name of the thread of the message writer's SQLite connection.
+pub const WRITER_THREAD: &str = "chatroom-writer";
+
+/// A SQLite file's connection for the message writer alone, kept open for the server's life.
+///
+/// Every batch of messages is one transaction, and a transaction that finds the WAL changed by another
+/// connection since its own last one empties its page cache and reads the pages it needs again. The
+/// pool hands its idle connections out in turn, so through the pool nearly every batch ran on a
+/// connection another had written behind, and read the table's and indexes' pages back from the file
+/// (S4 with `login`: a third of SQLite's thread time). On a connection of its own the writer finds its
+/// pages where it left them; only the pool's rarer writes (read marks, sign-ups) make it read again.
+async fn writer_connection(url: &str) -> Result<DatabaseConnection, DbErr> {
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .max_connections(1)
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(5))
+        .idle_timeout(None::<Duration>)
+        .max_lifetime(None::<Duration>)
+        .test_before_acquire(false)
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|o| tuned(o).thread_name(|_| WRITER_THREAD.to_owned()));
+    Database::connect(options).await
+}
+
+/// The settings of the connections that carry the application's work (the checkpoint connection
+/// takes only [`durable`]'s).
+fn tuned(options: SqliteConnectOptions) -> SqliteConnectOptions {
+    durable(options)
+        // 16 MiB of page cache per connection (taken as pages are read): the message writer keeps the
+        // indexes it updates cached instead of reading them back for each batch.
+        .pragma("cache_size", "-16384")
+        .pragma("wal_autocheckpoint", "0")
+        // Rows a statement may hand over before its worker thread waits for the reader: the writer's
+        // `INSERT … RETURNING` of a whole batch then runs without a thread switch every 50 rows
+        // (sqlx's default), which cost it about a fifth of its throughput.
+        .row_buffer_size(4096)
 }
 
 /// Whether `url` names an in-memory SQLite database (one per connection unless shared).
@@ -267,6 +327,41 @@ mod tests {
             .expect("three connections again");
         drop(held);
         assert_eq!(rows(&db).await, 5000);
+    }
+
+    #[tokio::test]
+    async fn the_writer_has_a_connection_of_its_own_on_a_file_and_shares_the_memory_one() {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = format!("sqlite://{}/chat.db?mode=rwc", dir.path().display());
+        let store = open(&url, 4).await.expect("open");
+        store
+            .writer
+            .execute_unprepared("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1), (2), (3)")
+            .await
+            .expect("write through the writer's connection");
+        // What the writer commits, the pool reads; and the pool's writes reach the writer.
+        assert_eq!(rows(&store.pool).await, 3);
+        store
+            .pool
+            .execute_unprepared("INSERT INTO t VALUES (4)")
+            .await
+            .expect("write through the pool");
+        assert_eq!(rows(&store.writer).await, 4);
+        let writer = store.writer.get_sqlite_connection_pool();
+        assert_eq!(writer.size(), 1, "one connection, kept open");
+        assert_eq!(writer.options().get_max_connections(), 1);
+        // Closing the pool's idle connections after a peak leaves the writer's alone.
+        release_after_peak(&store.pool).await.expect("release");
+        assert_eq!(writer.size(), 1);
+
+        // An in-memory database lives in one connection: the writer must use that very one.
+        let memory = open("sqlite::memory:", 4).await.expect("open");
+        memory
+            .writer
+            .execute_unprepared("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1)")
+            .await
+            .expect("create");
+        assert_eq!(rows(&memory.pool).await, 1);
     }
 
     #[tokio::test]

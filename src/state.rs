@@ -9,6 +9,7 @@ use sea_orm::DatabaseConnection;
 use crate::auth::password::PasswordHasher;
 use crate::auth::token::TokenService;
 use crate::config::Settings;
+use crate::db::Store;
 use crate::metrics::Metrics;
 use crate::realtime::{Engine, Realtime};
 use crate::services::limiter::{RateLimiter, SignInLimits};
@@ -56,7 +57,7 @@ impl AppState {
     /// Must run inside a Tokio runtime (it starts the message writer).
     pub fn new(
         settings: Settings,
-        db: DatabaseConnection,
+        store: Store,
         engine: Engine,
         metrics: Arc<Metrics>,
         groups: Vec<Group>,
@@ -78,7 +79,8 @@ impl AppState {
             robot: RateLimiter::new(30, Duration::from_secs(60)),
         };
         let rooms = Arc::new(Rooms::with_groups(groups));
-        let realtime = Realtime::new(&settings, engine, db.clone(), rooms.clone(), &metrics);
+        let db = store.pool.clone();
+        let realtime = Realtime::new(&settings, engine, store, rooms.clone(), &metrics);
         Ok(Self {
             db,
             realtime,

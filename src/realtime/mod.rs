@@ -61,6 +61,7 @@ use self::presence::PresenceHub;
 use self::unread::UnreadHub;
 use crate::auth::UserId;
 use crate::config::Settings;
+use crate::db::Store;
 use crate::error::AppError;
 use crate::metrics::Metrics;
 use crate::services::messages::NewMessage;
@@ -143,10 +144,11 @@ impl Realtime {
     pub fn new(
         settings: &Settings,
         engine: Engine,
-        db: DatabaseConnection,
+        store: Store,
         rooms: Arc<Rooms>,
         metrics: &Metrics,
     ) -> Self {
+        let Store { pool: db, writer } = store;
         let Engine {
             io,
             layer,
@@ -155,7 +157,7 @@ impl Realtime {
         } = engine;
         let (committed_tx, committed_rx) = mpsc::channel(ANNOUNCE_QUEUE);
         let writer = MessageWriter::spawn(
-            db.clone(),
+            writer,
             WriterConfig {
                 capacity: settings.realtime.message_queue,
                 ..WriterConfig::default()
