@@ -101,12 +101,6 @@ pub const WRITER_THREAD: &str = "chatroom-writer";
 /// connection another had written behind, and read the table's and indexes' pages back from the file
 /// (S4 with `login`: a third of SQLite's thread time). On a connection of its own the writer finds its
 /// pages where it left them; only the pool's rarer writes (read marks, sign-ups) make it read again.
-///
-/// With one connection, each batch also waits for the previous one's connection to come back to the
-/// pool, which sqlx does in a task of its own after a round trip to the connection's thread. Under a
-/// real-time policy that thread would wait for the event loop to sleep, so the connection is opened from
-/// a thread one priority step above the event loop's ([`crate::sys::raise_current_thread_a_step`]),
-/// whose priority the connection's thread ([`WRITER_THREAD`]) inherits: woken, it runs at once.
 async fn writer_connection(url: &str) -> Result<DatabaseConnection, DbErr> {
     let mut options = ConnectOptions::new(url.to_owned());
     options
@@ -119,19 +113,7 @@ async fn writer_connection(url: &str) -> Result<DatabaseConnection, DbErr> {
         .test_before_acquire(false)
         .sqlx_logging(false)
         .map_sqlx_sqlite_opts(|o| tuned(o).thread_name(|_| WRITER_THREAD.to_owned()));
-    let runtime = tokio::runtime::Handle::current();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("chatroom-writer-open".to_owned())
-        .spawn(move || {
-            if let Err(e) = crate::sys::raise_current_thread_a_step() {
-                tracing::info!(error = %e, "the message writer's SQLite thread keeps the event loop's priority");
-            }
-            let _ = tx.send(runtime.block_on(Database::connect(options)));
-        })
-        .map_err(|e| DbErr::Custom(format!("cannot start a thread: {e}")))?;
-    rx.await
-        .map_err(|_| DbErr::Custom("the writer's connection was not opened".to_owned()))?
+    Database::connect(options).await
 }
 
 /// The settings of the connections that carry the application's work (the checkpoint connection

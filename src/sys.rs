@@ -61,46 +61,6 @@ pub fn demote_current_thread() -> Result<(), String> {
     Ok(())
 }
 
-/// Raises the calling thread one step above its real-time priority, when it runs under a real-time
-/// policy; threads it starts afterwards inherit the new priority. Returns whether it was raised (under
-/// ordinary scheduling nothing is done).
-///
-/// For a thread the event loop waits on, such as the message writer's SQLite connection: one step
-/// above, a woken thread takes the core from the event loop at once, where at equal priority it would
-/// wait until the event loop has nothing left to do.
-///
-/// # Errors
-/// What the operating system said, where it refused (without the right to raise a priority, the
-/// thread keeps its own).
-#[cfg(unix)]
-pub fn raise_current_thread_a_step() -> Result<bool, String> {
-    use thread_priority::ThreadPriority;
-    use thread_priority::unix::{
-        ScheduleParams, ThreadSchedulePolicy, set_thread_priority_and_policy, thread_native_id,
-        thread_schedule_policy_param,
-    };
-    let me = thread_native_id();
-    let (policy, params) = thread_schedule_policy_param(me).map_err(|e| format!("{e:?}"))?;
-    if !matches!(policy, ThreadSchedulePolicy::Realtime(_)) {
-        return Ok(false);
-    }
-    let above = ScheduleParams {
-        sched_priority: params.sched_priority + 1,
-    };
-    set_thread_priority_and_policy(me, ThreadPriority::from_posix(above), policy)
-        .map_err(|e| format!("{e:?}"))?;
-    Ok(true)
-}
-
-/// Elsewhere threads keep the priority they were given.
-///
-/// # Errors
-/// Never.
-#[cfg(not(unix))]
-pub fn raise_current_thread_a_step() -> Result<bool, String> {
-    Ok(false)
-}
-
 /// Runs `work`, and each time it waits, first gives the core up to the threads ready to run beside
 /// the event loop (`sched_yield`), when the event loop runs at a real-time priority.
 ///
@@ -147,19 +107,6 @@ fn realtime_policy() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_thread_under_ordinary_scheduling_is_left_as_it_is() {
-        // Tests run under ordinary scheduling unless started with `chrt`.
-        if realtime_policy() {
-            return;
-        }
-        let raised =
-            std::thread::spawn(|| raise_current_thread_a_step().map(|r| (r, realtime_policy())))
-                .join()
-                .expect("join");
-        assert_eq!(raised, Ok((false, false)));
-    }
 
     #[tokio::test]
     async fn work_handed_the_core_still_finishes_with_its_own_result() {
