@@ -188,6 +188,10 @@ async fn run<T: Send + Sync>(
             // The commit runs on SQLite's own thread, on the event loop's core when there is one.
             let committed = crate::sys::hand_over_core(commit(&db, batch, &mut down, None)).await;
             hand_on(&out, committed, started.elapsed()).await;
+            // sqlx gives the connection back to its pool in a task of its own, after a round trip to the
+            // connection's thread. Let that task run now, so that the next batch, waiting for the
+            // connection, hands the core to a thread that already has the round trip to answer.
+            tokio::task::yield_now().await;
         }
     }
     tracing::debug!("message writer drained");
