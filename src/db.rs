@@ -69,7 +69,7 @@ pub async fn connect(url: &str, pool: u32) -> Result<DatabaseConnection, DbErr> 
 pub struct Store {
     /// Requests, sign-ins, reads and every write but the messages'.
     pub pool: DatabaseConnection,
-    /// The message writer's: on a SQLite file a connection of its own ([`writer_connection`]),
+    /// The message writer's: on a SQLite file a connection of its own (kept open, its page cache warm),
     /// elsewhere the pool.
     pub writer: DatabaseConnection,
 }
