@@ -34,26 +34,13 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// # Errors
 /// If the database cannot be reached or a migration fails.
 pub async fn connect(url: &str, pool: u32) -> Result<DatabaseConnection, DbErr> {
-    let mut options = ConnectOptions::new(url.to_owned());
     let in_memory = in_memory(url);
-    options
-        .max_connections(if in_memory { 1 } else { pool })
-        .min_connections(1)
-        .connect_timeout(Duration::from_secs(5))
-        .acquire_timeout(Duration::from_secs(5))
-        .sqlx_logging(false);
+    let mut options = pool_options(url, if in_memory { 1 } else { pool });
     if in_memory {
         // The database lives as long as its last connection: never let the pool close it.
-        options
-            .idle_timeout(None::<Duration>)
-            .max_lifetime(None::<Duration>);
+        keep_open(&mut options);
     } else if url.starts_with("sqlite:") {
         options.map_sqlx_sqlite_opts(|o| tuned(o).create_if_missing(true));
-    }
-    if url.starts_with("sqlite:") {
-        // A SQLite connection lives in this process: nothing can hang up on it, and a ping before each
-        // use would be one more round trip to its thread.
-        options.test_before_acquire(false);
     }
     let db = Database::connect(options).await?;
     if url.starts_with("postgres") {
@@ -102,18 +89,35 @@ pub const WRITER_THREAD: &str = "chatroom-writer";
 /// (S4 with `login`: a third of SQLite's thread time). On a connection of its own the writer finds its
 /// pages where it left them; only the pool's rarer writes (read marks, sign-ups) make it read again.
 async fn writer_connection(url: &str) -> Result<DatabaseConnection, DbErr> {
+    let mut options = pool_options(url, 1);
+    keep_open(&mut options);
+    options.map_sqlx_sqlite_opts(|o| tuned(o).thread_name(|_| WRITER_THREAD.to_owned()));
+    Database::connect(options).await
+}
+
+/// The settings every pool of the application's shares: up to `max` connections, one kept, five
+/// seconds to connect or to wait for a free one, no statement logging (statements carry message
+/// bodies). A SQLite connection lives in this process: nothing can hang up on it, and a ping before
+/// each use would be one more round trip to its thread, so it is not tested before use.
+fn pool_options(url: &str, max: u32) -> ConnectOptions {
     let mut options = ConnectOptions::new(url.to_owned());
     options
-        .max_connections(1)
+        .max_connections(max)
         .min_connections(1)
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(5))
+        .sqlx_logging(false);
+    if url.starts_with("sqlite:") {
+        options.test_before_acquire(false);
+    }
+    options
+}
+
+/// Never closes a pool's connections for idleness or age.
+fn keep_open(options: &mut ConnectOptions) {
+    options
         .idle_timeout(None::<Duration>)
-        .max_lifetime(None::<Duration>)
-        .test_before_acquire(false)
-        .sqlx_logging(false)
-        .map_sqlx_sqlite_opts(|o| tuned(o).thread_name(|_| WRITER_THREAD.to_owned()));
-    Database::connect(options).await
+        .max_lifetime(None::<Duration>);
 }
 
 /// The settings of the connections that carry the application's work (the checkpoint connection
