@@ -560,6 +560,14 @@ fn s1(c: &Commit<'_>, o: &mut String) {
             "run.memory.after_close_mb",
         ),
         ("RSS at start (MB)", "run.memory.rss0_mb"),
+        (
+            "RSS 10 s after the last close, code first run since the start set aside (MB)",
+            "run.memory.after_close_code_aside_mb",
+        ),
+        (
+            "the same ÷ RSS at start (target ≤ 1.2)",
+            "run.memory.after_close_code_aside_vs_start",
+        ),
         ("connects per second", "run.gen.connect.per_second"),
         (
             "server CPU while connecting (cores)",

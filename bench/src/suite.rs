@@ -701,6 +701,8 @@ struct Sample {
     own: f64,
     db: f64,
     rss_kb: f64,
+    /// Of which file-backed (code), KiB.
+    file_kb: f64,
     /// Run-queue waits of the server and the generator, in seconds (monotonic per process).
     srv_wait: f64,
     gen_wait: f64,
@@ -750,6 +752,7 @@ impl Sampler {
                         own: sys::own_ticks() as f64,
                         db: db_total as f64,
                         rss_kb: sys::proc_rss_kb(srv_pid).unwrap_or(0) as f64,
+                        file_kb: sys::proc_rss_file_kb(srv_pid).unwrap_or(0) as f64,
                         srv_wait: sys::proc_wait_ns(srv_pid).unwrap_or(0) as f64 / 1e9,
                         gen_wait: gen_wait_last as f64 / 1e9,
                     };
@@ -1143,6 +1146,7 @@ fn run_one(ctx: &RunCtx<'_>, sc: &Scenario, side: Side) -> anyhow::Result<Value>
     let sampler = Sampler::start(pid, server.pg_db.clone());
     std::thread::sleep(Duration::from_millis(600));
     let rss0 = sys::proc_rss_kb(pid).unwrap_or(0) as f64 / 1024.0;
+    let file0 = sys::proc_rss_file_kb(pid).unwrap_or(0) as f64 / 1024.0;
     let gen_started = sys::unix_now();
     let generated = generate(ctx, &load, sc.timeout_s, Some(&sampler), pid);
     let gen_ended = sys::unix_now();
@@ -1214,6 +1218,15 @@ fn run_one(ctx: &RunCtx<'_>, sc: &Scenario, side: Side) -> anyhow::Result<Value>
         memory["before_connect_mb"] = json!((before / 102.4).round() / 10.0);
         memory["connected_mb"] = json!((held / 102.4).round() / 10.0);
         memory["after_close_mb"] = json!((after / 102.4).round() / 10.0);
+        // The target's "code pages aside": code that first ran after the start (sign-ups, joins) stays
+        // mapped, and is not memory the server failed to give back.
+        let after_file = samples.last().map_or(0.0, |s| s.file_kb) / 1024.0;
+        let code_aside = after / 1024.0 - (after_file - file0).max(0.0);
+        memory["after_close_code_aside_mb"] = json!((code_aside * 10.0).round() / 10.0);
+        if rss0 > 0.0 {
+            memory["after_close_code_aside_vs_start"] =
+                json!((code_aside / rss0 * 100.0).round() / 100.0);
+        }
         memory["after_close_s"] = json!(((gen_ended - closed) * 10.0).round() / 10.0);
         if clients > 0.0 {
             memory["kb_per_connection"] = json!(((held - before) / clients * 10.0).round() / 10.0);
@@ -1520,6 +1533,7 @@ mod tests {
             own: 0.0,
             db: 0.0,
             rss_kb: 1024.0,
+            file_kb: 512.0,
             srv_wait: t * 0.01,
             gen_wait: 0.0,
         };

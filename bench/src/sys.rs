@@ -85,6 +85,17 @@ pub fn proc_rss_kb(pid: u32) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// Resident file-backed memory of a process, in KiB (`RssFile`): the binary's code and read-only data and
+/// the shared libraries', as far as they have run. It grows as code runs for the first time and stays.
+pub fn proc_rss_file_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("RssFile:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
 /// Busy clock ticks of the whole machine (all CPUs): user, nice, system, irq and softirq.
 pub fn machine_busy_ticks() -> Option<u64> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
