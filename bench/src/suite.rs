@@ -1214,14 +1214,14 @@ fn run_one(ctx: &RunCtx<'_>, sc: &Scenario, side: Side) -> anyhow::Result<Value>
         let clients = gen_["connect"]["ready"].as_f64().unwrap_or(0.0);
         let before = at(&samples, conn - 0.3, |s| s.rss_kb).unwrap_or(0.0);
         let held = at(&samples, closing - 0.3, |s| s.rss_kb).unwrap_or(0.0);
-        let after = samples.last().map_or(0.0, |s| s.rss_kb);
+        let last = samples.last().copied().unwrap_or_default();
+        let after = last.rss_kb;
         memory["before_connect_mb"] = json!((before / 102.4).round() / 10.0);
         memory["connected_mb"] = json!((held / 102.4).round() / 10.0);
         memory["after_close_mb"] = json!((after / 102.4).round() / 10.0);
         // The target's "code pages aside": code that first ran after the start (sign-ups, joins) stays
         // mapped, and is not memory the server failed to give back.
-        let after_file = samples.last().map_or(0.0, |s| s.file_kb) / 1024.0;
-        let code_aside = after / 1024.0 - (after_file - file0).max(0.0);
+        let code_aside = after / 1024.0 - (last.file_kb / 1024.0 - file0).max(0.0);
         memory["after_close_code_aside_mb"] = json!((code_aside * 10.0).round() / 10.0);
         if rss0 > 0.0 {
             memory["after_close_code_aside_vs_start"] =

@@ -77,21 +77,21 @@ pub fn proc_wait_ns(pid: u32) -> Option<u64> {
 
 /// Resident memory of a process, in KiB.
 pub fn proc_rss_kb(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
+    proc_status_kb(pid, "VmRSS:")
 }
 
 /// Resident file-backed memory of a process, in KiB (`RssFile`): the binary's code and read-only data and
 /// the shared libraries', as far as they have run. It grows as code runs for the first time and stays.
 pub fn proc_rss_file_kb(pid: u32) -> Option<u64> {
+    proc_status_kb(pid, "RssFile:")
+}
+
+/// One KiB figure of `/proc/<pid>/status`, by its label (with the colon).
+fn proc_status_kb(pid: u32, label: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("RssFile:"))
+        .find_map(|l| l.strip_prefix(label))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
 }
