@@ -59,6 +59,9 @@ pub struct Store {
     /// The message writer's: on a SQLite file a connection of its own (kept open, its page cache warm),
     /// elsewhere the pool.
     pub writer: DatabaseConnection,
+    /// Whether [`writer`](Self::writer) is the writer's alone (a SQLite file), so that it may keep
+    /// the connection between batches.
+    pub writer_is_own: bool,
 }
 
 /// Connects to `url` ([`connect`]) and opens the message writer's connection.
@@ -67,14 +70,19 @@ pub struct Store {
 /// If the database cannot be reached or a migration fails.
 pub async fn open(url: &str, pool: u32) -> Result<Store, DbErr> {
     let pool = connect(url, pool).await?;
-    let writer = if url.starts_with("sqlite:") && !in_memory(url) {
+    let writer_is_own = url.starts_with("sqlite:") && !in_memory(url);
+    let writer = if writer_is_own {
         writer_connection(url).await?
     } else {
         // An in-memory database lives in the pool's one connection; PostgreSQL keeps no cache per
         // connection that a rotation through the pool would throw away.
         pool.clone()
     };
-    Ok(Store { pool, writer })
+    Ok(Store {
+        pool,
+        writer,
+        writer_is_own,
+    })
 }
 
 /// The name of the thread of the message writer's SQLite connection.

@@ -42,7 +42,9 @@ pub fn run(args: &WriterArgs) -> anyhow::Result<()> {
 }
 
 async fn measure(args: &WriterArgs) -> anyhow::Result<()> {
-    let db = chatroom::db::connect(&args.database, 8).await?;
+    // The server's store: on a SQLite file the writer has a connection of its own.
+    let store = chatroom::db::open(&args.database, 8).await?;
+    let db = store.pool.clone();
     let postgres = db.get_database_backend() == DatabaseBackend::Postgres;
     for u in 1..=args.senders {
         db.execute_unprepared(&format!(
@@ -76,9 +78,10 @@ async fn measure(args: &WriterArgs) -> anyhow::Result<()> {
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
     let config = WriterConfig {
         capacity: args.queue,
+        own_connection: store.writer_is_own,
         ..WriterConfig::default()
     };
-    let writer = MessageWriter::spawn(db.clone(), config, tx);
+    let writer = MessageWriter::spawn(store.writer, config, tx);
     let counter = tokio::spawn(async move {
         let (mut batches, mut stored, mut failed) = (0u64, 0u64, 0u64);
         while let Some(batch) = rx.recv().await {

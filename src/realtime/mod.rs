@@ -148,7 +148,11 @@ impl Realtime {
         rooms: Arc<Rooms>,
         metrics: &Metrics,
     ) -> Self {
-        let Store { pool: db, writer } = store;
+        let Store {
+            pool: db,
+            writer,
+            writer_is_own,
+        } = store;
         let Engine {
             io,
             layer,
@@ -160,6 +164,7 @@ impl Realtime {
             writer,
             WriterConfig {
                 capacity: settings.realtime.message_queue,
+                own_connection: writer_is_own,
                 ..WriterConfig::default()
             },
             committed_tx,

@@ -21,6 +21,8 @@ pub struct TestApp {
     pub state: AppState,
     pub http: Client,
     pub dir: TempDir,
+    /// The server's database.
+    pub database_url: String,
     /// The PostgreSQL server and database name to drop when the test ends.
     pg_database: Option<(String, String)>,
     _stop: oneshot::Sender<()>,
@@ -43,7 +45,7 @@ impl TestApp {
     pub async fn spawn_with(tweak: impl FnOnce(&mut Settings)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (url, pg_database) = fresh_database(dir.path()).await;
-        let mut settings = Settings::for_tests(url, dir.path().join("uploads"));
+        let mut settings = Settings::for_tests(url.clone(), dir.path().join("uploads"));
         settings.store.pool = 4;
         tweak(&mut settings);
         let state = chatroom::app::state(settings).await.expect("state");
@@ -69,6 +71,7 @@ impl TestApp {
             state,
             http,
             dir,
+            database_url: url,
             pg_database,
             _stop: stop,
         }

@@ -167,11 +167,36 @@ async fn outcomes(rx: &mut mpsc::Receiver<Batch<usize>>, n: usize) -> (usize, Ve
 }
 
 /// One batch of 10,000 rows: more than the 65,535 parameters of one statement could bind row by row
-/// (eight columns a row), with repeats of its own client ids and messages without one.
+/// (eight columns a row), with repeats of its own client ids and messages without one. On the pool
+/// the server shares, the writer takes a connection for each batch.
 #[tokio::test]
 async fn a_batch_beyond_the_parameter_limit_is_stored_whole_in_order_once() {
-    const N: usize = 10_000;
     let app = TestApp::spawn().await;
+    a_batch_beyond_the_parameter_limit(&app, app.db().clone(), false).await;
+}
+
+/// The same on a SQLite file's connection of the writer's own, which it keeps between batches (as
+/// the server's writer does); PostgreSQL has no such connection.
+#[tokio::test]
+async fn a_batch_beyond_the_parameter_limit_is_stored_whole_on_a_kept_sqlite_connection() {
+    let app = TestApp::spawn().await;
+    let store = chatroom::db::open(&app.database_url, 1).await.unwrap();
+    if store.writer_is_own {
+        a_batch_beyond_the_parameter_limit(&app, store.writer, true).await;
+    } else {
+        assert!(
+            app.database_url.starts_with("postgres"),
+            "only PostgreSQL shares"
+        );
+    }
+}
+
+async fn a_batch_beyond_the_parameter_limit(
+    app: &TestApp,
+    db: sea_orm::DatabaseConnection,
+    own_connection: bool,
+) {
+    const N: usize = 10_000;
     let mut authors = Vec::new();
     for k in 0..3 {
         let user = app.signup(&format!("bulk{k}")).await;
@@ -186,8 +211,9 @@ async fn a_batch_beyond_the_parameter_limit_is_stored_whole_in_order_once() {
         capacity: 2 * N,
         batch: 2 * N,
         linger: Duration::ZERO,
+        own_connection,
     };
-    let writer = MessageWriter::spawn(app.db().clone(), config, tx);
+    let writer = MessageWriter::spawn(db, config, tx);
     // Submitted before the writer task runs (this test's runtime has one thread): one backlog.
     let client_id = |n: usize| (n % 10 != 9).then(|| format!("bulk-{n}"));
     for n in 0..N {

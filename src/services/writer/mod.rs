@@ -4,7 +4,8 @@
 //! when they are all taken; it carries a *ticket* of the caller's (whatever the caller needs to answer
 //! the sender later). One task drains the queue: each batch is everything waiting when the previous
 //! one was stored (up to [`WriterConfig::batch`]), stored in one transaction: multi-row
-//! `INSERT … VALUES` on SQLite; on PostgreSQL one `INSERT … SELECT … FROM UNNEST` of one array per
+//! `INSERT … VALUES` on SQLite, on a connection the writer keeps between batches when it is its own
+//! ([`WriterConfig::own_connection`]); on PostgreSQL one `INSERT … SELECT … FROM UNNEST` of one array per
 //! column, with two batches in flight (the next is inserted while the previous commits; see
 //! `pipelined`). Under light load a batch is one message and nothing waits for company; under
 //! heavy load batches grow by themselves, because messages pile up while a commit runs.
@@ -26,6 +27,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use sea_orm::sqlx::Sqlite;
+use sea_orm::sqlx::pool::PoolConnection;
 use sea_orm::{DatabaseConnection, DbBackend};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
@@ -38,6 +41,7 @@ use crate::services::users::Author;
 
 mod postgres;
 mod rows;
+mod sqlite;
 mod store;
 
 use self::rows::settle_repeat;
@@ -53,6 +57,9 @@ pub struct WriterConfig {
     /// How long the writer waits for more messages after the first of a batch, when no others are
     /// waiting. Zero (the default) stores a lone message at once.
     pub linger: Duration,
+    /// Whether the writer's connection is its own (nothing else takes it from its pool). On SQLite the
+    /// writer then keeps it between batches instead of giving it back to the pool after each.
+    pub own_connection: bool,
 }
 
 impl Default for WriterConfig {
@@ -61,6 +68,7 @@ impl Default for WriterConfig {
             capacity: 4096,
             batch: 1024,
             linger: Duration::ZERO,
+            own_connection: false,
         }
     }
 }
@@ -182,10 +190,18 @@ async fn run<T: Send + Sync>(
     let mut down = false;
     if db.get_database_backend() == DbBackend::Postgres {
         pipelined(&db, &mut rx, config, &out, &mut down).await;
-    } else {
+    } else if config.own_connection {
+        let mut kept = None;
         while let Some(batch) = gather(&mut rx, config).await {
             let started = Instant::now();
             // The commit runs on SQLite's own thread, on the event loop's core when there is one.
+            let committed =
+                crate::sys::hand_over_core(commit_kept(&db, &mut kept, batch, &mut down)).await;
+            hand_on(&out, committed, started.elapsed()).await;
+        }
+    } else {
+        while let Some(batch) = gather(&mut rx, config).await {
+            let started = Instant::now();
             let committed = crate::sys::hand_over_core(commit(&db, batch, &mut down, None)).await;
             hand_on(&out, committed, started.elapsed()).await;
             // sqlx gives the connection back to its pool in a task of its own, after a round trip to the
@@ -195,6 +211,52 @@ async fn run<T: Send + Sync>(
         }
     }
     tracing::debug!("message writer drained");
+}
+
+/// Stores a batch on SQLite on the connection the writer keeps (`kept`, taken from the pool when
+/// there is none). Should that fail or not answer in time, the connection goes back to the pool,
+/// which tests it, and the batch takes the slow way ([`commit`]: retries, then one by one), as it
+/// does while the database is known to be down.
+async fn commit_kept<T: Send + Sync>(
+    db: &DatabaseConnection,
+    kept: &mut Option<PoolConnection<Sqlite>>,
+    batch: Vec<Job<T>>,
+    down: &mut bool,
+) -> Vec<Committed<T>> {
+    if *down {
+        return commit(db, batch, down, None).await;
+    }
+    let started = Instant::now();
+    let conn = match kept {
+        Some(conn) => conn,
+        None => {
+            let pool = db.get_sqlite_connection_pool();
+            match tokio::time::timeout(ATTEMPT_TIMEOUT, pool.acquire()).await {
+                Ok(Ok(conn)) => kept.insert(conn),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "taking the writer's connection failed");
+                    return commit(db, batch, down, None).await;
+                }
+                Err(_) => return commit(db, batch, down, Some(started)).await,
+            }
+        }
+    };
+    let plan = Plan::of(&batch);
+    let unanswered =
+        match tokio::time::timeout(ATTEMPT_TIMEOUT, sqlite::store(conn, &batch, &plan.fresh)).await
+        {
+            Ok(Ok(results)) => return settle(batch, &plan, results),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "storing a batch of messages failed");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(timeout = ?ATTEMPT_TIMEOUT, "storing a batch of messages timed out");
+                Some(started)
+            }
+        };
+    *kept = None;
+    commit(db, batch, down, unanswered).await
 }
 
 /// The next batch: waits for a first message, then takes what else is waiting (up to
@@ -603,8 +665,26 @@ mod tests {
     use crate::services::messages::Kind;
     use crate::services::rooms::Room;
 
-    async fn setup() -> (DatabaseConnection, Author) {
-        let db = crate::db::connect("sqlite::memory:", 1).await.unwrap();
+    /// A database with one user, and the writer's connection to it: an in-memory database's one
+    /// connection, shared with the pool, or a SQLite file's connection of the writer's own, which it
+    /// keeps between batches.
+    struct Fixture {
+        _dir: Option<tempfile::TempDir>,
+        db: DatabaseConnection,
+        writer_db: DatabaseConnection,
+        own: bool,
+        author: Author,
+    }
+
+    async fn setup(own: bool) -> Fixture {
+        let (dir, store) = if own {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}/chat.db?mode=rwc", dir.path().display());
+            (Some(dir), crate::db::open(&url, 2).await.unwrap())
+        } else {
+            (None, crate::db::open("sqlite::memory:", 1).await.unwrap())
+        };
+        assert_eq!(store.writer_is_own, own);
         let user = user::ActiveModel {
             name: Set("writer".into()),
             password_hash: Set("x".into()),
@@ -613,10 +693,16 @@ mod tests {
             updated_at: Set(Utc::now()),
             ..Default::default()
         }
-        .insert(&db)
+        .insert(&store.pool)
         .await
         .unwrap();
-        (db, Author::from(&user))
+        Fixture {
+            _dir: dir,
+            db: store.pool,
+            writer_db: store.writer,
+            own,
+            author: Author::from(&user),
+        }
     }
 
     fn message(sender: &Author, room: &str, client_id: Option<&str>) -> NewMessage {
@@ -632,9 +718,13 @@ mod tests {
 
     type Out = mpsc::Receiver<Batch<usize>>;
 
-    fn writer(db: &DatabaseConnection, config: WriterConfig) -> (MessageWriter<usize>, Out) {
+    fn writer(f: &Fixture, config: WriterConfig) -> (MessageWriter<usize>, Out) {
         let (tx, rx) = mpsc::channel(16);
-        (MessageWriter::spawn(db.clone(), config, tx), rx)
+        let config = WriterConfig {
+            own_connection: f.own,
+            ..config
+        };
+        (MessageWriter::spawn(f.writer_db.clone(), config, tx), rx)
     }
 
     async fn outcomes(rx: &mut Out, n: usize) -> Vec<(usize, Result<Saved, AppError>)> {
@@ -650,22 +740,22 @@ mod tests {
     // These run on a single-threaded runtime: the writer task cannot run until the test awaits, so
     // everything submitted before that is one backlog, stored as one batch.
 
-    #[tokio::test]
-    async fn a_backlog_is_stored_in_order_and_repeats_are_stored_once() {
-        let (db, author) = setup().await;
-        let (writer, mut rx) = writer(&db, WriterConfig::default());
+    async fn a_backlog_is_stored_in_order_and_repeats_are_stored_once(own: bool) {
+        let f = setup(own).await;
+        let (db, author) = (&f.db, &f.author);
+        let (writer, mut rx) = writer(&f, WriterConfig::default());
         for i in 0..50 {
             let id = format!("c{i}");
             writer
-                .submit(message(&author, "room1", Some(&id)), author.clone(), i)
+                .submit(message(author, "room1", Some(&id)), author.clone(), i)
                 .unwrap();
         }
         // No client id: always a new message. A repeat of c7 within the batch.
         writer
-            .submit(message(&author, "room1", None), author.clone(), 50)
+            .submit(message(author, "room1", None), author.clone(), 50)
             .unwrap();
         writer
-            .submit(message(&author, "room1", Some("c7")), author.clone(), 51)
+            .submit(message(author, "room1", Some("c7")), author.clone(), 51)
             .unwrap();
         let results = outcomes(&mut rx, 52).await;
         let tickets: Vec<usize> = results.iter().map(|(t, _)| *t).collect();
@@ -681,30 +771,30 @@ mod tests {
         assert!(matches!(&results[51].1, Ok(Saved::Existing(m)) if m.message.id == ids[7]));
         // A later resend is answered from the database.
         writer
-            .submit(message(&author, "room1", Some("c3")), author.clone(), 52)
+            .submit(message(author, "room1", Some("c3")), author.clone(), 52)
             .unwrap();
         let again = outcomes(&mut rx, 1).await;
         assert!(matches!(&again[0].1, Ok(Saved::Existing(m)) if m.message.id == ids[3]));
-        assert_eq!(message::Entity::find().all(&db).await.unwrap().len(), 51);
+        assert_eq!(message::Entity::find().all(db).await.unwrap().len(), 51);
     }
 
-    #[tokio::test]
-    async fn a_client_id_reused_for_another_message_is_refused() {
-        let (db, author) = setup().await;
-        let (writer, mut rx) = writer(&db, WriterConfig::default());
+    async fn a_client_id_reused_for_another_message_is_refused(own: bool) {
+        let f = setup(own).await;
+        let (db, author) = (&f.db, &f.author);
+        let (writer, mut rx) = writer(&f, WriterConfig::default());
         writer
-            .submit(message(&author, "room1", Some("same")), author.clone(), 0)
+            .submit(message(author, "room1", Some("same")), author.clone(), 0)
             .unwrap();
         assert!(matches!(outcomes(&mut rx, 1).await[0].1, Ok(Saved::New(_))));
         // Another room, from the database and within one batch.
         writer
-            .submit(message(&author, "room2", Some("same")), author.clone(), 1)
+            .submit(message(author, "room2", Some("same")), author.clone(), 1)
             .unwrap();
         writer
-            .submit(message(&author, "room2", Some("fresh")), author.clone(), 2)
+            .submit(message(author, "room2", Some("fresh")), author.clone(), 2)
             .unwrap();
         writer
-            .submit(message(&author, "room1", Some("fresh")), author.clone(), 3)
+            .submit(message(author, "room1", Some("fresh")), author.clone(), 3)
             .unwrap();
         let results = outcomes(&mut rx, 3).await;
         assert!(
@@ -713,25 +803,25 @@ mod tests {
         );
         assert!(matches!(results[1].1, Ok(Saved::New(_))));
         assert!(matches!(results[2].1, Err(AppError::Conflict(_))));
-        assert_eq!(message::Entity::find().all(&db).await.unwrap().len(), 2);
+        assert_eq!(message::Entity::find().all(db).await.unwrap().len(), 2);
     }
 
-    #[tokio::test]
-    async fn full_slots_refuse_instead_of_waiting_and_close_drains() {
-        let (db, author) = setup().await;
+    async fn full_slots_refuse_instead_of_waiting_and_close_drains(own: bool) {
+        let f = setup(own).await;
+        let (db, author) = (&f.db, &f.author);
         let config = WriterConfig {
             capacity: 3,
             ..WriterConfig::default()
         };
-        let (writer, mut rx) = writer(&db, config);
+        let (writer, mut rx) = writer(&f, config);
         for i in 0..3 {
             let id = format!("q{i}");
             writer
-                .submit(message(&author, "room1", Some(&id)), author.clone(), i)
+                .submit(message(author, "room1", Some(&id)), author.clone(), i)
                 .unwrap();
         }
         assert!(matches!(
-            writer.submit(message(&author, "room1", Some("q3")), author.clone(), 3),
+            writer.submit(message(author, "room1", Some("q3")), author.clone(), 3),
             Err(AppError::Unavailable)
         ));
         writer.close().await;
@@ -740,9 +830,112 @@ mod tests {
         // Slots come back when the consumer drops the outcomes; a closed writer refuses anyway.
         drop(results);
         assert!(matches!(
-            writer.submit(message(&author, "room1", Some("late")), author.clone(), 4),
+            writer.submit(message(author, "room1", Some("late")), author.clone(), 4),
             Err(AppError::Unavailable)
         ));
-        assert_eq!(message::Entity::find().all(&db).await.unwrap().len(), 3);
+        assert_eq!(message::Entity::find().all(db).await.unwrap().len(), 3);
     }
+
+    async fn more_rows_than_one_statement_holds_are_stored_in_one_transaction_in_order(own: bool) {
+        let f = setup(own).await;
+        let (db, author) = (&f.db, &f.author);
+        let (writer, mut rx) = writer(&f, WriterConfig::default());
+        writer
+            .submit(message(author, "room1", Some("c3")), author.clone(), 0)
+            .unwrap();
+        let first = outcomes(&mut rx, 1).await;
+        let Ok(Saved::New(c3)) = &first[0].1 else {
+            panic!("a first send is new: {first:?}");
+        };
+        // 1 200 at once: a batch of 1 024 (three statements in one transaction), then the rest. The
+        // resend of c3 sits in the batch's second statement and is answered from the stored row.
+        for i in 1..=1200 {
+            let id = if i == 700 {
+                "c3".to_owned()
+            } else {
+                format!("b{i}")
+            };
+            writer
+                .submit(message(author, "room1", Some(&id)), author.clone(), i)
+                .unwrap();
+        }
+        let results = outcomes(&mut rx, 1200).await;
+        let mut ids = Vec::new();
+        for (ticket, result) in &results {
+            match result {
+                Ok(Saved::Existing(m)) if *ticket == 700 => {
+                    assert_eq!(m.message.id, c3.message.id);
+                }
+                Ok(Saved::New(m)) if *ticket != 700 => ids.push(m.message.id),
+                other => panic!("ticket {ticket}: {other:?}"),
+            }
+        }
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "stored in order");
+        let stored = message::Entity::find().all(db).await.unwrap();
+        assert_eq!(stored.len(), 1200);
+        let last = stored.iter().max_by_key(|m| m.id).unwrap();
+        let (_, Ok(Saved::New(answered))) = results.last().unwrap() else {
+            panic!("the last is new");
+        };
+        assert_eq!(
+            &answered.message, last,
+            "what is handed on is what was stored"
+        );
+    }
+
+    async fn a_row_the_database_refuses_is_refused_alone(own: bool) {
+        let f = setup(own).await;
+        let (db, author) = (&f.db, &f.author);
+        let (writer, mut rx) = writer(&f, WriterConfig::default());
+        let stranger = Author {
+            id: author.id + 1000,
+            ..author.clone()
+        };
+        for i in 0..5 {
+            let id = format!("r{i}");
+            let sender = if i == 2 { &stranger } else { author };
+            writer
+                .submit(message(sender, "room1", Some(&id)), sender.clone(), i)
+                .unwrap();
+        }
+        let results = outcomes(&mut rx, 5).await;
+        for (ticket, result) in &results {
+            match (ticket, result) {
+                (2, Err(AppError::Unavailable)) => {}
+                (t, Ok(Saved::New(_))) if *t != 2 => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        // The writer goes on storing batches after the failed one.
+        writer
+            .submit(message(author, "room1", Some("after")), author.clone(), 5)
+            .unwrap();
+        assert!(matches!(outcomes(&mut rx, 1).await[0].1, Ok(Saved::New(_))));
+        assert_eq!(message::Entity::find().all(db).await.unwrap().len(), 5);
+    }
+
+    /// Runs a case on an in-memory database's shared connection and on a SQLite file's kept one.
+    macro_rules! on_both {
+        ($($case:ident),* $(,)?) => {$(
+            mod $case {
+                #[tokio::test]
+                async fn shared_connection() {
+                    super::$case(false).await;
+                }
+
+                #[tokio::test]
+                async fn kept_connection() {
+                    super::$case(true).await;
+                }
+            }
+        )*};
+    }
+
+    on_both!(
+        a_backlog_is_stored_in_order_and_repeats_are_stored_once,
+        a_client_id_reused_for_another_message_is_refused,
+        full_slots_refuse_instead_of_waiting_and_close_drains,
+        more_rows_than_one_statement_holds_are_stored_in_one_transaction_in_order,
+        a_row_the_database_refuses_is_refused_alone,
+    );
 }

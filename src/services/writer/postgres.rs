@@ -7,15 +7,11 @@
 //! `(sender, client id)` is already stored are skipped (`ON CONFLICT DO NOTHING`) and looked up with
 //! one more statement, bound as arrays too, that probes the unique index once per skipped row.
 
-use std::sync::Arc;
-
-use chrono::{DateTime, SubsecRound, Utc};
-use entity::message;
+use chrono::{SubsecRound, Utc};
 use sea_orm::sqlx::{self, PgPool, Postgres};
-use sea_orm::{DbErr, RuntimeErr};
 
-use super::rows::{settle_repeat, stored};
-use super::{Job, Saved, key};
+use super::rows::{Row, answer_skipped, db_error, pair};
+use super::{Job, Saved};
 use crate::error::AppError;
 
 /// The batch's columns as arrays, in the batch's order (`ORDER BY n`), so ids are drawn in that order.
@@ -33,19 +29,6 @@ const STORED_WITH_KEYS: &str = "SELECT m.id, m.sender_id, m.room_id, m.room_type
     m.image, m.client_id, m.created_at, m.removed \
     FROM UNNEST($1::int8[], $2::text[]) AS k(sender_id, client_id) \
     JOIN messages m ON m.sender_id = k.sender_id AND m.client_id = k.client_id";
-
-type Row = (
-    i64,
-    i64,
-    String,
-    String,
-    String,
-    String,
-    String,
-    Option<String>,
-    DateTime<Utc>,
-    Option<String>,
-);
 
 /// A batch whose rows are inserted by a transaction that is not committed yet, and the outcome of
 /// each of its jobs should it commit.
@@ -67,10 +50,6 @@ impl Open {
             tracing::warn!(error = %e, "rolling back a batch of messages failed");
         }
     }
-}
-
-fn db_error(e: sqlx::Error) -> AppError {
-    AppError::Db(DbErr::Query(RuntimeErr::SqlxError(Arc::new(e))))
 }
 
 /// Inserts the jobs at `indexes` of `batch` in a new transaction, left open. The outcomes are in the
@@ -124,40 +103,7 @@ pub(super) async fn insert<T: Send + Sync>(
         .await
         .map_err(db_error)?;
 
-    // The rows come back in the batch's order, without the skipped ones; only rows with a client id
-    // can be skipped, and each pairing is checked against the row's sender and client id.
-    let mut returned = inserted.into_iter().peekable();
-    let mut results: Vec<Option<Result<Saved, AppError>>> = Vec::with_capacity(jobs.len());
-    let mut skipped = Vec::new();
-    for (n, (job, room_id)) in jobs.iter().zip(rooms).enumerate() {
-        let matched = returned.next_if(|(_, sender, client_id)| {
-            *sender == job.new.sender && client_id.as_deref() == job.new.client_id.as_deref()
-        });
-        if let Some((id, _, _)) = matched {
-            let row = message::Model {
-                id,
-                sender_id: job.new.sender,
-                room_id,
-                room_type: job.new.room.kind().to_owned(),
-                kind: job.new.kind.as_str().to_owned(),
-                body: job.new.body.clone(),
-                image: job.new.image.clone(),
-                client_id: job.new.client_id.clone(),
-                created_at: now,
-                removed: None,
-            };
-            results.push(Some(Ok(Saved::New(stored(row, job)))));
-        } else if job.new.client_id.is_some() {
-            skipped.push(n);
-            results.push(None);
-        } else {
-            return Err(unmatched());
-        }
-    }
-    if returned.next().is_some() {
-        return Err(unmatched());
-    }
-
+    let (mut results, skipped) = pair(&jobs, rooms, inserted, now)?;
     if !skipped.is_empty() {
         let (senders, client_ids): (Vec<i64>, Vec<&str>) = skipped
             .iter()
@@ -169,45 +115,7 @@ pub(super) async fn insert<T: Send + Sync>(
             .fetch_all(&mut *txn)
             .await
             .map_err(db_error)?;
-        let mut existing: std::collections::HashMap<_, _> = rows
-            .into_iter()
-            .filter_map(|r| {
-                let model = message::Model {
-                    id: r.0,
-                    sender_id: r.1,
-                    room_id: r.2,
-                    room_type: r.3,
-                    kind: r.4,
-                    body: r.5,
-                    image: r.6,
-                    client_id: r.7,
-                    created_at: r.8,
-                    removed: r.9,
-                };
-                Some(((model.sender_id, model.client_id.clone()?), model))
-            })
-            .collect();
-        for n in skipped {
-            let job = jobs[n];
-            results[n] = Some(match key(&job.new).and_then(|k| existing.remove(&k)) {
-                Some(row) => settle_repeat(&job.new, &stored(row, job)),
-                // Skipped, yet not there: deleted meanwhile. Rare enough to refuse.
-                None => Err(AppError::Unavailable),
-            });
-        }
+        answer_skipped(&jobs, &mut results, skipped, rows);
     }
-    Ok(Open {
-        txn,
-        results: results
-            .into_iter()
-            .map(|r| r.unwrap_or(Err(AppError::Unavailable)))
-            .collect(),
-    })
-}
-
-/// The database returned rows that do not pair with the batch's: refuse the batch (it rolls back)
-/// rather than answer anyone wrongly.
-fn unmatched() -> AppError {
-    tracing::error!("the inserted messages returned do not match the batch");
-    AppError::Internal(anyhow::anyhow!("inserted rows do not match the batch"))
+    Ok(Open { txn, results })
 }
