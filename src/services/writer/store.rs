@@ -4,16 +4,11 @@
 //! database skipped are answered from the stored row (a resend) or refused (a client id reused for
 //! another message). And one message on its own, the fallback when a batch fails.
 
-use std::collections::HashMap;
-
 use entity::message;
-use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
-    QueryFilter,
-};
+use sea_orm::{ColumnTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter};
 
 use super::rows::{db_error, settle_repeat, stored};
-use super::{Job, Key, ROWS_PER_STATEMENT, Saved, key, postgres, sqlite};
+use super::{Job, Key, Saved, key, postgres, sqlite};
 use crate::error::AppError;
 use crate::services::messages;
 
@@ -41,30 +36,16 @@ pub(super) async fn store<T: Send + Sync>(
     sqlite::store(&mut conn, batch, indexes).await
 }
 
-/// Stored messages with these `(sender, client id)` keys, by key. Each key is one look-up in the
-/// unique index, however many messages are stored.
-async fn stored_with_keys<C: ConnectionTrait>(
-    db: &C,
-    keys: &[Key],
-) -> Result<HashMap<Key, message::Model>, AppError> {
-    let mut found = HashMap::with_capacity(keys.len());
-    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
-        let mut any = Condition::any();
-        for (sender, client_id) in chunk {
-            any = any.add(
-                Condition::all()
-                    .add(message::Column::SenderId.eq(*sender))
-                    .add(message::Column::ClientId.eq(client_id.as_str())),
-            );
-        }
-        let rows = message::Entity::find().filter(any).all(db).await?;
-        for row in rows {
-            if let Some(client_id) = row.client_id.clone() {
-                found.insert((row.sender_id, client_id), row);
-            }
-        }
-    }
-    Ok(found)
+/// The stored message with this `(sender, client id)` key: one look-up in the unique index.
+async fn stored_with_key(
+    db: &DatabaseConnection,
+    (sender, client_id): &Key,
+) -> Result<Option<message::Model>, AppError> {
+    Ok(message::Entity::find()
+        .filter(message::Column::SenderId.eq(*sender))
+        .filter(message::Column::ClientId.eq(client_id.as_str()))
+        .one(db)
+        .await?)
 }
 
 /// Stores one job on its own (the fallback when a batch fails).
@@ -77,8 +58,7 @@ pub(super) async fn store_one<T: Send + Sync>(
         Err(e) => {
             // A repeat that raced us in (from another node): answer from the stored row.
             if let Some(k) = key(&job.new)
-                && let Ok(mut existing) = stored_with_keys(db, std::slice::from_ref(&k)).await
-                && let Some(row) = existing.remove(&k)
+                && let Ok(Some(row)) = stored_with_key(db, &k).await
             {
                 return settle_repeat(&job.new, &stored(row, job));
             }
