@@ -13,7 +13,7 @@ use crate::services::moderation::{self, Actor, Audit};
 pub async fn run(store: &StoreSettings, action: &AdminAction) -> anyhow::Result<String> {
     // Connecting migrates, so a fresh data directory works too (and a server started later finds
     // the schema up to date).
-    let db = crate::db::connect(store.database_url.expose(), 1).await?;
+    let db = crate::db::connect(store.database_url.expose(), 1, store.wal_limit).await?;
     let (name, admin, verb) = match action {
         AdminAction::Grant { name } => (name, true, "grant"),
         AdminAction::Revoke { name } => (name, false, "revoke"),

@@ -39,8 +39,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// # Errors
 /// If the database is unreachable, a migration fails, or the upload directory cannot be created.
 pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
-    let store = crate::db::open(settings.store.database_url.expose(), settings.store.pool).await?;
-    crate::db::checkpoints(&store.pool, settings.store.database_url.expose());
+    let url = settings.store.database_url.expose();
+    let store = crate::db::open(url, settings.store.pool, settings.store.wal_limit).await?;
+    crate::db::checkpoints(&store, url, crate::db::CHECKPOINT_EVERY);
     let metrics = Arc::new(Metrics::new());
     let engine = crate::socket::engine::build(&settings, &metrics);
     let groups = crate::services::rooms::seed(&store.pool, &settings.realtime.rooms).await?;

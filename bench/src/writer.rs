@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use chatroom::config::store::DEFAULT_WAL_LIMIT;
 use chatroom::services::messages::{Kind, NewMessage};
 use chatroom::services::rooms::Room;
 use chatroom::services::users::Author;
@@ -42,8 +43,10 @@ pub fn run(args: &WriterArgs) -> anyhow::Result<()> {
 }
 
 async fn measure(args: &WriterArgs) -> anyhow::Result<()> {
-    // The server's store: on a SQLite file the writer has a connection of its own.
-    let store = chatroom::db::open(&args.database, 8).await?;
+    // The server's store: on a SQLite file the writer has a connection of its own, and the WAL is
+    // checkpointed beside it.
+    let store = chatroom::db::open(&args.database, 8, DEFAULT_WAL_LIMIT).await?;
+    chatroom::db::checkpoints(&store, &args.database, chatroom::db::CHECKPOINT_EVERY);
     let db = store.pool.clone();
     let postgres = db.get_database_backend() == DatabaseBackend::Postgres;
     for u in 1..=args.senders {
@@ -79,6 +82,7 @@ async fn measure(args: &WriterArgs) -> anyhow::Result<()> {
     let config = WriterConfig {
         capacity: args.queue,
         own_connection: store.writer_is_own,
+        wal_limit: store.wal.clone(),
         ..WriterConfig::default()
     };
     let writer = MessageWriter::spawn(store.writer, config, tx);

@@ -152,6 +152,7 @@ impl Realtime {
             pool: db,
             writer,
             writer_is_own,
+            wal,
         } = store;
         let Engine {
             io,
@@ -165,6 +166,7 @@ impl Realtime {
             WriterConfig {
                 capacity: settings.realtime.message_queue,
                 own_connection: writer_is_own,
+                wal_limit: wal,
                 ..WriterConfig::default()
             },
             committed_tx,

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use chatroom::config::store::DEFAULT_WAL_LIMIT;
 use chatroom::services::messages::{Kind, NewMessage};
 use chatroom::services::rooms::Room;
 use chatroom::services::users::Author;
@@ -180,7 +181,9 @@ async fn a_batch_beyond_the_parameter_limit_is_stored_whole_in_order_once() {
 #[tokio::test]
 async fn a_batch_beyond_the_parameter_limit_is_stored_whole_on_a_kept_sqlite_connection() {
     let app = TestApp::spawn().await;
-    let store = chatroom::db::open(&app.database_url, 1).await.unwrap();
+    let store = chatroom::db::open(&app.database_url, 1, DEFAULT_WAL_LIMIT)
+        .await
+        .unwrap();
     if store.writer_is_own {
         a_batch_beyond_the_parameter_limit(&app, store.writer, true).await;
     } else {
@@ -212,6 +215,7 @@ async fn a_batch_beyond_the_parameter_limit(
         batch: 2 * N,
         linger: Duration::ZERO,
         own_connection,
+        ..WriterConfig::default()
     };
     let writer = MessageWriter::spawn(db, config, tx);
     // Submitted before the writer task runs (this test's runtime has one thread): one backlog.

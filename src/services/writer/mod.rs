@@ -35,6 +35,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::auth::UserId;
+use crate::db::WalLimit;
 use crate::error::AppError;
 use crate::services::messages::{NewMessage, StoredMessage};
 use crate::services::users::Author;
@@ -47,8 +48,8 @@ mod store;
 use self::rows::settle_repeat;
 use self::store::{store, store_one};
 
-/// Queue and batch sizes.
-#[derive(Debug, Clone, Copy)]
+/// Queue and batch sizes, and what the writer's connection is.
+#[derive(Debug, Clone)]
 pub struct WriterConfig {
     /// Messages between submission and their consumer at most; beyond it senders are refused.
     pub capacity: usize,
@@ -60,6 +61,9 @@ pub struct WriterConfig {
     /// Whether the writer's connection is its own (nothing else takes it from its pool). On SQLite the
     /// writer then keeps it between batches instead of giving it back to the pool after each.
     pub own_connection: bool,
+    /// On a kept SQLite connection: the WAL file, which the writer starts over between two batches
+    /// once it is past its limit.
+    pub wal_limit: Option<WalLimit>,
 }
 
 impl Default for WriterConfig {
@@ -69,6 +73,7 @@ impl Default for WriterConfig {
             batch: 1024,
             linger: Duration::ZERO,
             own_connection: false,
+            wal_limit: None,
         }
     }
 }
@@ -129,10 +134,11 @@ impl<T: Send + Sync + 'static> MessageWriter<T> {
         out: mpsc::Sender<Batch<T>>,
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
+        let slots = Arc::new(Semaphore::new(config.capacity.max(1)));
         let task = tokio::spawn(run(db, rx, config, out));
         Self {
             intake: Mutex::new(Some(tx)),
-            slots: Arc::new(Semaphore::new(config.capacity.max(1))),
+            slots,
             task: tokio::sync::Mutex::new(Some(task)),
         }
     }
@@ -189,18 +195,29 @@ async fn run<T: Send + Sync>(
 ) {
     let mut down = false;
     if db.get_database_backend() == DbBackend::Postgres {
-        pipelined(&db, &mut rx, config, &out, &mut down).await;
+        pipelined(&db, &mut rx, &config, &out, &mut down).await;
     } else if config.own_connection {
         let mut kept = None;
-        while let Some(batch) = gather(&mut rx, config).await {
+        let mut looked = Instant::now();
+        while let Some(batch) = gather(&mut rx, &config).await {
             let started = Instant::now();
             // The commit runs on SQLite's own thread, on the event loop's core when there is one.
             let committed =
                 crate::sys::hand_over_core(commit_kept(&db, &mut kept, batch, &mut down)).await;
             hand_on(&out, committed, started.elapsed()).await;
+            if let (Some(wal), Some(conn)) = (&config.wal_limit, kept.as_mut()) {
+                let mut due = wal.requested();
+                if !due && looked.elapsed() >= WAL_LOOK_EVERY {
+                    looked = Instant::now();
+                    due = wal.passed();
+                }
+                if due {
+                    crate::sys::hand_over_core(finish_checkpoint(conn)).await;
+                }
+            }
         }
     } else {
-        while let Some(batch) = gather(&mut rx, config).await {
+        while let Some(batch) = gather(&mut rx, &config).await {
             let started = Instant::now();
             let committed = crate::sys::hand_over_core(commit(&db, batch, &mut down, None)).await;
             hand_on(&out, committed, started.elapsed()).await;
@@ -259,12 +276,42 @@ async fn commit_kept<T: Send + Sync>(
     commit(db, batch, down, unanswered).await
 }
 
+/// How often, at most, the writer looks at the WAL file's size (one `stat`), for when the background
+/// checkpoints fall behind: the WAL then passes its limit by what the writer commits in this time.
+const WAL_LOOK_EVERY: Duration = Duration::from_millis(10);
+
+/// Runs a checkpoint on the writer's kept connection, between two batches, so that the next batch
+/// starts the WAL over (see [`WalLimit`]). While the core has idle time most pages are already back in
+/// the database: the background checkpoints copied all but what came after their last run. A
+/// checkpoint kept from finishing (a reader still on an older snapshot, or the background one
+/// running) leaves the WAL as it is, and the writer tries again at its next look.
+async fn finish_checkpoint(conn: &mut PoolConnection<Sqlite>) {
+    let started = Instant::now();
+    match tokio::time::timeout(ATTEMPT_TIMEOUT, crate::db::checkpoint(&mut **conn)).await {
+        Ok(Ok(done)) if done.finished() => tracing::debug!(
+            frames = done.frames,
+            took = ?started.elapsed(),
+            "WAL checkpoint finished by the writer"
+        ),
+        Ok(Ok(done)) => tracing::debug!(
+            frames = done.frames,
+            copied = done.copied,
+            took = ?started.elapsed(),
+            "the writer's WAL checkpoint did not finish"
+        ),
+        Ok(Err(e)) => tracing::warn!(error = %e, "the writer's WAL checkpoint failed"),
+        Err(_) => {
+            tracing::warn!(timeout = ?ATTEMPT_TIMEOUT, "the writer's WAL checkpoint timed out")
+        }
+    }
+}
+
 /// The next batch: waits for a first message, then takes what else is waiting (up to
 /// [`WriterConfig::batch`], lingering for more when so configured). `None` once intake is closed
 /// and drained.
 async fn gather<T>(
     rx: &mut mpsc::UnboundedReceiver<Job<T>>,
-    config: WriterConfig,
+    config: &WriterConfig,
 ) -> Option<Vec<Job<T>>> {
     let max = config.batch.max(1);
     let first = rx.recv().await?;
@@ -401,7 +448,7 @@ async fn recover<T: Send + Sync>(
 async fn pipelined<T: Send + Sync>(
     db: &DatabaseConnection,
     rx: &mut mpsc::UnboundedReceiver<Job<T>>,
-    config: WriterConfig,
+    config: &WriterConfig,
     out: &mpsc::Sender<Batch<T>>,
     down: &mut bool,
 ) {
@@ -662,6 +709,7 @@ mod tests {
     use sea_orm::{ActiveModelTrait, EntityTrait, Set};
 
     use super::*;
+    use crate::config::store::{DEFAULT_WAL_LIMIT, MIN_WAL_LIMIT};
     use crate::services::messages::Kind;
     use crate::services::rooms::Room;
 
@@ -669,20 +717,32 @@ mod tests {
     /// connection, shared with the pool, or a SQLite file's connection of the writer's own, which it
     /// keeps between batches.
     struct Fixture {
-        _dir: Option<tempfile::TempDir>,
+        dir: Option<tempfile::TempDir>,
         db: DatabaseConnection,
         writer_db: DatabaseConnection,
         own: bool,
+        wal: Option<WalLimit>,
         author: Author,
     }
 
     async fn setup(own: bool) -> Fixture {
+        setup_with(own, DEFAULT_WAL_LIMIT, None).await
+    }
+
+    /// The database of [`setup`], its WAL started over past `wal_limit` bytes, and with the
+    /// checkpointer running every `checkpoints` when given (on a file only).
+    async fn setup_with(own: bool, wal_limit: u64, checkpoints: Option<Duration>) -> Fixture {
         let (dir, store) = if own {
             let dir = tempfile::tempdir().unwrap();
             let url = format!("sqlite://{}/chat.db?mode=rwc", dir.path().display());
-            (Some(dir), crate::db::open(&url, 2).await.unwrap())
+            let store = crate::db::open(&url, 2, wal_limit).await.unwrap();
+            if let Some(every) = checkpoints {
+                crate::db::checkpoints(&store, &url, every);
+            }
+            (Some(dir), store)
         } else {
-            (None, crate::db::open("sqlite::memory:", 1).await.unwrap())
+            let store = crate::db::open("sqlite::memory:", 1, wal_limit).await;
+            (None, store.unwrap())
         };
         assert_eq!(store.writer_is_own, own);
         let user = user::ActiveModel {
@@ -697,10 +757,11 @@ mod tests {
         .await
         .unwrap();
         Fixture {
-            _dir: dir,
+            dir,
             db: store.pool,
             writer_db: store.writer,
             own,
+            wal: store.wal,
             author: Author::from(&user),
         }
     }
@@ -722,6 +783,7 @@ mod tests {
         let (tx, rx) = mpsc::channel(16);
         let config = WriterConfig {
             own_connection: f.own,
+            wal_limit: f.wal.clone(),
             ..config
         };
         (MessageWriter::spawn(f.writer_db.clone(), config, tx), rx)
@@ -912,6 +974,63 @@ mod tests {
             .unwrap();
         assert!(matches!(outcomes(&mut rx, 1).await[0].1, Ok(Saved::New(_))));
         assert_eq!(message::Entity::find().all(db).await.unwrap().len(), 5);
+    }
+
+    /// While commits never pause, the background checkpoints never finish and can't start the WAL
+    /// over; near its limit the writer finishes one between two batches, and the WAL starts over
+    /// instead of growing for as long as the load lasts.
+    #[tokio::test]
+    async fn under_a_load_that_never_pauses_the_wal_starts_over_near_its_limit() {
+        let f = setup_with(true, MIN_WAL_LIMIT, Some(Duration::from_millis(50))).await;
+        let wal = f.dir.as_ref().unwrap().path().join("chat.db-wal");
+        let (db, author) = (&f.db, &f.author);
+        let (writer, mut rx) = writer(&f, WriterConfig::default());
+        let (mut sent, mut largest) = (0, 0);
+        let mut restarts = (wal_restarts(&wal), 0);
+        let started = Instant::now();
+        // Batches of 20 back to back: the writer commits again as soon as it has handed a batch on.
+        while restarts.1 < 3 && started.elapsed() < Duration::from_secs(60) {
+            for _ in 0..20 {
+                let id = format!("w{sent}");
+                writer
+                    .submit(message(author, "room1", Some(&id)), author.clone(), sent)
+                    .unwrap();
+                sent += 1;
+            }
+            for (ticket, result) in outcomes(&mut rx, 20).await {
+                assert!(matches!(result, Ok(Saved::New(_))), "{ticket}: {result:?}");
+            }
+            let now = wal_restarts(&wal);
+            if now != restarts.0 {
+                restarts = (now, restarts.1 + 1);
+            }
+            largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+        }
+        assert!(
+            restarts.1 >= 3,
+            "the WAL started over {} times in {sent} messages",
+            restarts.1
+        );
+        // The limit, and some of what a load this fast writes between two checkpoints.
+        assert!(
+            largest < 4 * MIN_WAL_LIMIT,
+            "the WAL reached {largest} bytes"
+        );
+        assert_eq!(message::Entity::find().all(db).await.unwrap().len(), sent);
+    }
+
+    /// The checkpoint sequence number in a WAL file's header, which SQLite counts up each time it
+    /// starts the WAL over (bytes 12 to 15, big-endian).
+    fn wal_restarts(wal: &std::path::Path) -> Option<u32> {
+        use std::io::Read;
+        let mut header = [0; 16];
+        std::fs::File::open(wal)
+            .ok()?
+            .read_exact(&mut header)
+            .ok()?;
+        Some(u32::from_be_bytes([
+            header[12], header[13], header[14], header[15],
+        ]))
     }
 
     /// Runs a case on an in-memory database's shared connection and on a SQLite file's kept one.
