@@ -706,6 +706,8 @@ struct Sample {
     /// Run-queue waits of the server and the generator, in seconds (monotonic per process).
     srv_wait: f64,
     gen_wait: f64,
+    /// Size of the SQLite WAL file, bytes (0 without one).
+    wal_bytes: f64,
 }
 
 /// Reads `/proc` every 250 ms until stopped.
@@ -717,7 +719,7 @@ struct Sampler {
 }
 
 impl Sampler {
-    fn start(srv_pid: u32, pg_db: Option<String>) -> Self {
+    fn start(srv_pid: u32, pg_db: Option<String>, wal: Option<PathBuf>) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let samples = Arc::new(Mutex::new(Vec::new()));
         let gen_pid = Arc::new(AtomicU32::new(0));
@@ -755,6 +757,10 @@ impl Sampler {
                         file_kb: sys::proc_rss_file_kb(srv_pid).unwrap_or(0) as f64,
                         srv_wait: sys::proc_wait_ns(srv_pid).unwrap_or(0) as f64 / 1e9,
                         gen_wait: gen_wait_last as f64 / 1e9,
+                        wal_bytes: wal
+                            .as_ref()
+                            .and_then(|w| std::fs::metadata(w).ok())
+                            .map_or(0.0, |m| m.len() as f64),
                     };
                     samples
                         .lock()
@@ -1143,7 +1149,8 @@ fn run_one(ctx: &RunCtx<'_>, sc: &Scenario, side: Side) -> anyhow::Result<Value>
     };
     let mut server = start_server(ctx, sc, side, &extra, fresh)?;
     let pid = server.child.id();
-    let sampler = Sampler::start(pid, server.pg_db.clone());
+    let wal = server.data.as_ref().map(|d| d.join("chatroom.db-wal"));
+    let sampler = Sampler::start(pid, server.pg_db.clone(), wal);
     std::thread::sleep(Duration::from_millis(600));
     let rss0 = sys::proc_rss_kb(pid).unwrap_or(0) as f64 / 1024.0;
     let file0 = sys::proc_rss_file_kb(pid).unwrap_or(0) as f64 / 1024.0;
@@ -1205,6 +1212,11 @@ fn run_one(ctx: &RunCtx<'_>, sc: &Scenario, side: Side) -> anyhow::Result<Value>
         "rss0_mb": (rss0 * 10.0).round() / 10.0, "rss_max_mb": (rss_max * 10.0).round() / 10.0,
         "rss_settled_mb": (rss_settled * 10.0).round() / 10.0, "settle_s": (settle_s * 10.0).round() / 10.0,
     });
+    if server.data.is_some() && server.pg_db.is_none() {
+        // The largest the SQLite WAL file grew (it is cut back to `--wal-limit-bytes` under load).
+        let wal_max = samples.iter().map(|s| s.wal_bytes).fold(0.0, f64::max) / 1e6;
+        memory["wal_max_mb"] = json!((wal_max * 10.0).round() / 10.0);
+    }
     if let (Some(conn), Some(closing), Some(closed)) = (
         phase_at(&phases, "connecting"),
         phase_at(&phases, "closing"),
@@ -1536,6 +1548,7 @@ mod tests {
             file_kb: 512.0,
             srv_wait: t * 0.01,
             gen_wait: 0.0,
+            wal_bytes: 0.0,
         };
         // Over 10 s: 1000 busy ticks, the server 600, the generator 300: 0.1 core foreign.
         let samples = [s(0.0, 0.0, 0.0, 0.0), s(10.0, 1000.0, 600.0, 300.0)];
