@@ -61,8 +61,8 @@ pub struct WriterConfig {
     /// Whether the writer's connection is its own (nothing else takes it from its pool). On SQLite the
     /// writer then keeps it between batches instead of giving it back to the pool after each.
     pub own_connection: bool,
-    /// On a kept SQLite connection: the WAL file, which the writer starts over between two batches
-    /// once it is past its limit.
+    /// On a kept SQLite connection: the WAL file and its limit. The writer starts the WAL over between
+    /// two batches when the background checkpoints ask, or once the file is past the limit.
     pub wal_limit: Option<WalLimit>,
 }
 
