@@ -158,6 +158,34 @@ async fn under_a_steady_load_the_wal_starts_over_near_its_limit() {
     assert_eq!(stored, acknowledged as i64);
 }
 
+/// A limit below 1 MiB is refused at start, naming the flag and the smallest value.
+#[test]
+fn the_binary_refuses_a_wal_limit_below_one_mebibyte() {
+    let data = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chatroom"))
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--wal-limit-bytes",
+            "4096",
+        ])
+        .arg("--data-dir")
+        .arg(data.path())
+        .env_remove("DATABASE_URL")
+        .env_remove("CHATROOM_WAL_LIMIT_BYTES")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "started with a 4 KiB WAL limit");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("--wal-limit-bytes") && text.contains("1048576"),
+        "{text}"
+    );
+}
+
 /// The checkpoint sequence number in a WAL file's header, which SQLite counts up each time it starts
 /// the WAL over (bytes 12 to 15, big-endian).
 fn wal_restarts(wal: &std::path::Path) -> Option<u32> {
