@@ -43,6 +43,10 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
     let store = crate::db::open(url, settings.store.pool, settings.store.wal_limit).await?;
     crate::db::checkpoints(&store, url, crate::db::CHECKPOINT_EVERY);
     let metrics = Arc::new(Metrics::new());
+    if let Some(wal) = &store.wal {
+        let file = crate::metrics::WalFile::new(wal.path.clone(), wal.bytes);
+        metrics.register_collector(Box::new(file));
+    }
     let engine = crate::socket::engine::build(&settings, &metrics);
     let groups = crate::services::rooms::seed(&store.pool, &settings.realtime.rooms).await?;
     let state = AppState::new(settings, store, engine, metrics, groups)?;

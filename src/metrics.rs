@@ -293,6 +293,44 @@ impl Collector for ProcessFds {
     }
 }
 
+/// `chatroom_sqlite_wal_bytes` and `chatroom_sqlite_wal_limit_bytes`, read at each scrape: the size of
+/// a SQLite file's write-ahead log, and the size near which the message writer starts it over.
+#[derive(Debug)]
+pub struct WalFile {
+    path: std::path::PathBuf,
+    limit: u64,
+}
+
+impl WalFile {
+    /// The WAL file at `path`, started over near `limit` bytes.
+    pub fn new(path: std::path::PathBuf, limit: u64) -> Self {
+        Self { path, limit }
+    }
+}
+
+impl Collector for WalFile {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        // No file yet (nothing written since the last connection closed): an empty WAL.
+        let size = std::fs::metadata(&self.path).map_or(0, |m| m.len());
+        for (name, help, value) in [
+            (
+                "chatroom_sqlite_wal_bytes",
+                "Size of the SQLite write-ahead log file.",
+                size,
+            ),
+            (
+                "chatroom_sqlite_wal_limit_bytes",
+                "Size near which the message writer starts the write-ahead log over (--wal-limit-bytes).",
+                self.limit,
+            ),
+        ] {
+            let gauge = ConstGauge::new(value);
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        Ok(())
+    }
+}
+
 /// chatroom's metrics: the registry, the HTTP series and the refusals by reason.
 #[derive(Debug)]
 pub struct Metrics {

@@ -29,10 +29,10 @@ pub struct StoreConfig {
     #[arg(long, env = "CHATROOM_DB_POOL", global = true)]
     pub db_pool: Option<u32>,
 
-    /// Size past which a SQLite file's write-ahead log is started over, in bytes (at least 1 MiB).
-    /// While commits never pause, the background checkpoint can't finish; past this size the
-    /// message writer finishes it between two batches, and the WAL then starts over and is cut back
-    /// to this size.
+    /// Size near which a SQLite file's write-ahead log is started over, in bytes (at least 1 MiB).
+    /// While commits never pause the background checkpoints can't finish, so near this size the
+    /// message writer finishes one between two batches and the WAL starts over; a WAL that went past
+    /// it is cut back to it.
     #[arg(
         long,
         env = "CHATROOM_WAL_LIMIT_BYTES",
@@ -56,7 +56,7 @@ pub struct StoreSettings {
     pub database_url: SecretUrl,
     /// Largest connection pool.
     pub pool: u32,
-    /// Size past which a SQLite file's WAL is started over, in bytes.
+    /// Size near which a SQLite file's WAL is started over, in bytes.
     pub wal_limit: u64,
 }
 

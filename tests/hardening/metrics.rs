@@ -33,6 +33,16 @@ async fn metrics_are_prometheus_text_for_local_scrapers_and_token_holders() {
     assert!(value(&text, "chatroom_http_connections_open") >= 1.0);
     assert!(text.contains("chatroom_refusals_total{reason=\"signin_account\"} 0"));
     assert!(text.contains("process_max_fds "));
+    if app.database_url.starts_with("sqlite") {
+        // The WAL holds the migrations at least; its limit is the default, 64 MiB.
+        assert!(value(&text, "chatroom_sqlite_wal_bytes") > 0.0);
+        assert_eq!(
+            value(&text, "chatroom_sqlite_wal_limit_bytes"),
+            67_108_864.0
+        );
+    } else {
+        assert!(!text.contains("chatroom_sqlite_wal"), "{text}");
+    }
 
     // Relayed by a proxy on the same host: not local any more.
     let relayed = app
@@ -168,6 +178,15 @@ process_open_fds
 process_max_fds
 "#;
 
+/// The series of a node whose database is a SQLite file.
+const SQLITE_SERIES: &str = r#"# HELP chatroom_sqlite_wal_bytes Size of the SQLite write-ahead log file.
+# TYPE chatroom_sqlite_wal_bytes gauge
+chatroom_sqlite_wal_bytes
+# HELP chatroom_sqlite_wal_limit_bytes Size near which the message writer starts the write-ahead log over (--wal-limit-bytes).
+# TYPE chatroom_sqlite_wal_limit_bytes gauge
+chatroom_sqlite_wal_limit_bytes
+"#;
+
 #[tokio::test]
 async fn every_series_keeps_its_name_labels_type_and_help() {
     let app = TestApp::spawn().await;
@@ -189,6 +208,9 @@ async fn every_series_keeps_its_name_labels_type_and_help() {
     // Series in a family come in no fixed order.
     seen.sort_unstable();
     let mut expected: Vec<&str> = SERIES.lines().collect();
+    if app.database_url.starts_with("sqlite") {
+        expected.extend(SQLITE_SERIES.lines());
+    }
     expected.sort_unstable();
     assert_eq!(seen, expected, "{text}");
 }
