@@ -14,6 +14,7 @@
 //!   first socket that asks, and kept current in memory since.
 
 use engineioxide::budget::FrameLimit;
+use engineioxide::handle::SessionHandle;
 use socketioxide::extract::SocketRef;
 
 use super::events::Outbound;
@@ -74,7 +75,13 @@ impl Realtime {
     pub async fn enter(&self, socket: &SocketRef, conn: &Conn, room: &str, author: &Author) {
         let presence = &self.inner.presence;
         let listing = if conn.enter(room) {
-            socket.join(room_channel(room, conn.dialect));
+            if let Some(handle) = socket.req_parts().extensions.get::<SessionHandle>() {
+                let channel = room_channel(room, conn.dialect);
+                self.inner
+                    .pusher
+                    .channels()
+                    .join(channel, socket.id, handle.clone());
+            }
             presence.enter(room, author.id)
         } else {
             match presence.current(room) {
@@ -101,7 +108,8 @@ impl Realtime {
         if !conn.leave(room) {
             return;
         }
-        socket.leave(room_channel(room, conn.dialect));
+        let channel = room_channel(room, conn.dialect);
+        self.inner.pusher.channels().leave(&channel, socket.id);
         if let Some(user) = conn.user_id() {
             self.inner.presence.leave(room, user);
             self.inner.unread.mark_read(user, room);

@@ -20,6 +20,7 @@
 
 mod announce;
 mod bucket;
+pub mod channels;
 pub mod cluster;
 pub mod conn;
 pub mod dialect;

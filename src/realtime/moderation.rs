@@ -121,16 +121,16 @@ pub(crate) async fn ban_here(pusher: &Pusher, user: UserId, message: &str) {
     for socket in sockets {
         // The Socket.IO DISCONNECT tells the client not to reconnect; then the whole Engine.IO
         // session ends, so a client that ignores it keeps nothing open.
-        let hangup = socket
+        let session = socket
             .req_parts()
             .extensions
-            .get::<engineioxide::hangup::Hangup>()
+            .get::<engineioxide::handle::SessionHandle>()
             .cloned();
         if let Err(e) = socket.disconnect() {
             tracing::debug!(error = %e, "a banned user's socket was already gone");
         }
-        if let Some(hangup) = hangup {
-            hangup.close();
+        if let Some(session) = session {
+            session.close();
         }
     }
 }

@@ -1,9 +1,11 @@
 //! The Pusher: the only way server code emits (laravel-swoole's `Pusher`).
 //!
 //! An event is pushed to a [`Target`]. The Pusher encodes it at most once per client dialect and sends
-//! each encoding only to that dialect's sockets: a chat room is one socket.io room per dialect (see
-//! [`Dialect::prefix`]), and a user's sockets on this node are listed in the Pusher's own index
-//! ([`UserSockets`]), each socket answering in its dialect. A push therefore costs what its recipients
+//! each encoding only to that dialect's sockets: a chat room is one channel per dialect (see
+//! [`Dialect::prefix`]) in the Pusher's own index of who is in which ([`Channels`]: a broadcast is
+//! encoded into one Socket.IO packet that every recipient's session gets as it is), and a user's sockets
+//! on this node are listed in another ([`UserSockets`]), each socket answering in its dialect. Neither
+//! is kept in socketioxide's adapter, whose tables keep the size of the largest crowd. A push therefore costs what its recipients
 //! cost, never what everyone online costs. In a cluster, a push to a room or to users is
 //! also published through [`Publish`] (the cluster bus) with both dialects' frames, and every other node hands them to
 //! its own sockets (`send_frames_here`); single sockets are always local, and so are the
@@ -15,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use engineioxide::Str;
 use serde_json::value::RawValue;
 use smallvec::SmallVec;
 use socketioxide::SocketIo;
@@ -22,6 +25,7 @@ use socketioxide::extract::SocketRef;
 use socketioxide::operators::BroadcastOperators;
 use socketioxide::socket::Sid;
 
+use super::channels::Channels;
 use super::conn::{Conn, Tally};
 use super::dialect::Dialect;
 use super::events::{Encoded, Frame, Outbound};
@@ -124,6 +128,8 @@ pub struct Pusher {
     dialects: Arc<[AtomicUsize; 2]>,
     /// Each user's sockets on this node.
     users: Arc<UserSockets>,
+    /// The sockets of this node in each chat room's channels.
+    channels: Arc<Channels>,
     /// The cluster bus, when this node is one of several.
     bus: Option<Arc<dyn Publish>>,
 }
@@ -136,6 +142,7 @@ impl Pusher {
             rooms,
             dialects: Arc::default(),
             users: Arc::default(),
+            channels: Arc::default(),
             bus,
         }
     }
@@ -175,11 +182,16 @@ impl Pusher {
         let Some(ns) = self.ns() else {
             return Vec::new();
         };
-        let channels: Vec<String> = Dialect::ALL
+        Dialect::ALL
             .iter()
-            .map(|d| room_channel(room, *d))
-            .collect();
-        ns.to(channels).local().sockets()
+            .flat_map(|d| self.channels.sids(&room_channel(room, *d)))
+            .filter_map(|sid| ns.get_socket(sid))
+            .collect()
+    }
+
+    /// Which sockets of this node are in which chat room channel (entering and leaving keep it).
+    pub fn channels(&self) -> &Channels {
+        &self.channels
     }
 
     /// The index of each user's sockets on this node (binding and unbinding keep it).
@@ -265,11 +277,9 @@ impl Pusher {
             return;
         }
         for dialect in Dialect::ALL {
-            let Some(operators) = self.operators(target, dialect) else {
-                continue;
-            };
-            for (name, payload) in event.frames(dialect) {
-                emit(&operators, name, payload).await;
+            if self.reaches(dialect) {
+                let frames = event.frames(dialect).iter();
+                self.send_to_room(target, dialect, frames.map(|(n, p)| (*n, &**p)));
             }
         }
     }
@@ -287,33 +297,42 @@ impl Pusher {
             return;
         }
         for dialect in Dialect::ALL {
-            let Some(operators) = self.operators(target, dialect) else {
-                continue;
-            };
-            for (name, payload) in &frames[dialect as usize] {
-                emit(&operators, name, payload).await;
+            if self.reaches(dialect) {
+                let frames = frames[dialect as usize].iter();
+                self.send_to_room(target, dialect, frames.map(|(n, p)| (n.as_str(), &**p)));
             }
         }
     }
 
-    /// The operators reaching `target`'s sockets of `dialect` on this node (none when nobody here speaks
-    /// it, the server has closed, or the target is not a chat room).
-    fn operators(&self, target: &Target, dialect: Dialect) -> Option<BroadcastOperators> {
-        if !self.spoken(dialect) {
-            return None;
-        }
-        let ns = self.ns()?;
-        let operators = match target {
-            Target::Socket(_) | Target::Everyone | Target::Users(_) => return None,
-            Target::Room(room) => ns.to(room_channel(room, dialect)),
-            // A socket's own broadcast operator leaves that socket out.
-            Target::RoomExcept(room, sid) => match ns.get_socket(*sid) {
-                Some(socket) => socket.to(room_channel(room, dialect)),
-                None => ns.to(room_channel(room, dialect)),
-            },
+    /// Whether sockets of `dialect` may be reached here: someone here speaks it and the server is open.
+    fn reaches(&self, dialect: Dialect) -> bool {
+        self.spoken(dialect) && !self.is_closed()
+    }
+
+    /// Sends `frames` to `target`'s sockets of `dialect` on this node when `target` is a chat room (its
+    /// channel for `dialect`; never through another node: the bus carries what other nodes need). Each
+    /// frame is encoded once, when someone there is to get it, and every recipient gets the same bytes.
+    fn send_to_room<'f>(
+        &self,
+        target: &Target,
+        dialect: Dialect,
+        frames: impl Iterator<Item = (&'f str, &'f RawValue)>,
+    ) {
+        let (room, except) = match target {
+            Target::Room(room) => (room, None),
+            // laravel-swoole's `toOthers`: the sender's socket is left out.
+            Target::RoomExcept(room, sid) => (room, Some(*sid)),
+            Target::Socket(_) | Target::Everyone | Target::Users(_) => return,
         };
-        // Never through another node: the bus carries what other nodes need.
-        Some(operators.local())
+        let channel = room_channel(room, dialect);
+        for (name, payload) in frames {
+            let missed = self
+                .channels
+                .send(&channel, except, || event_packet(name, payload));
+            if missed > 0 {
+                tracing::warn!(event = name, missed, "some sockets missed an event");
+            }
+        }
     }
 
     /// Sends an encoded event to sockets already in hand (presence rounds pace themselves this way).
@@ -328,6 +347,18 @@ async fn emit(operators: &BroadcastOperators, name: &str, payload: &RawValue) {
     if let Err(e) = operators.clone().emit(name, payload).await {
         tracing::warn!(event = name, error = %e, "some sockets missed an event");
     }
+}
+
+/// The Socket.IO EVENT packet of `name` with `payload` as its one argument, in the default namespace:
+/// `2["name",payload]`, byte for byte what socketioxide's parser writes for `emit(name, payload)`.
+fn event_packet(name: &str, payload: &RawValue) -> Str {
+    let mut packet = Vec::with_capacity(name.len() + payload.get().len() + 8);
+    packet.push(b'2');
+    serde_json::to_writer(&mut packet, &(name, payload))
+        .expect("a string and a JSON value always serialize");
+    String::from_utf8(packet)
+        .expect("serde_json writes UTF-8")
+        .into()
 }
 
 /// The dialect `socket` speaks (told at connect).
@@ -355,6 +386,37 @@ fn emit_frames<N: AsRef<str>>(socket: &SocketRef, frames: &[(N, Box<RawValue>)])
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_packet_is_what_socketioxide_writes_for_an_emit() {
+        use socketioxide_core::packet::Packet;
+        use socketioxide_core::parser::Parse;
+        use socketioxide_parser_common::CommonParser;
+        let cases = [
+            (
+                "message",
+                r#"{"msg":"caf\u00e9 \"x\" 😀","n":[1,2.5,null],"t":true}"#,
+            ),
+            ("a\"b\\c\u{1}\n", "[1,2]"),
+            ("room", r#""text""#),
+            ("count", "0"),
+            ("x", "[]"),
+            ("y", "null"),
+        ];
+        for (name, raw) in cases {
+            let payload = RawValue::from_string(raw.to_owned()).unwrap();
+            let value = CommonParser.encode_value(&*payload, Some(name)).unwrap();
+            let theirs = match CommonParser.encode(Packet::event("/", value)) {
+                socketioxide_core::Value::Str(s, None) => s,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(
+                event_packet(name, &payload).as_str(),
+                theirs.as_str(),
+                "{name} {raw}"
+            );
+        }
+    }
 
     fn sid(n: u8) -> Sid {
         format!("AAAAAAAAAAAAAAA{}", char::from(b'A' + n))

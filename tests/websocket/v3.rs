@@ -363,6 +363,48 @@ async fn presence_lists_a_user_until_their_last_socket_leaves() {
 }
 
 #[tokio::test]
+async fn a_room_message_reaches_each_socket_in_the_room_once_and_none_that_left() {
+    let app = TestApp::spawn().await;
+    let (_, mut a) = joined(&app, "alice").await;
+    let (_, mut b) = joined(&app, "bob").await;
+    let (carol, mut c) = joined(&app, "carol").await;
+    let (_, d) = joined(&app, "dave").await;
+    // Entering a room the socket is already in lists it once.
+    b.emit("room", json!({"name": "bob", "roomid": "room1"}))
+        .await;
+    let _ = b.inbox.next("room").await;
+    // carol signs the socket out (it leaves every room); dave's socket goes away.
+    c.emit("roomout", Value::Null).await;
+    let _ = a.inbox.next("roomout").await;
+    d.disconnect().await;
+    for n in 1..=3 {
+        let ack = a
+            .ack(
+                "message",
+                text("room1", &format!("m{n}"), &format!("c-{n}")),
+            )
+            .await;
+        assert_eq!(ack["ok"], true, "{ack}");
+        for sock in [&mut a, &mut b] {
+            assert_eq!(sock.inbox.next("message").await["msg"], format!("m{n}"));
+        }
+    }
+    b.inbox.nothing("message").await;
+    c.inbox.nothing("message").await;
+    // Her new socket in the room hears it; the one that left still does not.
+    let mut c2 = app.sio(Auth::Payload(&carol.token)).await;
+    c2.emit("room", json!({"name": "carol", "roomid": "room1"}))
+        .await;
+    assert_eq!(c2.inbox.next("room").await["roomid"], "room1");
+    let ack = a.ack("message", text("room1", "m4", "c-4")).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    for sock in [&mut a, &mut b, &mut c2] {
+        assert_eq!(sock.inbox.next("message").await["msg"], "m4");
+    }
+    c.inbox.nothing("message").await;
+}
+
+#[tokio::test]
 async fn roomout_signs_the_v3_socket_out() {
     let app = TestApp::spawn().await;
     let (bob, mut b) = joined(&app, "bob").await;

@@ -15,8 +15,8 @@ use http::{HeaderMap, HeaderValue, Uri, request::Parts};
 use crate::{
     budget::{FrameLimit, Limits},
     config::EngineIoConfig,
+    handle::{Session, SessionHandle},
     handler::EngineIoHandler,
-    hangup::{Close, Hangup},
     pace::Pacer,
     socket::{Closer, Conn, DisconnectReason, HB_AWAITING, HB_SEEN, SessionEnd, Socket},
 };
@@ -145,8 +145,8 @@ impl<H: EngineIoHandler> Engine<H> {
         if !self.pacer.interval.is_zero() {
             conn.pace = Some((self.pacer.clone(), sid));
         }
-        let hangup = Hangup::new();
-        parts.extensions.insert(hangup.clone());
+        let handle = SessionHandle::new();
+        parts.extensions.insert(handle.clone());
         let weak: Weak<dyn SessionEnd> = Arc::downgrade(self) as Weak<dyn SessionEnd>;
         let socket = Arc::new(Socket::new(
             sid,
@@ -155,8 +155,8 @@ impl<H: EngineIoHandler> Engine<H> {
             parts,
             Closer::Engine(weak),
         ));
-        let session: Weak<dyn Close> = Arc::downgrade(&socket) as Weak<dyn Close>;
-        hangup.bind(session);
+        let session: Weak<dyn Session> = Arc::downgrade(&socket) as Weak<dyn Session>;
+        handle.bind(session);
         socket
     }
 

@@ -12,8 +12,8 @@ pub mod budget;
 pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod handle;
 pub mod handler;
-pub mod hangup;
 pub mod layer;
 pub mod service;
 pub mod socket;

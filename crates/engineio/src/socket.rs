@@ -725,9 +725,12 @@ impl<D> Socket<D> {
     }
 }
 
-impl<D: Send + Sync> crate::hangup::Close for Socket<D> {
+impl<D: Send + Sync> crate::handle::Session for Socket<D> {
     fn close_now(&self) {
         self.close(DisconnectReason::ClosingServer);
+    }
+    fn emit_message(&self, msg: Str) -> Result<(), TrySendError<Str>> {
+        self.emit(msg)
     }
 }
 

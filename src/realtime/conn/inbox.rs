@@ -404,6 +404,9 @@ async fn handle(
             handlers
                 .disconnect(socket.clone(), conn.clone(), reason)
                 .await;
+            // Whatever the disconnect handler did, a socket that is gone is in no room and acts for
+            // nobody (a second unbind finds nothing to undo).
+            core.unbind(socket, conn);
         }
     }
 }
