@@ -2,12 +2,17 @@
 //! (the only task a WebSocket session has), and the upgrade from polling.
 //!
 //! Frames are written by the emitting thread when the socket is idle (see [`crate::socket`]); the reader
-//! task writes only what had to wait. Reading uses one chunk of `ws_read_buffer_size` bytes; a message
-//! gets a buffer of its own only while it is in progress.
+//! task writes only what had to wait. A session reads into its thread's scratch buffer of
+//! `ws_read_buffer_size` bytes, which no session keeps across a wait; a message gets a buffer of its own
+//! only while it is in progress.
 
 use std::{
+    cell::RefCell,
     future::poll_fn,
+    io,
+    pin::Pin,
     sync::{Arc, Weak},
+    task::{Context, Poll},
     time::Duration,
 };
 
@@ -17,7 +22,7 @@ use engineioxide_core::{Packet, ProtocolVersion, Sid, Str, TransportType};
 use http::{HeaderValue, Request, Response, StatusCode, header, request::Parts};
 use hyper_util::rt::TokioIo;
 use sha1::{Digest, Sha1};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use crate::{
     body::ResponseBody,
@@ -80,6 +85,8 @@ pub(crate) fn accept<H: EngineIoHandler, ReqBody, B>(
     drop(body);
     let engine = engine.clone();
     let (protocol, sid) = (q.protocol, q.sid);
+    // The session is made now, so that the task holds it (a pointer) and not the request it came from.
+    let fresh = start(&engine, protocol, sid, parts);
     tokio::spawn(async move {
         let Ok(upgraded) = on_upgrade.await else {
             // The client went before the handshake finished: its claim on the upgrade lapses.
@@ -96,7 +103,7 @@ pub(crate) fn accept<H: EngineIoHandler, ReqBody, B>(
             let _ = io.shutdown().await;
             return;
         }
-        run(engine, io, protocol, sid, parts).await;
+        session(engine, io, sid, fresh).await;
     });
     let mut res = Response::new(ResponseBody::own(Bytes::new()));
     *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -117,37 +124,58 @@ fn accept_key(key: &[u8]) -> String {
 }
 
 /// Runs a WebSocket session over `io` until it ends: a new session, or the upgrade of polling session `sid`.
-pub(crate) async fn run<H, S>(
+pub(crate) fn run<H, S>(
     engine: Arc<Engine<H>>,
     io: S,
     protocol: ProtocolVersion,
     sid: Option<Sid>,
     parts: Parts,
+) -> impl Future<Output = ()> + Send + 'static
+where
+    H: EngineIoHandler,
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let fresh = start(&engine, protocol, sid, parts);
+    session(engine, io, sid, fresh)
+}
+
+/// The session a WebSocket opens with request `parts` (`None` for the upgrade of a polling session, which
+/// exists already). Made before the session's task starts, so that the task's future holds no request.
+fn start<H: EngineIoHandler>(
+    engine: &Arc<Engine<H>>,
+    protocol: ProtocolVersion,
+    sid: Option<Sid>,
+    parts: Parts,
+) -> Option<Arc<Socket<H::Data>>> {
+    sid.is_none()
+        .then(|| engine.new_socket(protocol, TransportType::Websocket, true, parts))
+}
+
+/// The session's task: `fresh`, a new session, or else the upgrade of polling session `sid`. The upgrade's
+/// larger future is boxed, so an ordinary WebSocket session's task is sized by its read loop alone.
+async fn session<H, S>(
+    engine: Arc<Engine<H>>,
+    io: S,
+    sid: Option<Sid>,
+    fresh: Option<Arc<Socket<H::Data>>>,
 ) where
     H: EngineIoHandler,
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (rd, wr) = tokio::io::split(io);
     let wr: WsWriter = Box::pin(wr);
-    let reader = FrameReader::new(&engine.config);
-    match sid {
-        None => {
-            let socket = engine.new_socket(protocol, TransportType::Websocket, true, parts);
-            socket.conn.lock().ws = Some(wr);
-            socket
-                .conn
-                .push_control(engine.open_packet(socket.id, false));
-            engine.insert(socket.clone());
-            engine.handler.clone().on_connect(socket.clone());
-            read_loop(&engine, &socket, rd, reader).await;
-        }
-        Some(sid) => {
-            let Some(socket) = engine.get(&sid) else {
-                return;
-            };
-            drop(parts);
-            upgrade(&engine, socket, rd, wr, reader).await;
-        }
+    if let Some(socket) = fresh {
+        socket.conn.lock().ws = Some(wr);
+        socket
+            .conn
+            .push_control(engine.open_packet(socket.id, false));
+        engine.insert(socket.clone());
+        engine.handler.clone().on_connect(socket.clone());
+        let mut reader = FrameReader::new(&engine.config);
+        read_loop(&engine, &socket, rd, &mut reader).await;
+    } else if let Some(socket) = sid.and_then(|sid| engine.get(&sid)) {
+        let reader = FrameReader::new(&engine.config);
+        Box::pin(upgrade(&engine, socket, rd, wr, reader)).await;
     }
 }
 
@@ -213,6 +241,16 @@ impl FrameReader {
             max_frame: config.ws_max_frame_size,
             max_message: config.ws_max_message_size,
         }
+    }
+
+    /// Lets go of whatever is in progress (its buffers and its hold on the frame budget), once the session
+    /// reads no more.
+    fn clear(&mut self) {
+        self.msg = Vec::new();
+        self.control = Vec::new();
+        self.hold = None;
+        self.msg_opcode = None;
+        self.remaining = None;
     }
 
     /// The header length once enough of it is in, `None` while more is needed.
@@ -429,15 +467,32 @@ async fn read_loop<H, R>(
     engine: &Arc<Engine<H>>,
     socket: &Arc<Socket<H::Data>>,
     mut rd: R,
-    mut reader: FrameReader,
+    reader: &mut FrameReader,
 ) where
     H: EngineIoHandler,
     R: AsyncRead + Unpin,
 {
-    let mut chunk = vec![0u8; engine.config.ws_read_buffer_size.clamp(64, 64 * 1024)];
+    let chunk = engine.config.ws_read_buffer_size.clamp(64, 64 * 1024);
     let transport_limit = engine.config.ws_max_message_size;
     let weak: Weak<dyn Evict> = Arc::downgrade(socket) as Weak<dyn Evict>;
     let new_hold = || socket.conn.budget.as_ref().map(|b| b.hold(weak.clone()));
+    // What one read brought: go on, or end the session (with a reason, or quietly after a close).
+    let mut on_read = |read: io::Result<&[u8]>| -> Result<(), Option<DisconnectReason>> {
+        let bytes = match read {
+            Ok([]) | Err(_) => return Err(Some(DisconnectReason::TransportError)),
+            Ok(bytes) => bytes,
+        };
+        let limit = socket.conn.frame_limit(transport_limit);
+        let mut on_msg = |msg| on_message(engine, socket, msg);
+        match reader.feed(bytes, limit, &new_hold, &mut on_msg) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(None),
+            Err(WsError::Budget) => Err(Some(DisconnectReason::TransportError)),
+            Err(WsError::Protocol | WsError::TooBig) => {
+                Err(Some(DisconnectReason::PacketParsingError))
+            }
+        }
+    };
     let end = loop {
         if socket.conn.is_closing() {
             break None;
@@ -450,31 +505,49 @@ async fn read_loop<H, R>(
                 }
             }
             () = socket.conn.wake.notified() => {}
-            read = rd.read(&mut chunk) => {
-                let n = match read {
-                    Ok(0) | Err(_) => break Some(DisconnectReason::TransportError),
-                    Ok(n) => n,
-                };
-                let limit = socket.conn.frame_limit(transport_limit);
-                let mut on_msg = |msg| on_message(engine, socket, msg);
-                match reader.feed(&chunk[..n], limit, &new_hold, &mut on_msg) {
-                    Ok(true) => {}
-                    Ok(false) => break None,
-                    Err(WsError::Budget) => break Some(DisconnectReason::TransportError),
-                    Err(WsError::Protocol | WsError::TooBig) => {
-                        break Some(DisconnectReason::PacketParsingError);
-                    }
+            read = poll_fn(|cx| read_scratch(&mut rd, cx, chunk, &mut on_read)) => {
+                if let Err(end) = read {
+                    break end;
                 }
             }
         }
     };
-    drop(reader);
-    drop(chunk);
+    reader.clear();
     let write = end != Some(DisconnectReason::TransportError);
     if let Some(reason) = end {
         socket.close_with(reason, None);
     }
     finish(engine, socket, write).await;
+}
+
+thread_local! {
+    /// The thread's read buffer, shared by every session whose reader runs on the thread.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Reads up to `size` bytes from `rd` into the thread's scratch buffer and hands them (or the error) to
+/// `f` while they are there. A read that must wait keeps nothing: an idle session holds no read buffer.
+fn read_scratch<R: AsyncRead + Unpin, T>(
+    rd: &mut R,
+    cx: &mut Context<'_>,
+    size: usize,
+    f: &mut impl FnMut(io::Result<&[u8]>) -> T,
+) -> Poll<T> {
+    SCRATCH.with(|cell| {
+        // Taken out while in use, so a read made from inside `f` (none is) would get its own.
+        let mut buf = cell.take();
+        if buf.len() < size {
+            buf.resize(size, 0);
+        }
+        let mut rb = ReadBuf::new(&mut buf[..size]);
+        let out = match Pin::new(rd).poll_read(cx, &mut rb) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(())) => Poll::Ready(f(Ok(rb.filled()))),
+            Poll::Ready(Err(e)) => Poll::Ready(f(Err(e))),
+        };
+        cell.replace(buf);
+        out
+    })
 }
 
 /// Writes what is left (the close packet among it) and a close frame, within a bounded time, then lets
@@ -592,7 +665,7 @@ async fn upgrade<H, R>(
             return;
         }
     }
-    read_loop(engine, &socket, rd, reader).await;
+    read_loop(engine, &socket, rd, &mut reader).await;
 }
 
 fn probe_frame() -> Bytes {
