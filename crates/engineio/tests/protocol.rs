@@ -12,6 +12,7 @@ use engineioxide::{
     DisconnectReason, Socket, Str,
     budget::{FrameBudget, FrameLimit, Limits},
     config::EngineIoConfig,
+    handle::SessionHandle,
     handler::EngineIoHandler,
     service::EngineIoService,
 };
@@ -451,6 +452,60 @@ async fn a_full_buffer_fails_the_emit_instead_of_growing() {
     assert!(socket.is_closed());
     assert!(matches!(
         socket.emit("late"),
+        Err(tokio::sync::mpsc::error::TrySendError::Closed(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_session_handle_emits_in_order_with_the_socket_and_closes_the_session() {
+    let (addr, echo) = start(config().max_buffer_size(3).build()).await;
+    let mut c = ws(addr, "EIO=4&transport=websocket").await;
+    assert!(next_text(&mut c).await.expect("open").starts_with("0{"));
+    let socket = echo.socket(0);
+    let handle = socket
+        .req_parts
+        .extensions
+        .get::<SessionHandle>()
+        .cloned()
+        .expect("every session's request carries its handle");
+    socket.emit("a").expect("emit");
+    handle.emit("b".into()).expect("emit through the handle");
+    socket.emit("c").expect("emit");
+    for want in ["4a", "4b", "4c"] {
+        assert_eq!(next_text(&mut c).await.as_deref(), Some(want));
+    }
+    // The handle follows the session's buffer limit: a polling session nobody polls takes three.
+    let (_, _open) = get(addr, "/engine.io/?EIO=4&transport=polling").await;
+    let polling = echo.socket(1);
+    let handle2 = polling
+        .req_parts
+        .extensions
+        .get::<SessionHandle>()
+        .cloned()
+        .expect("handle");
+    for i in 0..3 {
+        handle2
+            .emit(format!("m{i}").into())
+            .expect("room for three");
+    }
+    assert!(matches!(
+        handle2.emit("m3".into()),
+        Err(tokio::sync::mpsc::error::TrySendError::Full(_))
+    ));
+    // Closing through the handle ends the WebSocket session; emitting afterwards fails as closed.
+    handle.close();
+    assert_eq!(
+        next_text(&mut c).await.as_deref(),
+        Some("1"),
+        "a close packet"
+    );
+    assert!(socket.is_closed());
+    assert!(matches!(
+        handle.emit("late".into()),
+        Err(tokio::sync::mpsc::error::TrySendError::Closed(_))
+    ));
+    assert!(matches!(
+        SessionHandle::default().emit("nobody".into()),
         Err(tokio::sync::mpsc::error::TrySendError::Closed(_))
     ));
 }
