@@ -196,8 +196,8 @@ impl<H: EngineIoHandler, S> EngineIoService<H, S> {
     pub fn ws_init<C>(
         &self,
         conn: C,
-        protocol: ProtocolVersion,
-        sid: Option<Sid>,
+        protocol: engineioxide_core::ProtocolVersion,
+        sid: Option<engineioxide_core::Sid>,
         req_data: http::request::Parts,
     ) -> impl std::future::Future<Output = Result<(), RequestError>> + 'static
     where
