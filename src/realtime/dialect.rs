@@ -14,8 +14,9 @@ impl Dialect {
     /// Both dialects.
     pub const ALL: [Self; 2] = [Self::V3, Self::Laravel];
 
-    /// The prefix of this dialect's socket.io rooms: every chat room and every user has one room per
-    /// dialect, so an event encoded once per dialect goes to exactly the sockets that read it.
+    /// The prefix of this dialect's room channels ([`super::channels::Channels`]): every chat room has
+    /// one channel per dialect, so an event encoded once per dialect goes to exactly the sockets that
+    /// read it.
     pub fn prefix(self) -> &'static str {
         match self {
             Self::V3 => "",

@@ -50,7 +50,7 @@ pub enum Target {
     Everyone,
 }
 
-/// The socket.io room of a chat room, for sockets of `dialect`.
+/// The channel of a chat room for sockets of `dialect` (its key in [`Channels`]).
 pub fn room_channel(room: &str, dialect: Dialect) -> String {
     format!("{}room:{room}", dialect.prefix())
 }
