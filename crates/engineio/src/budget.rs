@@ -13,7 +13,7 @@
 //!
 //! socketioxide's builder forwards only the settings it knows, so besides [`crate::config::EngineIoConfig::limits`],
 //! a [`Limits`] value found in a request's extensions (put there by a tower layer, e.g. axum's
-//! `Extension`) applies to the session that request opens.
+//! `Extension`) applies to the session that request opens, which takes it out of the request it keeps.
 
 use std::{
     collections::HashMap,

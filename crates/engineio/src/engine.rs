@@ -123,10 +123,11 @@ impl<H: EngineIoHandler> Engine<H> {
         mut parts: Parts,
     ) -> Arc<Socket<H::Data>> {
         detach(&mut parts);
+        // Taken out, not copied: the session's request keeps its extensions for its whole life, and one
+        // entry fewer keeps their table at 8 buckets instead of 16 (about 270 bytes per session).
         let limits = parts
             .extensions
-            .get::<Limits>()
-            .cloned()
+            .remove::<Limits>()
             .or_else(|| self.config.limits.clone())
             .unwrap_or_default();
         let mut conn = Conn::new(
