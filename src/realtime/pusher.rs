@@ -1,15 +1,15 @@
 //! The Pusher: the only way server code emits (laravel-swoole's `Pusher`).
 //!
 //! An event is pushed to a [`Target`]. The Pusher encodes it at most once per client dialect and sends
-//! each encoding only to that dialect's sockets: a chat room is one channel per dialect (see
-//! [`Dialect::prefix`]) in the Pusher's own index of who is in which ([`Channels`]: a broadcast is
-//! encoded into one Socket.IO packet that every recipient's session gets as it is), and a user's sockets
-//! on this node are listed in another ([`UserSockets`]), each socket answering in its dialect. Neither
-//! is kept in socketioxide's adapter, whose tables keep the size of the largest crowd. A push therefore costs what its recipients
-//! cost, never what everyone online costs. In a cluster, a push to a room or to users is
-//! also published through [`Publish`] (the cluster bus) with both dialects' frames, and every other node hands them to
-//! its own sockets (`send_frames_here`); single sockets are always local, and so are the
-//! `_here` sends (presence rounds and unread counts, which every node serves to its own sockets).
+//! each encoding only to that dialect's sockets. A chat room is one channel per dialect (see
+//! [`Dialect::prefix`]) in the Pusher's own index of who is in which ([`Channels`]): a broadcast is
+//! encoded into one Socket.IO packet, which every recipient's session gets as it is. A user's sockets on
+//! this node are listed in another index ([`UserSockets`]), each socket answering in its dialect. Neither
+//! is kept in socketioxide's adapter, whose tables keep the size of the largest crowd. A push therefore
+//! costs what its recipients cost, never what everyone online costs. In a cluster, a push to a room or
+//! to users is also published through [`Publish`] (the cluster bus) with both dialects' frames, and every
+//! other node hands them to its own sockets (`send_frames_here`); single sockets are always local, and so
+//! are the `_here` sends (presence rounds and unread counts, which every node serves to its own sockets).
 //!
 //! After the server has closed (shutdown), pushes are dropped quietly.
 
