@@ -44,7 +44,7 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
     crate::db::checkpoints(&store, url, crate::db::CHECKPOINT_EVERY);
     let metrics = Arc::new(Metrics::new());
     if let Some(wal) = &store.wal {
-        let file = crate::metrics::WalFile::new(wal.path.clone(), wal.bytes);
+        let file = crate::metrics::WalFile::new(wal.clone());
         metrics.register_collector(Box::new(file));
     }
     let engine = crate::socket::engine::build(&settings, &metrics);

@@ -107,7 +107,12 @@ impl WalLimit {
     /// Whether the file is past the limit. The file keeps its size when the WAL starts over, and is
     /// written again from its beginning: it grows past the limit only when the WAL does.
     pub fn passed(&self) -> bool {
-        std::fs::metadata(&self.path).is_ok_and(|m| m.len() > self.bytes)
+        self.size() > self.bytes
+    }
+
+    /// The file's size in bytes (0 while there is no file).
+    pub fn size(&self) -> u64 {
+        std::fs::metadata(&self.path).map_or(0, |m| m.len())
     }
 }
 

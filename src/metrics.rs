@@ -296,22 +296,19 @@ impl Collector for ProcessFds {
 /// `chatroom_sqlite_wal_bytes` and `chatroom_sqlite_wal_limit_bytes`, read at each scrape: the size of
 /// a SQLite file's write-ahead log, and the size near which the message writer starts it over.
 #[derive(Debug)]
-pub struct WalFile {
-    path: std::path::PathBuf,
-    limit: u64,
-}
+pub struct WalFile(crate::db::WalLimit);
 
 impl WalFile {
-    /// The WAL file at `path`, started over near `limit` bytes.
-    pub fn new(path: std::path::PathBuf, limit: u64) -> Self {
-        Self { path, limit }
+    /// The series of the WAL file `wal` names, and of its limit.
+    pub fn new(wal: crate::db::WalLimit) -> Self {
+        Self(wal)
     }
 }
 
 impl Collector for WalFile {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         // No file yet (nothing written since the last connection closed): an empty WAL.
-        let size = std::fs::metadata(&self.path).map_or(0, |m| m.len());
+        let size = self.0.size();
         for (name, help, value) in [
             (
                 "chatroom_sqlite_wal_bytes",
@@ -321,7 +318,7 @@ impl Collector for WalFile {
             (
                 "chatroom_sqlite_wal_limit_bytes",
                 "Size near which the message writer starts the write-ahead log over (--wal-limit-bytes).",
-                self.limit,
+                self.0.bytes,
             ),
         ] {
             let gauge = ConstGauge::new(value);
