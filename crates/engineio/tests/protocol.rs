@@ -456,18 +456,23 @@ async fn a_full_buffer_fails_the_emit_instead_of_growing() {
     ));
 }
 
+/// The handle every session's request carries.
+fn handle_of(socket: &Socket<()>) -> SessionHandle {
+    socket
+        .req_parts
+        .extensions
+        .get::<SessionHandle>()
+        .cloned()
+        .expect("every session's request carries its handle")
+}
+
 #[tokio::test]
 async fn a_session_handle_emits_in_order_with_the_socket_and_closes_the_session() {
     let (addr, echo) = start(config().max_buffer_size(3).build()).await;
     let mut c = ws(addr, "EIO=4&transport=websocket").await;
     assert!(next_text(&mut c).await.expect("open").starts_with("0{"));
     let socket = echo.socket(0);
-    let handle = socket
-        .req_parts
-        .extensions
-        .get::<SessionHandle>()
-        .cloned()
-        .expect("every session's request carries its handle");
+    let handle = handle_of(&socket);
     socket.emit("a").expect("emit");
     handle.emit("b".into()).expect("emit through the handle");
     socket.emit("c").expect("emit");
@@ -477,12 +482,7 @@ async fn a_session_handle_emits_in_order_with_the_socket_and_closes_the_session(
     // The handle follows the session's buffer limit: a polling session nobody polls takes three.
     let (_, _open) = get(addr, "/engine.io/?EIO=4&transport=polling").await;
     let polling = echo.socket(1);
-    let handle2 = polling
-        .req_parts
-        .extensions
-        .get::<SessionHandle>()
-        .cloned()
-        .expect("handle");
+    let handle2 = handle_of(&polling);
     for i in 0..3 {
         handle2
             .emit(format!("m{i}").into())
